@@ -1,0 +1,103 @@
+"""Agents (a model, a prompt and tools) and the pool that names them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cancellation import CancellationToken
+from .engine import DEFAULT_MAX_STEPS, ReActEngine
+from .events import StepEvent
+from .llm import LLMGateway
+from .tools import Tool, as_tools
+
+
+class UnknownAgentError(KeyError):
+    """No agent of that name; never silently replaced by another agent."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        names = ", ".join(sorted(known)) or "none"
+        super().__init__(name)
+        self.name = name
+        self.message = f"Unknown agent {name!r}. Available agents: {names}."
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Agent:
+    """A named agent: which model to ask, how to prompt it, and what tools it may use."""
+
+    name: str
+    gateway: LLMGateway
+    tools: list[Tool | Callable[..., Any]] = field(default_factory=list)
+    description: str = ""
+    model: str = "scripted"
+    system_prompt: str | None = None
+    max_steps: int = DEFAULT_MAX_STEPS
+    llm_idle_timeout: float | None = 120.0
+
+    def __post_init__(self) -> None:
+        self._tools = as_tools(self.tools)  # validates names once, at definition
+
+    @property
+    def tool_list(self) -> list[Tool]:
+        return list(self._tools.values())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "model": self.model,
+            "tools": [t.summary() for t in self.tool_list],
+        }
+
+    def stream(
+        self, user_input: str, cancellation_token: CancellationToken | None = None
+    ) -> AsyncIterator[StepEvent]:
+        """Run the agent on one user input, yielding its events."""
+        engine = ReActEngine(
+            self.gateway, max_steps=self.max_steps, llm_idle_timeout=self.llm_idle_timeout
+        )
+        return engine.execute_stream(
+            messages=[{"role": "user", "content": user_input}],
+            tools=self.tool_list,
+            model=self.model,
+            agent_name=self.name,
+            system_prompt=self.system_prompt,
+            cancellation_token=cancellation_token,
+        )
+
+
+class AgentPool:
+    """Agents by name."""
+
+    def __init__(self, agents: Iterable[Agent] = ()) -> None:
+        self._agents: dict[str, Agent] = {}
+        for agent in agents:
+            self.register(agent)
+
+    def register(self, agent: Agent, *, replace: bool = False) -> None:
+        if agent.name in self._agents and not replace:
+            raise ValueError(f"an agent named {agent.name!r} is already registered")
+        self._agents[agent.name] = agent
+
+    def get(self, name: str) -> Agent:
+        try:
+            return self._agents[name]
+        except KeyError:
+            raise UnknownAgentError(name, self._agents) from None
+
+    def list(self) -> list[Agent]:
+        return list(self._agents.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._agents
+
+    def __iter__(self) -> Iterator[Agent]:
+        return iter(self._agents.values())
+
+    def __len__(self) -> int:
+        return len(self._agents)

@@ -1,0 +1,388 @@
+"""The ReAct loop: ask the model, run the tools it calls, feed back, until an answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cancellation import CancellationToken
+from .events import ErrorCode, EventType, StepEvent
+from .llm import LLMError, LLMGateway, Message, ModelRequest, ModelTurn, TokenDelta, ToolCall, Usage
+from .tools import Tool, ToolArgumentError, as_tools
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_STEPS = 10
+
+
+class _Cancelled:
+    """Queue sentinel: the token fired while waiting for the model."""
+
+
+_CANCELLED = _Cancelled()
+
+
+@dataclass(slots=True)
+class _ToolOutcome:
+    output: str
+    is_error: bool
+    duration_ms: float
+    error_code: str | None = None
+
+
+@dataclass(slots=True)
+class _RunState:
+    token: CancellationToken
+    conversation: list[Message]
+    tools: dict[str, Tool]
+    step: int = 0
+    usage: Usage = field(default_factory=Usage)
+    # Worker threads of sync tools: a cancel abandons them, and we say so.
+    tool_threads: dict[str, list[threading.Thread]] = field(default_factory=dict)
+
+
+class ReActEngine:
+    """Runs one agent conversation as a stream of :class:`StepEvent`.
+
+    ``llm_idle_timeout`` bounds the wait for the model's next chunk, so an endpoint
+    that stalls mid-stream ends the run with ``llm_timeout`` instead of hanging.
+    """
+
+    def __init__(
+        self,
+        gateway: LLMGateway,
+        *,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        llm_idle_timeout: float | None = 120.0,
+    ) -> None:
+        self.gateway = gateway
+        self.max_steps = max_steps
+        self.llm_idle_timeout = llm_idle_timeout
+
+    async def execute_stream(
+        self,
+        messages: Sequence[Message],
+        tools: Iterable[Tool | Callable[..., Any]],
+        model: str,
+        agent_name: str,
+        system_prompt: str | None,
+        cancellation_token: CancellationToken | None = None,
+        max_steps: int | None = None,
+    ) -> AsyncIterator[StepEvent]:
+        """Yield the run's events; the last one is ``final_answer``, ``error`` or ``cancelled``.
+
+        Failures of the model or of tools never raise out of the iterator.
+        """
+        limit = max_steps if max_steps is not None else self.max_steps
+        conversation: list[Message] = []
+        if system_prompt:
+            conversation.append({"role": "system", "content": system_prompt})
+        conversation.extend(dict(m) for m in messages)
+        state = _RunState(
+            token=cancellation_token or CancellationToken(),
+            conversation=conversation,
+            tools=as_tools(tools),
+        )
+        tool_specs = [t.spec() for t in state.tools.values()]
+
+        while True:
+            if state.token.cancelled:
+                yield self._cancelled_event(state, "between_steps", [])
+                return
+            if state.step >= limit:
+                yield self._error(
+                    state,
+                    ErrorCode.MAX_STEPS_EXCEEDED,
+                    f"Agent {agent_name!r} reached its limit of {limit} steps without an answer.",
+                )
+                return
+            state.step += 1
+
+            turn: ModelTurn | None = None
+            request = ModelRequest(model=model, messages=list(conversation), tools=tool_specs)
+            async for item in self._model_turn(request, state):
+                if isinstance(item, StepEvent):
+                    yield item
+                    if item.is_terminal:
+                        return
+                else:
+                    turn = item
+            assert turn is not None
+            state.usage = state.usage + turn.usage
+
+            if not turn.tool_calls:
+                if not turn.text.strip():
+                    yield self._error(
+                        state,
+                        ErrorCode.EMPTY_RESPONSE,
+                        "The model answered with neither text nor a tool call.",
+                    )
+                    return
+                yield StepEvent(
+                    EventType.FINAL_ANSWER,
+                    state.step,
+                    {
+                        "output": turn.text,
+                        "total_steps": state.step,
+                        "total_tokens": state.usage.total_tokens,
+                        "usage": state.usage.to_dict(),
+                    },
+                )
+                return
+
+            if turn.text.strip():
+                yield StepEvent(
+                    EventType.THOUGHT,
+                    state.step,
+                    {"text": turn.text, "usage": turn.usage.to_dict()},
+                )
+            conversation.append(turn.as_message())
+            for call in turn.tool_calls:
+                yield StepEvent(
+                    EventType.TOOL_CALL,
+                    state.step,
+                    {"call_id": call.call_id, "name": call.name, "arguments": _display(call)},
+                )
+            async for event in self._run_tools(turn.tool_calls, state):
+                yield event
+                if event.is_terminal:
+                    return
+
+    # -- the model call -------------------------------------------------------------
+
+    async def _model_turn(
+        self, request: ModelRequest, state: _RunState
+    ) -> AsyncIterator[StepEvent | ModelTurn]:
+        """Stream one model call: token events, then the turn; or a terminal event."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[TokenDelta | ModelTurn | LLMError | _Cancelled] = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                async for item in self.gateway.stream(request):
+                    queue.put_nowait(item)
+            except LLMError as exc:
+                queue.put_nowait(exc)
+            except Exception:
+                log.exception("model gateway %s failed", type(self.gateway).__name__)
+                queue.put_nowait(LLMError("The model call failed unexpectedly."))
+
+        producer = asyncio.create_task(pump())
+
+        def stop(_reason: str | None) -> None:
+            def interrupt() -> None:
+                producer.cancel()
+                queue.put_nowait(_CANCELLED)
+
+            _call_on_loop(loop, interrupt)
+
+        unregister = state.token.add_callback(stop)
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), self.llm_idle_timeout)
+                except TimeoutError:
+                    yield self._error(
+                        state,
+                        ErrorCode.LLM_TIMEOUT,
+                        f"The model sent nothing for {self.llm_idle_timeout:g} s.",
+                    )
+                    return
+                if isinstance(item, _Cancelled):
+                    yield self._cancelled_event(state, "llm_call", [])
+                    return
+                if isinstance(item, LLMError):
+                    code = (
+                        ErrorCode.LLM_TIMEOUT if item.code == "llm_timeout" else ErrorCode.LLM_ERROR
+                    )
+                    yield self._error(state, code, f"The model call failed: {item}")
+                    return
+                if isinstance(item, TokenDelta):
+                    if item.text:
+                        yield StepEvent(EventType.TOKEN, state.step, {"delta": item.text})
+                    continue
+                yield item
+                return
+        finally:
+            unregister()
+            producer.cancel()
+
+    # -- tools ----------------------------------------------------------------------
+
+    async def _run_tools(
+        self, calls: Sequence[ToolCall], state: _RunState
+    ) -> AsyncIterator[StepEvent]:
+        """Run the turn's tool calls concurrently; yield observations as they finish."""
+        pending = {asyncio.create_task(self._run_tool(call, state)): call for call in calls}
+        outcomes: dict[str, _ToolOutcome] = {}
+        stop = asyncio.ensure_future(state.token.wait())
+        try:
+            while pending:
+                done, _ = await asyncio.wait(
+                    {*pending, stop}, return_when=asyncio.FIRST_COMPLETED
+                )
+                finished = [task for task in done if task is not stop]
+                for task in finished:
+                    call = pending.pop(task)
+                    outcome = task.result()
+                    outcomes[call.call_id] = outcome
+                    data: dict[str, Any] = {
+                        "call_id": call.call_id,
+                        "name": call.name,
+                        "output": outcome.output,
+                        "is_error": outcome.is_error,
+                        "duration_ms": round(outcome.duration_ms, 3),
+                    }
+                    if outcome.error_code:
+                        data["error_code"] = outcome.error_code
+                    yield StepEvent(EventType.OBSERVATION, state.step, data)
+                if stop in done and pending:
+                    interrupted = [pending[t].name for t in pending]
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.wait(pending, timeout=0.05)
+                    yield self._cancelled_event(state, "tool_calls", interrupted)
+                    return
+        finally:
+            stop.cancel()
+            for task in pending:
+                task.cancel()
+        for call in calls:
+            outcome = outcomes[call.call_id]
+            state.conversation.append(
+                {"role": "tool", "tool_call_id": call.call_id, "content": outcome.output}
+            )
+
+    async def _run_tool(self, call: ToolCall, state: _RunState) -> _ToolOutcome:
+        started = time.perf_counter()
+
+        def failed(code: ErrorCode, message: str) -> _ToolOutcome:
+            return _ToolOutcome(
+                message, True, (time.perf_counter() - started) * 1000, code.value
+            )
+
+        tool = state.tools.get(call.name)
+        if tool is None:
+            known = ", ".join(sorted(state.tools)) or "none"
+            return failed(
+                ErrorCode.UNKNOWN_TOOL, f"Unknown tool {call.name!r}. Available tools: {known}."
+            )
+        try:
+            kwargs = tool.validate_arguments(call.arguments)
+        except ToolArgumentError as exc:
+            return failed(ErrorCode.INVALID_ARGUMENTS, f"Invalid arguments for {tool.name}: {exc}")
+        try:
+            if tool.is_async:
+                result = await asyncio.wait_for(tool.func(**kwargs), tool.timeout)
+            else:
+                result = await asyncio.wait_for(
+                    _run_in_thread(tool, kwargs, state), tool.timeout
+                )
+        except TimeoutError:
+            return failed(ErrorCode.TOOL_TIMEOUT, f"{tool.name} timed out after {tool.timeout:g} s.")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return failed(ErrorCode.TOOL_ERROR, f"{type(exc).__name__}: {exc}")
+        return _ToolOutcome(_render(result), False, (time.perf_counter() - started) * 1000)
+
+    # -- terminal events ------------------------------------------------------------
+
+    def _error(self, state: _RunState, code: ErrorCode, message: str) -> StepEvent:
+        return StepEvent(EventType.ERROR, state.step, {"message": message, "code": code.value})
+
+    def _cancelled_event(
+        self, state: _RunState, interrupted: str, tools: list[str]
+    ) -> StepEvent:
+        background = sorted(
+            name
+            for name, threads in state.tool_threads.items()
+            if any(thread.is_alive() for thread in threads)
+        )
+        if interrupted == "llm_call":
+            message = "Cancelled during the model call; the request was aborted."
+        elif interrupted == "tool_calls":
+            message = f"Cancelled while running {', '.join(tools)}."
+        else:
+            message = "Cancelled between steps."
+        if background:
+            message += (
+                f" {', '.join(background)} run(s) in a worker thread that cannot be stopped"
+                " and may still be running in the background."
+            )
+        else:
+            message += " Nothing is left running."
+        return StepEvent(
+            EventType.CANCELLED,
+            state.step,
+            {
+                "reason": state.token.reason,
+                "interrupted": interrupted,
+                "tools": tools,
+                "background": background,
+                "message": message,
+            },
+        )
+
+
+async def _run_in_thread(tool: Tool, kwargs: dict[str, Any], state: _RunState) -> Any:
+    """Run a sync tool in a daemon thread, so an abandoned call never blocks exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def target() -> None:
+        try:
+            outcome = (True, tool.func(**kwargs))
+        except BaseException as exc:  # delivered to the awaiting coroutine
+            outcome = (False, exc)
+        try:
+            loop.call_soon_threadsafe(deliver, *outcome)
+        except RuntimeError:
+            pass  # the loop closed while the tool ran: nobody is waiting
+
+    thread = threading.Thread(target=target, name=f"agentkit-tool-{tool.name}", daemon=True)
+    state.tool_threads.setdefault(tool.name, []).append(thread)
+    thread.start()
+    return await future
+
+
+def _call_on_loop(loop: asyncio.AbstractEventLoop, func: Callable[[], None]) -> None:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        func()
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(func)
+
+
+def _display(call: ToolCall) -> Any:
+    """Arguments as the user should see them: parsed if possible, raw text otherwise."""
+    try:
+        return call.parsed_arguments()
+    except json.JSONDecodeError:
+        return call.arguments
+
+
+def _render(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    try:
+        return json.dumps(result, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(result)

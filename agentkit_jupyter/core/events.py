@@ -1,0 +1,80 @@
+"""The step events a run emits: the contract every other layer only moves around."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class EventType(str, Enum):
+    TOKEN = "token"
+    THOUGHT = "thought"
+    TOOL_CALL = "tool_call"
+    OBSERVATION = "observation"
+    FINAL_ANSWER = "final_answer"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_EVENT_TYPES = frozenset({EventType.FINAL_ANSWER, EventType.ERROR, EventType.CANCELLED})
+
+
+class ErrorCode(str, Enum):
+    """Stable codes of ``error`` events (end of a run) and of failed observations."""
+
+    # End the run
+    LLM_ERROR = "llm_error"
+    LLM_TIMEOUT = "llm_timeout"
+    EMPTY_RESPONSE = "empty_response"
+    MAX_STEPS_EXCEEDED = "max_steps_exceeded"
+    INTERNAL_ERROR = "internal_error"
+    # Become an observation with is_error; the loop goes on
+    TOOL_ERROR = "tool_error"
+    TOOL_TIMEOUT = "tool_timeout"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    UNKNOWN_TOOL = "unknown_tool"
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """One thing that happened in a run.
+
+    ``data`` by ``event_type``:
+
+    - ``token``: ``delta`` (a piece of the model's text as it streams)
+    - ``thought``: ``text``, ``usage`` (``prompt_tokens``, ``completion_tokens``)
+    - ``tool_call``: ``call_id``, ``name``, ``arguments``
+    - ``observation``: ``call_id``, ``name``, ``output``, ``is_error``, ``duration_ms``,
+      and ``error_code`` when ``is_error``
+    - ``final_answer``: ``output``, ``total_steps``, ``total_tokens``, ``usage``
+    - ``error``: ``message``, ``code``
+    - ``cancelled``: ``reason``, ``interrupted``, ``tools``, ``background``, ``message``
+    """
+
+    event_type: EventType
+    step: int
+    data: dict[str, Any]
+    timestamp: float = field(default_factory=time.time)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.event_type in TERMINAL_EVENT_TYPES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_type": self.event_type.value,
+            "step": self.step,
+            "data": self.data,
+            "timestamp": self.timestamp,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StepEvent:
+        return cls(
+            event_type=EventType(raw["event_type"]),
+            step=int(raw["step"]),
+            data=dict(raw.get("data") or {}),
+            timestamp=float(raw.get("timestamp", time.time())),
+        )

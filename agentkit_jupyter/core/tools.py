@@ -1,0 +1,165 @@
+"""Tools from plain Python functions: JSON schema from type hints and docstrings."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, get_type_hints, overload
+
+import docstring_parser
+import pydantic
+
+_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+class ToolArgumentError(ValueError):
+    """The model's arguments do not fit the tool's signature."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A callable the model may invoke, with the schema the model sees."""
+
+    name: str
+    description: str
+    func: Callable[..., Any]
+    arguments_model: type[pydantic.BaseModel]
+    timeout: float | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    @property
+    def parameters_schema(self) -> dict[str, Any]:
+        schema = self.arguments_model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        return schema
+
+    def spec(self) -> dict[str, Any]:
+        """The OpenAI chat-completions ``tools`` entry for this tool."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters_schema,
+            },
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description}
+
+    def validate_arguments(self, raw: str | dict[str, Any]) -> dict[str, Any]:
+        """Parse and validate the model's arguments into keyword arguments."""
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw) if raw.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ToolArgumentError(f"arguments are not valid JSON: {exc.msg}") from exc
+        if not isinstance(raw, dict):
+            raise ToolArgumentError("arguments must be a JSON object")
+        try:
+            parsed = self.arguments_model.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ToolArgumentError(problems) from exc
+        return {name: getattr(parsed, name) for name in type(parsed).model_fields}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the underlying function directly, as if undecorated."""
+        return self.func(*args, **kwargs)
+
+
+class _ArgumentsBase(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+
+
+def _build_tool(
+    func: Callable[..., Any], name: str | None, description: str | None, timeout: float | None
+) -> Tool:
+    tool_name = name or func.__name__
+    if not _NAME_PATTERN.match(tool_name):
+        raise ValueError(f"tool name {tool_name!r} must match {_NAME_PATTERN.pattern}")
+    doc = docstring_parser.parse(inspect.getdoc(func) or "")
+    param_docs = {p.arg_name: (p.description or "").strip() for p in doc.params}
+    hints = get_type_hints(func)
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(func).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"tool {tool_name!r}: *args and **kwargs cannot be described")
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (
+            annotation,
+            pydantic.Field(default, description=param_docs.get(param.name) or None),
+        )
+    model = pydantic.create_model(  # type: ignore[call-overload]
+        f"{tool_name}_arguments", __base__=_ArgumentsBase, **fields
+    )
+    summary = description or "\n\n".join(
+        part for part in (doc.short_description, doc.long_description) if part
+    )
+    return Tool(
+        name=tool_name,
+        description=summary.strip(),
+        func=func,
+        arguments_model=model,
+        timeout=timeout,
+    )
+
+
+@overload
+def tool(func: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, timeout: float | None = None
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Turn a plain (sync or async) function into a :class:`Tool`.
+
+    Use bare (``@tool``) or with options (``@tool(timeout=5)``). The schema comes from
+    the type hints; the description and per-argument help from the docstring
+    (Google, NumPy or reST style). Sync tools run in a worker thread.
+    """
+    if func is not None:
+        return _build_tool(func, name, description, timeout)
+
+    def decorate(f: Callable[..., Any]) -> Tool:
+        return _build_tool(f, name, description, timeout)
+
+    return decorate
+
+
+def as_tools(items: Iterable[Tool | Callable[..., Any]]) -> dict[str, Tool]:
+    """Index tools by name, wrapping plain functions; duplicate names are an error."""
+    tools: dict[str, Tool] = {}
+    for item in items:
+        built = item if isinstance(item, Tool) else tool(item)
+        if built.name in tools:
+            raise ValueError(f"two tools are named {built.name!r}")
+        tools[built.name] = built
+    return tools
+
+
+
+__all__ = ["Tool", "ToolArgumentError", "as_tools", "tool"]
