@@ -5,3 +5,13 @@ from .core import Agent, AgentPool, CancellationToken, StepEvent, tool
 __version__ = "0.1.0"
 
 __all__ = ["Agent", "AgentPool", "CancellationToken", "StepEvent", "__version__", "tool"]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "agentkit-jupyter"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, object]]:
+    from .server.app import AgentKitExtension
+
+    return [{"module": "agentkit_jupyter", "app": AgentKitExtension}]

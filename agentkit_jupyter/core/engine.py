@@ -219,16 +219,15 @@ class ReActEngine:
         self, calls: Sequence[ToolCall], state: _RunState
     ) -> AsyncIterator[StepEvent]:
         """Run the turn's tool calls concurrently; yield observations as they finish."""
-        pending = {asyncio.create_task(self._run_tool(call, state)): call for call in calls}
+        pending: dict[asyncio.Task[_ToolOutcome], ToolCall] = {
+            asyncio.create_task(self._run_tool(call, state)): call for call in calls
+        }
         outcomes: dict[str, _ToolOutcome] = {}
         stop = asyncio.ensure_future(state.token.wait())
         try:
             while pending:
-                done, _ = await asyncio.wait(
-                    {*pending, stop}, return_when=asyncio.FIRST_COMPLETED
-                )
-                finished = [task for task in done if task is not stop]
-                for task in finished:
+                done, _ = await asyncio.wait({*pending, stop}, return_when=asyncio.FIRST_COMPLETED)
+                for task in [t for t in pending if t in done]:
                     call = pending.pop(task)
                     outcome = task.result()
                     outcomes[call.call_id] = outcome
@@ -263,9 +262,7 @@ class ReActEngine:
         started = time.perf_counter()
 
         def failed(code: ErrorCode, message: str) -> _ToolOutcome:
-            return _ToolOutcome(
-                message, True, (time.perf_counter() - started) * 1000, code.value
-            )
+            return _ToolOutcome(message, True, (time.perf_counter() - started) * 1000, code.value)
 
         tool = state.tools.get(call.name)
         if tool is None:
@@ -281,11 +278,11 @@ class ReActEngine:
             if tool.is_async:
                 result = await asyncio.wait_for(tool.func(**kwargs), tool.timeout)
             else:
-                result = await asyncio.wait_for(
-                    _run_in_thread(tool, kwargs, state), tool.timeout
-                )
+                result = await asyncio.wait_for(_run_in_thread(tool, kwargs, state), tool.timeout)
         except TimeoutError:
-            return failed(ErrorCode.TOOL_TIMEOUT, f"{tool.name} timed out after {tool.timeout:g} s.")
+            return failed(
+                ErrorCode.TOOL_TIMEOUT, f"{tool.name} timed out after {tool.timeout:g} s."
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -297,9 +294,7 @@ class ReActEngine:
     def _error(self, state: _RunState, code: ErrorCode, message: str) -> StepEvent:
         return StepEvent(EventType.ERROR, state.step, {"message": message, "code": code.value})
 
-    def _cancelled_event(
-        self, state: _RunState, interrupted: str, tools: list[str]
-    ) -> StepEvent:
+    def _cancelled_event(self, state: _RunState, interrupted: str, tools: list[str]) -> StepEvent:
         background = sorted(
             name
             for name, threads in state.tool_threads.items()

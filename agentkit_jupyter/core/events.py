@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     TOKEN = "token"
     THOUGHT = "thought"
     TOOL_CALL = "tool_call"
@@ -21,7 +21,7 @@ class EventType(str, Enum):
 TERMINAL_EVENT_TYPES = frozenset({EventType.FINAL_ANSWER, EventType.ERROR, EventType.CANCELLED})
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     """Stable codes of ``error`` events (end of a run) and of failed observations."""
 
     # End the run

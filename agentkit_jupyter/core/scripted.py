@@ -83,6 +83,8 @@ class ScriptedGateway(LLMGateway):
             )
             for n, (name, arguments) in enumerate(turn.tool_calls)
         )
-        prompt_tokens = sum(len(_TOKEN.findall(str(m.get("content") or ""))) for m in request.messages)
+        prompt_tokens = sum(
+            len(_TOKEN.findall(str(m.get("content") or ""))) for m in request.messages
+        )
         completion_tokens = len(pieces) + sum(len(c.arguments.split()) + 1 for c in calls)
         yield ModelTurn(turn.text, calls, Usage(prompt_tokens, completion_tokens))

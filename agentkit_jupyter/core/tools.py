@@ -102,9 +102,7 @@ def _build_tool(
             annotation,
             pydantic.Field(default, description=param_docs.get(param.name) or None),
         )
-    model = pydantic.create_model(  # type: ignore[call-overload]
-        f"{tool_name}_arguments", __base__=_ArgumentsBase, **fields
-    )
+    model = pydantic.create_model(f"{tool_name}_arguments", __base__=_ArgumentsBase, **fields)
     summary = description or "\n\n".join(
         part for part in (doc.short_description, doc.long_description) if part
     )
@@ -159,7 +157,6 @@ def as_tools(items: Iterable[Tool | Callable[..., Any]]) -> dict[str, Tool]:
             raise ValueError(f"two tools are named {built.name!r}")
         tools[built.name] = built
     return tools
-
 
 
 __all__ = ["Tool", "ToolArgumentError", "as_tools", "tool"]

@@ -1,0 +1,55 @@
+"""Resolve the agents a server hosts from import strings and entry points."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from typing import Any
+
+from ..core import Agent, AgentPool
+
+ENTRY_POINT_GROUP = "agentkit_jupyter.agents"
+
+
+class AgentLoadError(ValueError):
+    pass
+
+
+def import_object(spec: str) -> Any:
+    """``package.module:attribute`` (or ``package.module.attribute``) to the object."""
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        module_name, _, attribute = spec.rpartition(".")
+    if not module_name or not attribute:
+        raise AgentLoadError(f"{spec!r} is not an import string like 'package.module:agent'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise AgentLoadError(f"cannot import {spec!r}: {exc}") from exc
+    return obj
+
+
+def agents_from(obj: Any, origin: str) -> list[Agent]:
+    """An Agent, an AgentPool, an iterable of agents, or a callable returning one of those."""
+    if isinstance(obj, Agent):
+        return [obj]
+    if isinstance(obj, AgentPool):
+        return obj.list()
+    if callable(obj):
+        return agents_from(obj(), origin)
+    if isinstance(obj, Iterable) and not isinstance(obj, str | bytes):
+        found: list[Agent] = []
+        for item in obj:
+            found.extend(agents_from(item, origin))
+        return found
+    raise AgentLoadError(f"{origin} gave {type(obj).__name__}, not an Agent or AgentPool")
+
+
+def load_entry_point_agents() -> list[tuple[str, list[Agent]]]:
+    loaded = []
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        loaded.append((point.value, agents_from(point.load(), f"entry point {point.name!r}")))
+    return loaded

@@ -1,0 +1,384 @@
+"""REST and WebSocket handlers: thin adapters from HTTP to the task hub."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..core import UnknownAgentError
+from ..tasks import (
+    Subscription,
+    Task,
+    TaskFinishedError,
+    TaskHub,
+    TooManySubscribersError,
+    UnknownTaskError,
+)
+from ..tasks.protocol import (
+    PONG,
+    CancelMessage,
+    ClientMessageError,
+    CloseCode,
+    ErrorCode,
+    connected_message,
+    dumps,
+    error_message,
+    parse_client_message,
+)
+
+if TYPE_CHECKING:
+    from .app import AgentKitExtension
+
+AUTH_RESOURCE = "agentkit"
+MAX_INPUT_CHARS = 100_000
+
+
+class ApiError(web.HTTPError):
+    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+        super().__init__(status, reason=None)
+        self.code = code
+        self.message = message
+
+
+class CreateTaskBody(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore", strict=True)
+
+    agent: str = pydantic.Field(min_length=1, max_length=200)
+    input: str = pydantic.Field(max_length=MAX_INPUT_CHARS)
+
+
+class _AgentKitMixin(ExtensionHandlerMixin):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def agentkit(self) -> AgentKitExtension:
+        return self.settings["agentkit"]  # type: ignore[no-any-return]
+
+    @property
+    def hub(self) -> TaskHub:
+        return self.agentkit.hub
+
+    def ws_path(self, task_id: str) -> str:
+        return url_path_join(self.base_url, "agentkit/ws/tasks", task_id)  # type: ignore[no-any-return]
+
+    def task_json(self, task: Task) -> dict[str, Any]:
+        return {**task.to_dict(), "ws_url": self.ws_path(task.task_id)}
+
+
+class _APIBase(_AgentKitMixin, APIHandler):
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            code, message = exc.code.value, exc.message
+        elif isinstance(exc, web.HTTPError) and status_code < 500:
+            code = {403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND}.get(
+                status_code, ErrorCode.INVALID_BODY
+            ).value
+            message = exc.log_message or self._reason
+        else:  # never send an internal exception's text
+            code, message = ErrorCode.INTERNAL_ERROR.value, "Internal server error."
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": {"code": code, "message": message}}))
+
+    def find_task(self, task_id: str) -> Task:
+        try:
+            return self.hub.get(task_id)
+        except UnknownTaskError:
+            raise ApiError(404, ErrorCode.UNKNOWN_TASK, "No task with that id.") from None
+
+    def parse_after(self) -> int | None:
+        raw = self.get_query_argument("after", None)
+        if raw is None:
+            return None
+        try:
+            after = int(raw)
+        except ValueError:
+            after = -1
+        if after < 0:
+            raise ApiError(400, ErrorCode.INVALID_AFTER, "'after' must be an integer >= 0.")
+        return after
+
+
+class AgentsHandler(_APIBase):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish({"agents": [agent.summary() for agent in self.hub.agents]})
+
+
+class TasksHandler(_APIBase):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish({"tasks": [self.task_json(task) for task in self.hub.all()]})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        try:
+            body = CreateTaskBody.model_validate_json(self.request.body or b"")
+        except pydantic.ValidationError as exc:
+            fields = sorted({".".join(map(str, e["loc"])) or "body" for e in exc.errors()})
+            raise ApiError(
+                400,
+                ErrorCode.INVALID_BODY,
+                "Expected a JSON object {'agent': str, 'input': str}; problem with: "
+                + ", ".join(fields),
+            ) from None
+        try:
+            task = self.hub.create_task(body.agent, body.input)
+        except UnknownAgentError as exc:
+            raise ApiError(404, ErrorCode.UNKNOWN_AGENT, exc.message) from None
+        self.set_status(201)
+        self.set_header("Location", url_path_join(self.request.path, task.task_id))
+        self.finish(self.task_json(task))
+
+
+class TaskHandler(_APIBase):
+    @web.authenticated
+    @authorized
+    async def get(self, task_id: str) -> None:
+        task = self.find_task(task_id)
+        after = self.parse_after() or 0
+        body = self.task_json(task)
+        body["events"] = [json.loads(e.text) for e in task.log.read_after(after, limit=1 << 30)]
+        self.finish(body)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, task_id: str) -> None:
+        self.find_task(task_id)
+        self.hub.delete(task_id)
+        self.set_status(204)
+        self.finish()
+
+
+class TaskCancelHandler(_APIBase):
+    @web.authenticated
+    @authorized
+    async def post(self, task_id: str) -> None:
+        task = self.find_task(task_id)
+        try:
+            self.hub.cancel(task_id, reason="cancelled through the REST API")
+        except TaskFinishedError:
+            raise ApiError(
+                409, ErrorCode.TASK_FINISHED, f"The task already ended ({task.status.value})."
+            ) from None
+        self.set_status(202)
+        self.finish(self.task_json(task))
+
+
+class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+    """``agentkit/ws/tasks/{task_id}``: replay after ``?after=``, then live events."""
+
+    subscription: Subscription | None = None
+    _writer: asyncio.Task[None] | None = None
+    _heartbeat: asyncio.Task[None] | None = None
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return None  # per-message deflate costs about 10x the memory per connection
+
+    @ws_authenticated
+    async def get(self, task_id: str) -> None:
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)
+        )
+        if not allowed:
+            raise web.HTTPError(403)
+        await super().get(task_id)  # type: ignore[no-untyped-call]
+
+    # -- connection lifecycle ---------------------------------------------------------
+
+    async def open(self, task_id: str) -> None:  # type: ignore[override]
+        super().open()  # type: ignore[no-untyped-call]  # starts WebSocket pings
+        self._last_message_at = time.monotonic()
+        self._allowance = self._burst = 2 * self.agentkit.client_message_rate
+        self._allowance_at = time.monotonic()
+        if not self._api_key_ok():
+            self._send(error_message(ErrorCode.UNAUTHENTICATED, "Missing or wrong api_key."))
+            self.close(CloseCode.UNAUTHENTICATED, "Unauthenticated")
+            return
+        try:
+            after = self._parse_after()
+        except ValueError:
+            self._send(error_message(ErrorCode.INVALID_AFTER, "'after' must be an integer >= 0."))
+            self.close(CloseCode.NORMAL, "Invalid after")
+            return
+        try:
+            task = self.hub.get(task_id)
+        except UnknownTaskError:
+            self._send(error_message(ErrorCode.UNKNOWN_TASK, "No task with that id."))
+            self.close(CloseCode.UNKNOWN_TASK, "Unknown task")
+            return
+        last = task.log.last_seq
+        if after > last:
+            self._send(
+                error_message(
+                    ErrorCode.AFTER_BEYOND_LOG,
+                    f"'after' is beyond the last event ({last}); streaming from there.",
+                    last_seq=last,
+                )
+            )
+            after = last
+        elif after + 1 < task.log.first_seq:
+            first = task.log.first_seq
+            self._send(
+                error_message(
+                    ErrorCode.EVENTS_TRUNCATED,
+                    f"Events before {first} are no longer held; replaying from {first}.",
+                    first_seq=first,
+                )
+            )
+        try:
+            self.subscription = task.subscribe(after)
+        except TooManySubscribersError as exc:
+            self._send(error_message(ErrorCode.TOO_MANY_SUBSCRIBERS, str(exc)))
+            self.close(CloseCode.TOO_MANY_SUBSCRIBERS, "Too many subscribers")
+            return
+        self.subscription.on_drop(self._on_dropped)
+        self._send(connected_message(task.task_id, task.agent, task.status.value, last, after))
+        self._writer = asyncio.create_task(self._pump(self.subscription))
+        if self.agentkit.heartbeat_timeout > 0:
+            self._heartbeat = asyncio.create_task(self._watch_heartbeat())
+
+    def on_close(self) -> None:
+        if self.subscription is not None:
+            self.subscription.close()
+        for job in (self._writer, self._heartbeat):
+            if job is not None:
+                job.cancel()
+
+    # -- server -> client -------------------------------------------------------------
+
+    async def _pump(self, subscription: Subscription) -> None:
+        """Write the task's log to this one client; never blocks other subscribers."""
+        try:
+            async for batch in subscription.batches():
+                for entry in batch[:-1]:
+                    self.write_message(entry.text)
+                await self.write_message(batch[-1].text)
+        except WebSocketClosedError:
+            return
+        if subscription.dropped is None:
+            self.close(CloseCode.NORMAL, "Task finished")
+
+    def _on_dropped(self, reason: ErrorCode) -> None:
+        code, text = {
+            ErrorCode.SUBSCRIBER_TOO_SLOW: (
+                CloseCode.TOO_SLOW,
+                "Too far behind the stream; reconnect with ?after=<last seq>.",
+            ),
+            ErrorCode.SERVER_SHUTTING_DOWN: (CloseCode.GOING_AWAY, "The server is shutting down."),
+            ErrorCode.UNKNOWN_TASK: (CloseCode.UNKNOWN_TASK, "The task was deleted."),
+        }.get(reason, (CloseCode.NORMAL, "Closed."))
+        self._send(error_message(reason, text))
+        self.close(code, text[:120])
+        # A client that does not read would hold the socket open; cut it after a second.
+        asyncio.get_running_loop().call_later(1.0, self._abort)
+
+    def _abort(self) -> None:
+        if self.ws_connection is not None and self.ws_connection.stream is not None:
+            self.ws_connection.stream.close()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        try:
+            self.write_message(dumps(message))
+        except WebSocketClosedError:
+            pass
+
+    # -- client -> server -------------------------------------------------------------
+
+    async def on_message(self, message: str | bytes) -> None:
+        self._last_message_at = time.monotonic()
+        if not self._take_allowance():
+            self._send(error_message(ErrorCode.RATE_LIMITED, "Too many messages; slow down."))
+            return
+        try:
+            parsed = parse_client_message(message, self.agentkit.max_message_size)
+        except ClientMessageError as exc:
+            self._send(error_message(exc.code, str(exc)))
+            return
+        if isinstance(parsed, CancelMessage):
+            await self._cancel(parsed)
+        else:
+            self.write_message(PONG)
+
+    async def _cancel(self, message: CancelMessage) -> None:
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE)
+        )
+        if not allowed:
+            self._send(
+                error_message(ErrorCode.FORBIDDEN, "You may watch this task, not cancel it.")
+            )
+            return
+        assert self.subscription is not None
+        try:
+            self.hub.cancel(
+                self.subscription.task.task_id, message.reason or "cancelled by a viewer"
+            )
+        except (TaskFinishedError, UnknownTaskError):
+            status = self.subscription.task.status.value
+            self._send(
+                error_message(ErrorCode.TASK_FINISHED, f"The task already ended ({status}).")
+            )
+
+    def _take_allowance(self) -> bool:
+        """Token bucket: a flood from one client is refused without touching the others."""
+        now = time.monotonic()
+        rate = self.agentkit.client_message_rate
+        self._allowance = min(self._burst, self._allowance + (now - self._allowance_at) * rate)
+        self._allowance_at = now
+        if self._allowance < 1:
+            return False
+        self._allowance -= 1
+        return True
+
+    async def _watch_heartbeat(self) -> None:
+        timeout = self.agentkit.heartbeat_timeout
+        while True:
+            idle = time.monotonic() - self._last_message_at
+            if idle >= timeout:
+                self.close(CloseCode.NORMAL, "Heartbeat timeout")
+                return
+            await asyncio.sleep(min(timeout - idle + 0.01, 5.0))
+
+    # -- checks -----------------------------------------------------------------------
+
+    def _parse_after(self) -> int:
+        raw = self.get_query_argument("after", "0")
+        after = int(raw) if raw.isascii() and raw.isdigit() else -1
+        if after < 0:
+            raise ValueError(raw)
+        return after
+
+    def _api_key_ok(self) -> bool:
+        expected = self.agentkit.api_key
+        if not expected:
+            return True
+        presented = self.request.headers.get("X-AgentKit-Api-Key")
+        if presented is None:
+            scheme, _, value = self.request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() == "apikey":
+                presented = value.strip()
+        if presented is None:
+            presented = self.get_query_argument("api_key", None)
+        if presented is None:
+            return False
+        # Compare bytes in constant time; non-ASCII keys are fine as UTF-8.
+        return hmac.compare_digest(
+            presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8")
+        )

@@ -1,0 +1,26 @@
+"""Tasks: created once, run once, streamed to any number of subscribers. No Tornado here."""
+
+from .hub import (
+    HubLimits,
+    Subscription,
+    Task,
+    TaskFinishedError,
+    TaskHub,
+    TaskStatus,
+    TooManySubscribersError,
+    UnknownTaskError,
+)
+from .log import EventLog, LogEntry
+
+__all__ = [
+    "EventLog",
+    "HubLimits",
+    "LogEntry",
+    "Subscription",
+    "Task",
+    "TaskFinishedError",
+    "TaskHub",
+    "TaskStatus",
+    "TooManySubscribersError",
+    "UnknownTaskError",
+]

@@ -1,0 +1,391 @@
+"""The task hub: tasks created once, run once, watched by any number of subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ..core import AgentPool, CancellationToken, EventType, StepEvent
+from . import protocol
+from .log import EventLog, LogEntry
+
+log = logging.getLogger(__name__)
+
+EventSource = Callable[[CancellationToken], AsyncIterator[StepEvent]]
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class UnknownTaskError(KeyError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        return "Unknown task."
+
+
+class TaskFinishedError(RuntimeError):
+    """The task already has its final result."""
+
+
+class TooManySubscribersError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HubLimits:
+    """Bounds on memory and fan-out, per task and per subscriber."""
+
+    max_events_in_memory: int = 20_000
+    max_bytes_in_memory: int = 16 * 1024 * 1024
+    max_subscribers_per_task: int = 1000
+    # How far a subscriber may fall behind the live end before it is dropped.
+    subscriber_max_lag_messages: int = 5_000
+    subscriber_max_lag_bytes: int = 4 * 1024 * 1024
+    max_tasks: int = 1000
+    # A run that ignores its cancellation token is force-stopped after this long.
+    cancel_grace_seconds: float = 2.0
+
+
+class Subscription:
+    """One subscriber's cursor into a task's log.
+
+    ``batches()`` yields lists of entries after the cursor, replay first and then live,
+    with no gap and no duplicate; it ends after the result, or when the subscriber is
+    dropped (``dropped`` then says why).
+    """
+
+    def __init__(self, task: Task, after: int) -> None:
+        self.task = task
+        self.cursor = after
+        self.dropped: protocol.ErrorCode | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._on_drop: list[Callable[[protocol.ErrorCode], None]] = []
+
+    @property
+    def lag(self) -> int:
+        return self.task.log.last_seq - self.cursor
+
+    def on_drop(self, callback: Callable[[protocol.ErrorCode], None]) -> None:
+        self._on_drop.append(callback)
+
+    def drop(self, reason: protocol.ErrorCode) -> None:
+        if self.dropped is not None:
+            return
+        self.dropped = reason
+        self.task._subscribers.discard(self)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+        for callback in self._on_drop:
+            callback(reason)
+
+    def close(self) -> None:
+        self.task._subscribers.discard(self)
+
+    async def batches(self, limit: int = 500) -> AsyncIterator[list[LogEntry]]:
+        log_ = self.task.log
+        try:
+            while self.dropped is None:
+                entries = log_.read_after(self.cursor, limit)
+                if entries:
+                    self.cursor = entries[-1].seq
+                    yield entries
+                    continue
+                if self.task.finished and self.cursor >= log_.last_seq:
+                    return
+                self._wake = asyncio.ensure_future(log_.wait_after(self.cursor))
+                try:
+                    await self._wake
+                finally:
+                    self._wake = None
+        finally:
+            self.close()
+
+
+class Task:
+    """One run: created once, runs once, keeps an ordered log of wire messages."""
+
+    def __init__(
+        self,
+        task_id: str,
+        agent: str,
+        user_input: str,
+        limits: HubLimits,
+        origin: str = "server",
+    ) -> None:
+        self.task_id = task_id
+        self.agent = agent
+        self.input = user_input
+        self.origin = origin
+        self.status = TaskStatus.QUEUED
+        self.created_at = time.time()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.result: dict[str, Any] | None = None
+        self.token = CancellationToken()
+        self.log = EventLog(limits.max_events_in_memory, limits.max_bytes_in_memory)
+        self._limits = limits
+        self._subscribers: set[Subscription] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._done = asyncio.Event()
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "agent": self.agent,
+            "input": self.input,
+            "status": self.status.value,
+            "origin": self.origin,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "result": self.result,
+            "last_seq": self.log.last_seq,
+            "first_seq": self.log.first_seq,
+            "subscribers": self.subscriber_count,
+        }
+
+    # -- subscribers --------------------------------------------------------------
+
+    def subscribe(self, after: int = 0) -> Subscription:
+        if len(self._subscribers) >= self._limits.max_subscribers_per_task:
+            raise TooManySubscribersError(
+                f"This task already has {len(self._subscribers)} subscribers."
+            )
+        subscription = Subscription(self, max(after, 0))
+        self._subscribers.add(subscription)
+        return subscription
+
+    def _check_lagging(self) -> None:
+        limits = self._limits
+        last = self.log.last_seq
+        first = self.log.first_seq
+        for sub in list(self._subscribers):
+            behind = last - sub.cursor
+            if behind <= 16:
+                continue  # cheap common case: nearly caught up
+            if (
+                behind > limits.subscriber_max_lag_messages
+                or sub.cursor + 1 < first
+                or self.log.lag_bytes(sub.cursor) > limits.subscriber_max_lag_bytes
+            ):
+                sub.drop(protocol.ErrorCode.SUBSCRIBER_TOO_SLOW)
+
+    # -- the run ------------------------------------------------------------------
+
+    def publish(self, event: StepEvent) -> LogEntry:
+        """Append a step event (not the final result) to the log."""
+        if self.finished:
+            raise TaskFinishedError(f"task {self.task_id} is finished")
+        seq = self.log.last_seq + 1
+        entry = self.log.append(
+            protocol.dumps(protocol.step_message(self.task_id, seq, event.to_dict()))
+        )
+        self._check_lagging()
+        return entry
+
+    def finish(self, status: TaskStatus, **result: Any) -> bool:
+        """Record the one final result; later calls are ignored (returns False)."""
+        if self.finished:
+            return False
+        self.status = status
+        self.finished_at = time.time()
+        self.result = {"status": status.value, "task_id": self.task_id, **result}
+        seq = self.log.last_seq + 1
+        self.log.append(protocol.dumps(protocol.result_message(self.task_id, seq, self.result)))
+        self._done.set()
+        return True
+
+    def finish_from_event(self, event: StepEvent) -> None:
+        data = event.data
+        if event.event_type is EventType.FINAL_ANSWER:
+            self.finish(
+                TaskStatus.SUCCEEDED,
+                output=data.get("output"),
+                total_steps=data.get("total_steps"),
+                total_tokens=data.get("total_tokens"),
+            )
+        elif event.event_type is EventType.CANCELLED:
+            self.finish(TaskStatus.CANCELLED, reason=data.get("reason"))
+        elif event.event_type is EventType.ERROR:
+            self.finish(
+                TaskStatus.FAILED,
+                error={"code": data.get("code"), "message": data.get("message")},
+            )
+
+    async def run(self, source: EventSource) -> None:
+        self.status = TaskStatus.RUNNING
+        self.started_at = time.time()
+        try:
+            async for event in source(self.token):
+                self.publish(event)
+                if event.is_terminal:
+                    self.finish_from_event(event)
+                    return
+            self._fail("The agent stopped without a final answer.")
+        except asyncio.CancelledError:
+            # Forced stop (grace period over, or server shutdown): still one final result.
+            self._publish_cancelled("The run was stopped.")
+            raise
+        except Exception:
+            log.exception("task %s: the run failed", self.task_id)
+            self._fail("The run failed with an internal error; see the server log.")
+
+    def _fail(self, message: str) -> None:
+        if self.finished:
+            return
+        code = protocol.ErrorCode.INTERNAL_ERROR.value
+        step = StepEvent(EventType.ERROR, 0, {"message": message, "code": code})
+        self.publish(step)
+        self.finish(TaskStatus.FAILED, error={"code": code, "message": message})
+
+    def _publish_cancelled(self, message: str) -> None:
+        if self.finished:
+            return
+        data: dict[str, Any] = {
+            "reason": self.token.reason,
+            "interrupted": "run",
+            "tools": [],
+            "background": [],
+            "message": message,
+        }
+        self.publish(StepEvent(EventType.CANCELLED, 0, data))
+        self.finish(TaskStatus.CANCELLED, reason=self.token.reason)
+
+    def start(self, source: EventSource) -> None:
+        self._runner = asyncio.get_running_loop().create_task(
+            self.run(source), name=f"agentkit-task-{self.task_id}"
+        )
+
+    def cancel(self, reason: str | None = None) -> bool:
+        """Cancel once; False if the task already finished or was already cancelled."""
+        if self.finished:
+            return False
+        if self.status is TaskStatus.QUEUED and self._runner is None:
+            self.token.cancel(reason)
+            self._publish_cancelled("Cancelled before it started.")
+            return True
+        if not self.token.cancel(reason):
+            return False
+        if self._runner is not None:
+            # A run that ignores its token is stopped by force after a grace period.
+            asyncio.get_running_loop().call_later(
+                self._limits.cancel_grace_seconds, self._force_stop
+            )
+        return True
+
+    def _force_stop(self) -> None:
+        if self._runner is not None and not self._runner.done():
+            log.warning("task %s ignored its cancellation; stopping it", self.task_id)
+            self._runner.cancel()
+
+    async def wait(self) -> dict[str, Any]:
+        await self._done.wait()
+        assert self.result is not None
+        return self.result
+
+    async def stop(self, reason: str) -> None:
+        """Cancel and wait until the runner has ended (server shutdown)."""
+        self.cancel(reason)
+        if self._runner is not None and not self._runner.done():
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(self._runner), self._limits.cancel_grace_seconds
+                )
+            except (TimeoutError, asyncio.CancelledError):
+                self._runner.cancel()
+        for sub in list(self._subscribers):
+            if not self.finished:
+                sub.drop(protocol.ErrorCode.SERVER_SHUTTING_DOWN)
+
+
+class TaskHub:
+    """All tasks of one server. Knows nothing of HTTP or WebSockets."""
+
+    def __init__(self, agents: AgentPool, limits: HubLimits | None = None) -> None:
+        self.agents = agents
+        self.limits = limits or HubLimits()
+        self._tasks: dict[str, Task] = {}
+
+    def create_task(self, agent_name: str, user_input: str) -> Task:
+        """Create and start a run of a registered agent (UnknownAgentError if none)."""
+        agent = self.agents.get(agent_name)
+        task = self._new_task(agent.name, user_input, origin="server")
+        task.start(lambda token: agent.stream(user_input, token))
+        return task
+
+    def create_external_task(self, agent_name: str, user_input: str, origin: str) -> Task:
+        """A task whose events are published from elsewhere (a kernel), not run here."""
+        task = self._new_task(agent_name, user_input, origin=origin)
+        task.status = TaskStatus.RUNNING
+        task.started_at = time.time()
+        return task
+
+    def _new_task(self, agent: str, user_input: str, origin: str) -> Task:
+        self._evict_finished()
+        task_id = secrets.token_hex(8)
+        task = Task(task_id, agent, user_input, self.limits, origin=origin)
+        self._tasks[task_id] = task
+        return task
+
+    def _evict_finished(self) -> None:
+        excess = len(self._tasks) - self.limits.max_tasks + 1
+        if excess <= 0:
+            return
+        for task in sorted(
+            (t for t in self._tasks.values() if t.finished), key=lambda t: t.created_at
+        )[:excess]:
+            del self._tasks[task.task_id]
+
+    def get(self, task_id: str) -> Task:
+        try:
+            return self._tasks[task_id]
+        except KeyError:
+            raise UnknownTaskError(task_id) from None
+
+    def all(self) -> list[Task]:
+        return sorted(self._tasks.values(), key=lambda t: t.created_at)
+
+    def cancel(self, task_id: str, reason: str | None = None) -> Task:
+        task = self.get(task_id)
+        if task.finished:
+            raise TaskFinishedError(f"task {task_id} already {task.status.value}")
+        task.cancel(reason)
+        return task
+
+    def delete(self, task_id: str) -> None:
+        task = self.get(task_id)
+        task.cancel("deleted")
+        for sub in list(task._subscribers):
+            sub.drop(protocol.ErrorCode.UNKNOWN_TASK)
+        del self._tasks[task_id]
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(
+            *(t.stop("server shutting down") for t in self._tasks.values() if not t.finished)
+        )
