@@ -1,0 +1,98 @@
+"""Agents the tests host: fast, hanging, failing, and a firehose."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from agentkit_jupyter.core import (
+    Agent,
+    LLMError,
+    LLMGateway,
+    ModelRequest,
+    ModelTurn,
+    ScriptedGateway,
+    ScriptedTurn,
+    TokenDelta,
+    tool,
+)
+
+
+@tool
+async def hang_forever() -> str:
+    """Never returns."""
+    await asyncio.sleep(3600)
+    return "unreachable"
+
+
+@tool
+def blocking_sleep(seconds: float) -> str:
+    """Sleep in a worker thread.
+
+    Args:
+        seconds: How long.
+    """
+    time.sleep(seconds)
+    return f"slept {seconds}"
+
+
+@tool
+def count(n: int) -> int:
+    """Return n.
+
+    Args:
+        n: A number.
+    """
+    return n
+
+
+class BrokenGateway(LLMGateway):
+    async def stream(self, request: ModelRequest) -> AsyncIterator[TokenDelta | ModelTurn]:
+        raise LLMError("the endpoint answered 500 three times")
+        yield  # pragma: no cover
+
+
+FIREHOSE_STEPS = 200
+
+
+def firehose_agent(steps: int = FIREHOSE_STEPS) -> Agent:
+    turns: list[ScriptedTurn] = [
+        ScriptedTurn(f"step {i} " * 5, [("count", {"n": i})]) for i in range(steps)
+    ]
+    turns.append(ScriptedTurn("done"))
+    return Agent(
+        "firehose",
+        ScriptedGateway(turns),
+        tools=[count],
+        max_steps=steps + 1,
+        description="Many fast steps",
+    )
+
+
+def test_agents() -> list[Agent]:
+    return [
+        Agent("echo", ScriptedGateway([ScriptedTurn("pong")]), description="Answers at once"),
+        Agent(
+            "hang-llm",
+            ScriptedGateway([ScriptedTurn("never")], latency=3600),
+            description="The model never answers",
+        ),
+        Agent(
+            "hang-tool",
+            ScriptedGateway([ScriptedTurn("Calling.", [("hang_forever", {})])]),
+            tools=[hang_forever],
+        ),
+        Agent(
+            "paced",
+            ScriptedGateway(
+                [ScriptedTurn(f"thinking {i}", [("count", {"n": i})]) for i in range(40)]
+                + [ScriptedTurn("finished")],
+                token_delay=0.01,
+            ),
+            tools=[count],
+            max_steps=41,
+        ),
+        Agent("broken", BrokenGateway()),
+        firehose_agent(),
+    ]
