@@ -1,0 +1,119 @@
+/**
+ * The JupyterLab / Notebook 7 side of agentkit-jupyter:
+ *
+ * - a mime renderer for `application/vnd.agentkit.task+json`, ranked before the
+ *   ipywidgets view renderer, so every task output is attached by task id
+ *   straight to the server (live, or re-rendered when the notebook reopens);
+ * - the "Agent tasks" side panel and main-area task views.
+ */
+
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+
+import { LabTransport } from './lab-transport';
+import { TaskPanel, TasksPanel, agentIcon } from './panel';
+import { ITask } from './protocol';
+import { createRendererFactory } from './renderer';
+
+export { TaskView } from './view';
+export { TASK_MIMETYPE } from './protocol';
+
+namespace CommandIDs {
+  export const openTask = 'agentkit:open-task';
+  export const showPanel = 'agentkit:show-tasks';
+}
+
+/**
+ * The ipywidgets view renderer (`@jupyter-widgets/jupyterlab-manager`) is added
+ * at rank -10; lower ranks win, so a task output prefers our renderer.
+ */
+export const RENDERER_RANK = -20;
+
+const rendererPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'agentkit-jupyter:renderer',
+  description: 'Renders agent task outputs attached to the server by task id.',
+  autoStart: true,
+  requires: [IRenderMimeRegistry],
+  activate: (app: JupyterFrontEnd, rendermime: IRenderMimeRegistry) => {
+    const transport = new LabTransport(app.serviceManager.serverSettings);
+    rendermime.addFactory(createRendererFactory(transport), RENDERER_RANK);
+  }
+};
+
+const panelPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'agentkit-jupyter:tasks-panel',
+  description: 'The Agent tasks side panel.',
+  autoStart: true,
+  optional: [ILayoutRestorer, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null
+  ) => {
+    const transport = new LabTransport(app.serviceManager.serverSettings);
+    const tracker = new WidgetTracker<MainAreaWidget<TaskPanel>>({ namespace: 'agentkit-task' });
+
+    app.commands.addCommand(CommandIDs.openTask, {
+      label: args => (args.agent ? `Agent task: ${String(args.agent)}` : 'Open agent task'),
+      caption: 'Watch an agent task in the main area',
+      execute: args => {
+        const taskId = String(args.taskId ?? '');
+        if (!taskId) {
+          return;
+        }
+        const existing = tracker.find(widget => widget.content.taskId === taskId);
+        if (existing) {
+          app.shell.activateById(existing.id);
+          return existing;
+        }
+        const agent = typeof args.agent === 'string' ? args.agent : undefined;
+        const content = new TaskPanel(transport, taskId, agent);
+        const widget = new MainAreaWidget({ content });
+        widget.id = content.id;
+        widget.title.label = content.title.label;
+        widget.title.caption = content.title.caption;
+        widget.title.icon = agentIcon;
+        widget.title.closable = true;
+        void tracker.add(widget);
+        app.shell.add(widget, 'main');
+        app.shell.activateById(widget.id);
+        return widget;
+      }
+    });
+
+    const panel = new TasksPanel({
+      transport,
+      openTask: (task: ITask) =>
+        void app.commands.execute(CommandIDs.openTask, {
+          taskId: task.task_id,
+          agent: task.agent
+        })
+    });
+    app.shell.add(panel, 'left', { rank: 800 });
+
+    app.commands.addCommand(CommandIDs.showPanel, {
+      label: 'Show Agent Tasks',
+      caption: 'Show the Agent tasks side panel',
+      execute: () => app.shell.activateById(panel.id)
+    });
+    if (palette) {
+      palette.addItem({ command: CommandIDs.showPanel, category: 'Agents' });
+    }
+
+    if (restorer) {
+      restorer.add(panel, 'agentkit-tasks-panel');
+      void restorer.restore(tracker, {
+        command: CommandIDs.openTask,
+        args: widget => ({ taskId: widget.content.taskId, agent: widget.content.agent ?? '' }),
+        name: widget => widget.content.taskId
+      });
+    }
+  }
+};
+
+export default [rendererPlugin, panelPlugin];

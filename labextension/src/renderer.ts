@@ -1,0 +1,66 @@
+import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
+import { Widget } from '@lumino/widgets';
+
+import { ITaskReference, TASK_MIMETYPE, isRecord } from './protocol';
+import { DirectBackend } from './stream';
+import { ITransport } from './transport';
+import { TaskView } from './view';
+
+/**
+ * Renders an `application/vnd.agentkit.task+json` output: the task view,
+ * attached by task id straight to the server. It works without the kernel
+ * (a reopened notebook, a busy kernel) because it never goes through it.
+ */
+export class TaskRenderer extends Widget implements IRenderMime.IRenderer {
+  private view: TaskView | null = null;
+
+  constructor(private readonly transport: ITransport) {
+    super();
+    this.addClass('agentkit-renderer');
+  }
+
+  renderModel(model: IRenderMime.IMimeModel): Promise<void> {
+    const data = model.data[TASK_MIMETYPE];
+    const reference: ITaskReference | null =
+      isRecord(data) && typeof data.task_id === 'string'
+        ? { task_id: data.task_id, agent: typeof data.agent === 'string' ? data.agent : undefined }
+        : null;
+    if (!reference) {
+      this.node.textContent = 'Invalid agentkit task output.';
+      return Promise.resolve();
+    }
+    // An output updated in place (update_display) keeps its live view.
+    if (this.view && this.view.taskId === reference.task_id) {
+      return Promise.resolve();
+    }
+    this.view?.dispose();
+    this.view = new TaskView({
+      taskId: reference.task_id,
+      agent: reference.agent,
+      backend: new DirectBackend(this.transport)
+    });
+    this.node.replaceChildren(this.view.node);
+    this.view.start();
+    return Promise.resolve();
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this.view?.dispose();
+    this.view = null;
+    super.dispose();
+  }
+}
+
+/** The mime renderer factory; registered at a rank that beats the widget view's. */
+export function createRendererFactory(transport: ITransport): IRenderMime.IRendererFactory {
+  return {
+    // Safe: the view shows text only (no HTML from the output) and talks only
+    // to the page's own server with the page's credentials.
+    safe: true,
+    mimeTypes: [TASK_MIMETYPE],
+    createRenderer: () => new TaskRenderer(transport)
+  };
+}

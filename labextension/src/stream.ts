@@ -1,0 +1,444 @@
+/**
+ * Where a task view's messages come from.
+ *
+ * - `DirectBackend`: the browser talks to the server itself, REST for the log
+ *   so far, then the task's WebSocket, reconnecting with `?after=<last seq>`.
+ * - `RelayBackend`: the kernel relays the stream through the widget's custom
+ *   messages (VS Code, Colab, any page not served by the Jupyter server).
+ * - `AutoBackend`: direct when the page's server knows the task, else relay.
+ */
+
+import {
+  IConnectedMessage,
+  ITask,
+  ITaskDetail,
+  TaskLogMessage,
+  errorText,
+  isFinal,
+  isRecord,
+  parseLogMessage,
+  parseServerMessage
+} from './protocol';
+import { ApiError, ITransport } from './transport';
+
+/** How the view is connected, shown in its header. */
+export type ConnectionState =
+  | 'connecting'
+  | 'live'
+  | 'reconnecting'
+  | 'relay'
+  | 'closed'
+  | 'not-found'
+  | 'error';
+
+/** What a backend feeds: the task view. */
+export interface ITaskSink {
+  /** The task's record (agent, input, times, status). */
+  onTask(task: ITask): void;
+  /** One `step` or `result` of the log, in `seq` order, each once. */
+  onMessage(message: TaskLogMessage): void;
+  /** The WebSocket's `connected` greeting. */
+  onConnected(message: IConnectedMessage): void;
+  /** The connection changed; `detail` is a sentence for people. */
+  onConnection(state: ConnectionState, detail?: string): void;
+}
+
+/** A running subscription to one task. */
+export interface ITaskSubscription {
+  /** The transport this subscription ended up with. */
+  readonly mode: 'direct' | 'relay';
+  /** Ask the server to cancel the task. */
+  cancel(): Promise<void>;
+  /** Stop listening (the task goes on). */
+  dispose(): void;
+}
+
+export interface ITaskBackend {
+  open(taskId: string, sink: ITaskSink): ITaskSubscription;
+}
+
+/** Drops what was already delivered, so replays and reconnects never duplicate. */
+class Deliverer {
+  lastSeq = 0;
+  done = false;
+
+  constructor(private readonly sink: ITaskSink) {}
+
+  deliver(message: TaskLogMessage): void {
+    if (message.seq <= this.lastSeq) {
+      return;
+    }
+    this.lastSeq = message.seq;
+    if (message.type === 'result') {
+      this.done = true;
+    }
+    this.sink.onMessage(message);
+  }
+}
+
+export interface IDirectOptions {
+  /** Milliseconds between pings (the server drops sockets idle for 60 s). */
+  pingInterval?: number;
+  /** The first and the largest reconnect delay, in milliseconds. */
+  minBackoff?: number;
+  maxBackoff?: number;
+}
+
+/** Talks to the server straight from the browser. */
+export class DirectBackend implements ITaskBackend {
+  constructor(
+    readonly transport: ITransport,
+    private readonly options: IDirectOptions = {}
+  ) {}
+
+  open(taskId: string, sink: ITaskSink): ITaskSubscription {
+    return new DirectSubscription(this.transport, taskId, sink, this.options, null);
+  }
+
+  /** Open with a task record already fetched (by `AutoBackend`). */
+  openWith(taskId: string, sink: ITaskSink, task: ITaskDetail): ITaskSubscription {
+    return new DirectSubscription(this.transport, taskId, sink, this.options, task);
+  }
+}
+
+class DirectSubscription implements ITaskSubscription {
+  readonly mode = 'direct' as const;
+  private readonly deliverer: Deliverer;
+  private socket: WebSocket | null = null;
+  private pingTimer = 0;
+  private retryTimer = 0;
+  private attempts = 0;
+  private disposed = false;
+
+  constructor(
+    private readonly transport: ITransport,
+    private readonly taskId: string,
+    private readonly sink: ITaskSink,
+    private readonly options: IDirectOptions,
+    preloaded: ITaskDetail | null
+  ) {
+    this.deliverer = new Deliverer(sink);
+    sink.onConnection('connecting');
+    void this.start(preloaded);
+  }
+
+  private async start(preloaded: ITaskDetail | null): Promise<void> {
+    let task = preloaded;
+    if (!task) {
+      try {
+        task = await this.transport.request<ITaskDetail>(
+          `tasks/${encodeURIComponent(this.taskId)}`
+        );
+      } catch (reason) {
+        if (this.disposed) {
+          return;
+        }
+        if (reason instanceof ApiError && reason.status === 404) {
+          this.sink.onConnection(
+            'not-found',
+            `Task ${this.taskId} is not known to this server (deleted, or run elsewhere).`
+          );
+          return;
+        }
+        // The REST call failed for another reason: the WebSocket replays the
+        // whole log anyway, so go on with it.
+        task = null;
+      }
+    }
+    if (this.disposed) {
+      return;
+    }
+    if (task) {
+      this.sink.onTask(task);
+      for (const raw of task.events ?? []) {
+        const message = parseLogMessage(raw);
+        if (message) {
+          this.deliverer.deliver(message);
+        }
+      }
+      if (isFinal(task.status) && !this.deliverer.done) {
+        // A finished task whose log lacks the result: make one from the record.
+        const result = isRecord(task.result) ? task.result : {};
+        this.deliverer.deliver({
+          type: 'result',
+          seq: Math.max(this.deliverer.lastSeq + 1, task.last_seq ?? 0),
+          task_id: this.taskId,
+          data: { ...result, status: task.status as 'succeeded', task_id: this.taskId }
+        });
+      }
+    }
+    if (this.deliverer.done) {
+      this.sink.onConnection('closed');
+      return;
+    }
+    this.connect();
+  }
+
+  private connect(): void {
+    if (this.disposed) {
+      return;
+    }
+    const socket = new WebSocket(this.transport.websocketUrl(this.taskId, this.deliverer.lastSeq));
+    this.socket = socket;
+    socket.onopen = () => {
+      this.sink.onConnection('live');
+      window.clearInterval(this.pingTimer);
+      this.pingTimer = window.setInterval(() => {
+        if (socket.readyState === WebSocket.OPEN) {
+          socket.send(JSON.stringify({ type: 'ping' }));
+        }
+      }, this.options.pingInterval ?? 20000);
+    };
+    socket.onmessage = event => {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(String(event.data));
+      } catch {
+        return;
+      }
+      const message = parseServerMessage(raw);
+      if (!message) {
+        return;
+      }
+      switch (message.type) {
+        case 'connected':
+          this.attempts = 0;
+          this.sink.onConnected(message);
+          break;
+        case 'step':
+        case 'result':
+          this.attempts = 0;
+          this.deliverer.deliver(message);
+          break;
+        case 'error':
+          if (message.data.code !== 'unknown_task') {
+            this.sink.onConnection('live', `Server: ${message.data.message}`);
+          }
+          break;
+        default:
+          break;
+      }
+    };
+    socket.onclose = event => {
+      window.clearInterval(this.pingTimer);
+      if (this.socket === socket) {
+        this.socket = null;
+      }
+      if (this.disposed) {
+        return;
+      }
+      if (this.deliverer.done) {
+        this.sink.onConnection('closed');
+        return;
+      }
+      if (event.code === 4004) {
+        this.sink.onConnection('not-found', `Task ${this.taskId} is not known to this server.`);
+        return;
+      }
+      if (event.code === 4001 || event.code === 4003 || event.code === 1008) {
+        this.sink.onConnection('error', 'The server refused the connection (not authenticated).');
+        return;
+      }
+      this.scheduleReconnect();
+    };
+  }
+
+  private scheduleReconnect(): void {
+    const min = this.options.minBackoff ?? 250;
+    const max = this.options.maxBackoff ?? 10000;
+    const delay = Math.min(max, min * 2 ** this.attempts) * (0.75 + Math.random() * 0.5);
+    this.attempts += 1;
+    this.sink.onConnection('reconnecting', `Reconnecting in ${Math.round(delay / 100) / 10} s…`);
+    window.clearTimeout(this.retryTimer);
+    this.retryTimer = window.setTimeout(() => this.connect(), delay);
+  }
+
+  async cancel(): Promise<void> {
+    const socket = this.socket;
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: 'cancel' }));
+      return;
+    }
+    try {
+      await this.transport.request(`tasks/${encodeURIComponent(this.taskId)}/cancel`, {
+        method: 'POST'
+      });
+    } catch (reason) {
+      // 409: it finished in the meantime; its result is on its way.
+      if (!(reason instanceof ApiError && reason.status === 409)) {
+        throw reason;
+      }
+    }
+    if (!this.socket && !this.deliverer.done) {
+      window.clearTimeout(this.retryTimer);
+      this.connect();
+    }
+  }
+
+  dispose(): void {
+    if (this.disposed) {
+      return;
+    }
+    this.disposed = true;
+    window.clearInterval(this.pingTimer);
+    window.clearTimeout(this.retryTimer);
+    if (this.socket) {
+      this.socket.onclose = null;
+      this.socket.onmessage = null;
+      this.socket.close(1000, 'View closed');
+      this.socket = null;
+    }
+  }
+}
+
+/** The part of an (any)widget model the relay needs. */
+export interface IRelayModel {
+  send(content: unknown): void;
+  on(event: 'msg:custom', callback: (message: unknown) => void): void;
+  off(event: 'msg:custom', callback: (message: unknown) => void): void;
+}
+
+/** Gets the stream through the kernel, over the widget's comm. */
+export class RelayBackend implements ITaskBackend {
+  constructor(private readonly model: IRelayModel) {}
+
+  open(taskId: string, sink: ITaskSink): ITaskSubscription {
+    return new RelaySubscription(this.model, taskId, sink);
+  }
+}
+
+class RelaySubscription implements ITaskSubscription {
+  readonly mode = 'relay' as const;
+  private readonly deliverer: Deliverer;
+  private disposed = false;
+
+  constructor(
+    private readonly model: IRelayModel,
+    private readonly taskId: string,
+    private readonly sink: ITaskSink
+  ) {
+    this.deliverer = new Deliverer(sink);
+    model.on('msg:custom', this.onCustom);
+    sink.onConnection('relay', 'The kernel relays this run.');
+    model.send({ type: 'relay', task_id: taskId, after: 0 });
+  }
+
+  private readonly onCustom = (content: unknown): void => {
+    if (this.disposed || !isRecord(content)) {
+      return;
+    }
+    if (content.task_id !== undefined && content.task_id !== this.taskId) {
+      return;
+    }
+    if (content.type === 'relay_batch') {
+      if (isRecord(content.task)) {
+        this.sink.onTask(content.task as unknown as ITask);
+      }
+      const messages = Array.isArray(content.messages) ? content.messages : [];
+      for (const raw of messages) {
+        const message = parseLogMessage(raw);
+        if (message) {
+          this.deliverer.deliver(message);
+        }
+      }
+      if (this.deliverer.done) {
+        this.sink.onConnection('closed');
+      }
+    } else if (content.type === 'relay_error') {
+      this.sink.onConnection('error', `Kernel: ${errorText(content.error)}`);
+    }
+  };
+
+  cancel(): Promise<void> {
+    this.model.send({ type: 'cancel', task_id: this.taskId });
+    return Promise.resolve();
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.model.off('msg:custom', this.onCustom);
+  }
+}
+
+/**
+ * Direct when the page's own server answers for the task, relay otherwise.
+ * `transport` is `null` where the page was not served by a Jupyter server.
+ */
+export class AutoBackend implements ITaskBackend {
+  constructor(
+    private readonly transport: ITransport | null,
+    private readonly model: IRelayModel,
+    private readonly prefer: 'auto' | 'direct' | 'relay' = 'auto',
+    private readonly probeTimeout = 5000
+  ) {}
+
+  open(taskId: string, sink: ITaskSink): ITaskSubscription {
+    return new AutoSubscription(this, taskId, sink);
+  }
+
+  /** @internal */
+  async choose(taskId: string): Promise<ITaskDetail | null> {
+    if (this.prefer === 'relay' || !this.transport) {
+      return null;
+    }
+    const abort = new AbortController();
+    const timer = window.setTimeout(() => abort.abort(), this.probeTimeout);
+    try {
+      const task = await this.transport.request<ITaskDetail>(
+        `tasks/${encodeURIComponent(taskId)}`,
+        { signal: abort.signal }
+      );
+      return isRecord(task) && task.task_id === taskId ? task : null;
+    } catch {
+      return null;
+    } finally {
+      window.clearTimeout(timer);
+    }
+  }
+
+  /** @internal */
+  direct(taskId: string, sink: ITaskSink, task: ITaskDetail): ITaskSubscription {
+    return new DirectBackend(this.transport as ITransport).openWith(taskId, sink, task);
+  }
+
+  /** @internal */
+  relay(taskId: string, sink: ITaskSink): ITaskSubscription {
+    return new RelayBackend(this.model).open(taskId, sink);
+  }
+}
+
+class AutoSubscription implements ITaskSubscription {
+  private inner: ITaskSubscription | null = null;
+  private disposed = false;
+  private pendingCancel = false;
+
+  constructor(backend: AutoBackend, taskId: string, sink: ITaskSink) {
+    sink.onConnection('connecting');
+    void backend.choose(taskId).then(task => {
+      if (this.disposed) {
+        return;
+      }
+      this.inner = task ? backend.direct(taskId, sink, task) : backend.relay(taskId, sink);
+      if (this.pendingCancel) {
+        void this.inner.cancel();
+      }
+    });
+  }
+
+  get mode(): 'direct' | 'relay' {
+    return this.inner ? this.inner.mode : 'relay';
+  }
+
+  cancel(): Promise<void> {
+    if (this.inner) {
+      return this.inner.cancel();
+    }
+    this.pendingCancel = true;
+    return Promise.resolve();
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.inner?.dispose();
+  }
+}
