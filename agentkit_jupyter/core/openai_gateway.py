@@ -140,7 +140,7 @@ class OpenAIGateway(LLMGateway):
         if not builder.finished:
             raise LLMError(
                 f"The stream from {self._endpoint} ended before the model finished its answer "
-                "(the connection was closed mid-stream)."
+                "(it was cut short mid-stream)."
             )
         yield builder.turn()
 
@@ -154,9 +154,13 @@ class OpenAIGateway(LLMGateway):
         import openai
 
         where = self._endpoint
-        retried = f" (gave up after {self.max_retries} retries)" if self.max_retries else ""
+        gave_up = ""
+        if self.max_retries:
+            plural = "retry" if self.max_retries == 1 else "retries"
+            gave_up = f"gave up after {self.max_retries} {plural}"
+        retried = f" ({gave_up})" if gave_up else ""
         if isinstance(exc, openai.APITimeoutError):
-            phase = "stalled mid-stream" if started else "did not answer"
+            phase = "stopped sending data" if started else "did not answer"
             return LLMError(
                 f"The model endpoint {where} {phase} for {self.timeout:g} s"
                 f"{'' if started else retried}.",
@@ -180,7 +184,7 @@ class OpenAIGateway(LLMGateway):
             status = exc.status_code
             hint = ""
             if status == 429:
-                hint = f" (rate limited{retried})"
+                hint = f" (rate limited; {gave_up})" if gave_up else " (rate limited)"
             elif status >= 500 or status in (408, 409):
                 hint = retried
             elif status == 404:
