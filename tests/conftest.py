@@ -33,7 +33,9 @@ def jp_server_config(agentkit_config: dict[str, Any]) -> Config:
 
 
 @pytest.fixture
-def ws_url(jp_http_port: int, jp_base_url: str) -> Callable[..., str]:
+def ws_url(http_server_client: Any, jp_http_port: int, jp_base_url: str) -> Callable[..., str]:
+    """URL of a task's stream on the running test server (which listens once requested)."""
+
     def make(task_id: str, after: int | str | None = None, **params: str) -> str:
         query = "&".join(
             [f"after={after}"]

@@ -47,6 +47,24 @@ def count(n: int) -> int:
     return n
 
 
+@tool
+def blob(size: int) -> str:
+    """Return a large text.
+
+    Args:
+        size: Characters.
+    """
+    return "x" * size
+
+
+def bulky_agent(steps: int = 300, size: int = 64 * 1024) -> Agent:
+    """Emits far more bytes than socket buffers hold, to stall a client that does not read."""
+    turns = [ScriptedTurn("", [("blob", {"size": size})]) for _ in range(steps)]
+    return Agent(
+        "bulky", ScriptedGateway([*turns, ScriptedTurn("done")]), tools=[blob], max_steps=steps + 1
+    )
+
+
 class BrokenGateway(LLMGateway):
     async def stream(self, request: ModelRequest) -> AsyncIterator[TokenDelta | ModelTurn]:
         raise LLMError("the endpoint answered 500 three times")
@@ -95,4 +113,5 @@ def test_agents() -> list[Agent]:
         ),
         Agent("broken", BrokenGateway()),
         firehose_agent(),
+        bulky_agent(),
     ]

@@ -247,6 +247,9 @@ class Task:
                 if event.is_terminal:
                     self.finish_from_event(event)
                     return
+                # Let subscribers' writers run between events, so a source that never
+                # awaits cannot outrun every subscriber at once.
+                await asyncio.sleep(0)
             self._fail("The agent stopped without a final answer.")
         except asyncio.CancelledError:
             # Forced stop (grace period over, or server shutdown): still one final result.
