@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up, then run every check: ruff, mypy, and the whole pytest suite (browser tests included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+VENV=${VENV:-.venv}
+
+# Browser tests drive Debian's Chromium (a Playwright browser download does not work here).
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "warning: /usr/bin/chromium is missing; browser tests will be skipped" >&2
+    fi
+fi
+
+"$VENV/bin/ruff" check .
+"$VENV/bin/mypy"
+
+set +e
+"$VENV/bin/python" -m pytest "$@"
+status=$?
+set -e
+if [ "$status" = 5 ]; then
+    echo "error: pytest collected no tests" >&2
+    exit 1
+fi
+exit "$status"
