@@ -15,3 +15,15 @@ def _jupyter_server_extension_points() -> list[dict[str, object]]:
     from .server.app import AgentKitExtension
 
     return [{"module": "agentkit_jupyter", "app": AgentKitExtension}]
+
+
+# The notebook API (TaskWidget, run) is imported on first use: it pulls in ipywidgets.
+__all__ += ["TaskWidget", "run"]
+
+
+def __getattr__(name: str) -> object:
+    if name in ("TaskWidget", "run"):
+        from . import widget
+
+        return getattr(widget, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

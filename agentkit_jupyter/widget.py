@@ -1,0 +1,590 @@
+"""The notebook side: :class:`TaskWidget`, an anywidget bound to one task, and :func:`run`.
+
+``run("demo", "Compare Paris and Berlin")`` starts a task on the Jupyter server and
+displays its widget. The output carries three renderings of the same task:
+
+- ``application/vnd.agentkit.task+json`` (``{"task_id", "agent"}``): JupyterLab and
+  Notebook 7 with the agentkit-jupyter plugin render it (ranked before the widget
+  view) with a view attached to the server by task id: live while the kernel is
+  busy, and again when the notebook is reopened without a kernel;
+- the ipywidgets view (``application/vnd.jupyter.widget-view+json``): the anywidget
+  module, for front ends without the plugin (VS Code, Colab). It talks to the
+  page's server straight when that server knows the task, else asks the kernel to
+  relay the stream over the widget's comm;
+- ``text/html``: a static copy of the steps for GitHub and nbviewer, updated in
+  place (``update_display``) when the task ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import html
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any, Literal
+
+import anywidget
+import traitlets
+
+from .client import AgentKitAPIError, AgentKitClient, ServerInfo
+
+__all__ = ["TASK_MIMETYPE", "TaskWidget", "render_static_html", "run"]
+
+log = logging.getLogger(__name__)
+
+TASK_MIMETYPE = "application/vnd.agentkit.task+json"
+WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
+FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+DisplayKind = Literal["auto", "widget"]
+Transport = Literal["auto", "direct", "relay"]
+
+_STATIC_ESM = Path(__file__).parent / "static" / "widget.js"
+_MISSING_ESM = """
+export default {
+  render({ model, el }) {
+    el.textContent = "agentkit-jupyter: the widget front end is not built "
+      + "(run `jlpm build` in labextension/). Task " + model.get("task_id") + ".";
+  }
+};
+"""
+# Messages per relay batch, and the pause between batches (seconds).
+RELAY_BATCH = 500
+RELAY_PAUSE = 0.03
+# A watcher that lost the stream polls REST this often, and gives up after this many
+# consecutive failures.
+POLL_INTERVAL = 1.0
+POLL_FAILURES = 30
+
+
+def _esm() -> Path | str:
+    return _STATIC_ESM if _STATIC_ESM.exists() else _MISSING_ESM
+
+
+def _current_cell() -> object:
+    """An identifier of the cell now executing (``None`` outside IPython)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return None
+    shell = get_ipython()
+    if shell is None:
+        return None
+    kernel = getattr(shell, "kernel", None)
+    try:
+        parent = kernel.get_parent() if kernel is not None else None
+    except Exception:  # pragma: no cover - older ipykernel
+        parent = None
+    msg_id = (parent or {}).get("header", {}).get("msg_id")
+    return msg_id or ("execution", shell.execution_count)
+
+
+class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
+    """A live view of one agent task on the Jupyter server.
+
+    ``TaskWidget(task_id)`` attaches to an existing task; :func:`run` starts one.
+    ``status`` and ``result`` follow the task (a background thread watches its
+    stream); ``steps`` asks the server for the events so far; :meth:`wait` (or
+    ``await w.wait_async()``) blocks until the task ends; :meth:`cancel` stops it.
+    """
+
+    _esm = _esm()
+
+    task_id = traitlets.Unicode("", help="The task's id on the server.").tag(sync=True)
+    agent = traitlets.Unicode("", help="The agent running the task.").tag(sync=True)
+    input = traitlets.Unicode("", help="The task's input.").tag(sync=True)
+    status = traitlets.Unicode(
+        "queued", help="queued, running, succeeded, failed or cancelled."
+    ).tag(sync=True)
+    transport = traitlets.Enum(
+        ["auto", "direct", "relay"],
+        default_value="auto",
+        help="How the view gets the stream: 'direct' from the page's server, 'relay' "
+        "through the kernel, 'auto' direct when the page's server knows the task.",
+    ).tag(sync=True)
+
+    def __init__(
+        self,
+        task_id: str,
+        *,
+        server: ServerInfo | None = None,
+        client: AgentKitClient | None = None,
+        transport: Transport = "auto",
+        attach_by_id: bool | None = None,
+        task: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Attach to task ``task_id``.
+
+        ``server`` (or a ready ``client``) says where the task lives; by default the
+        server that started this kernel. ``attach_by_id`` puts the task mimetype in
+        displayed outputs (default: when the server was found automatically, i.e. it
+        is the page's server). ``task`` is the task record when the caller has it.
+        """
+        self._client = client if client is not None else AgentKitClient(server)
+        if task is None:
+            task = self._client.get_task(task_id, after=1 << 62)
+        self._attach_by_id = (
+            (server is None and client is None) if attach_by_id is None else (attach_by_id)
+        )
+        super().__init__(
+            task_id=task_id,
+            agent=str(task.get("agent") or ""),
+            input=str(task.get("input") or ""),
+            status=str(task.get("status") or "queued"),
+            transport=transport,
+            **kwargs,
+        )
+        self._task: dict[str, Any] = {
+            k: v for k, v in task.items() if k not in ("events", "ws_url")
+        }
+        self._lock = threading.Lock()
+        self._messages: list[dict[str, Any]] = []
+        self._result: dict[str, Any] | None = None
+        self._future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        self._handles: list[tuple[Any, DisplayKind]] = []
+        self._shown_in: object = None
+        self._closing = threading.Event()
+        self._relay_queue: queue.Queue[list[dict[str, Any]] | None] = queue.Queue()
+        self._relay_thread: threading.Thread | None = None
+        self._relaying = False
+        self.on_msg(self._on_custom_msg)
+        self._watcher = threading.Thread(
+            target=self._watch, name=f"agentkit-watch-{task_id}", daemon=True
+        )
+        self._watcher.start()
+
+    # -- the Python API ------------------------------------------------------------
+
+    @property
+    def client(self) -> AgentKitClient:
+        return self._client
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        """The task's result (``status``, ``output``, ``error``...), ``None`` while it runs."""
+        if self._result is None:
+            task = self._client.get_task(self.task_id, after=1 << 62)
+            if task.get("result") is not None:
+                return dict(task["result"])
+        return self._result
+
+    @property
+    def done(self) -> bool:
+        return self._future.done()
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The step events so far (``event_type``, ``step``, ``data``, ``timestamp``),
+        fetched from the server."""
+        task = self._client.get_task(self.task_id)
+        return [m["data"] for m in task.get("events", []) if m.get("type") == "step"]
+
+    def cancel(self) -> dict[str, Any]:
+        """Ask the server to cancel the task; returns the task record. A finished task
+        is left as it is."""
+        try:
+            return self._client.cancel_task(self.task_id)
+        except AgentKitAPIError as exc:
+            if exc.status != 409:
+                raise
+            return self._client.get_task(self.task_id, after=1 << 62)
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the task ends; returns its result. Raises ``TimeoutError``."""
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"task {self.task_id} did not finish within {timeout} s") from None
+
+    async def wait_async(self, timeout: float | None = None) -> dict[str, Any]:
+        """``await w.wait_async()``: as :meth:`wait`, without blocking the event loop."""
+        future = asyncio.wrap_future(self._future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"task {self.task_id} did not finish within {timeout} s") from None
+
+    def __await__(self) -> Generator[Any, None, dict[str, Any]]:
+        return self.wait_async().__await__()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The task as plain data: its record, result and step events."""
+        task = self._client.get_task(self.task_id)
+        events = task.pop("events", [])
+        task.pop("ws_url", None)
+        task["steps"] = [m["data"] for m in events if m.get("type") == "step"]
+        return task
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as JSON text (``kwargs`` go to ``json.dumps``)."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._relay_queue.put(None)
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"TaskWidget(task_id={self.task_id!r}, agent={self.agent!r}, status={self.status!r})"
+
+    # -- display -------------------------------------------------------------------
+
+    def mimebundle(self, display: DisplayKind = "auto") -> dict[str, Any]:
+        """The output bundle: widget view, static HTML, and (``display="auto"`` on
+        the page's server) the task mimetype that re-attaches by id."""
+        with self._lock:
+            messages = list(self._messages)
+            task = dict(self._task)
+        bundle: dict[str, Any] = {
+            "text/plain": repr(self),
+            "text/html": render_static_html(task, messages),
+            WIDGET_VIEW_MIMETYPE: {
+                "version_major": 2,
+                "version_minor": 1,
+                "model_id": self.model_id,
+            },
+        }
+        if display == "auto" and self._attach_by_id:
+            bundle[TASK_MIMETYPE] = {"task_id": self.task_id, "agent": self.agent}
+        return bundle
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        return self.mimebundle()
+
+    def show(self, display: DisplayKind = "auto") -> Any:
+        """Display the widget; returns the ``DisplayHandle`` (updated when the task ends)."""
+        from IPython.display import display as ipy_display
+
+        handle = ipy_display(self.mimebundle(display), raw=True, display_id=True)
+        self._shown_in = _current_cell()
+        with self._lock:
+            self._handles.append((handle, display))
+            finished = self._result is not None
+        if finished:
+            self._update_displays()
+        return handle
+
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        # `run(...)` already displayed this widget in this cell: its return value at
+        # the end of the cell must not show it a second time.
+        if self._shown_in is not None and self._shown_in == _current_cell():
+            return
+        self.show()
+
+    def _update_displays(self) -> None:
+        with self._lock:
+            handles = list(self._handles)
+        for handle, display in handles:
+            try:
+                handle.update(self.mimebundle(display), raw=True)
+            except Exception:  # pragma: no cover - a closed front end
+                log.debug("could not update the display of task %s", self.task_id, exc_info=True)
+
+    # -- following the task --------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Follow the task's stream (background thread) until its result."""
+        try:
+            for message in self._client.iter_messages(self.task_id, after=0):
+                if self._closing.is_set():
+                    return
+                self._on_message(message)
+                if message.get("type") == "result":
+                    return
+        except Exception as exc:
+            if self._closing.is_set():
+                return
+            log.warning("task %s: stream lost (%s); polling the server", self.task_id, exc)
+            self._relay_error(f"The kernel lost the task's stream: {exc}")
+        self._poll()
+
+    def _poll(self) -> None:
+        failures = 0
+        while not self._closing.is_set() and not self._future.done():
+            try:
+                with self._lock:
+                    after = self._messages[-1]["seq"] if self._messages else 0
+                task = self._client.get_task(self.task_id, after=after)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                if failures >= POLL_FAILURES:
+                    if not self._future.done():
+                        self._future.set_exception(exc)
+                    return
+                time.sleep(POLL_INTERVAL)
+                continue
+            for message in task.get("events", []):
+                self._on_message(message)
+            if task.get("result") is not None and not self._future.done():
+                with self._lock:
+                    seq = (self._messages[-1]["seq"] if self._messages else 0) + 1
+                self._on_message({"type": "result", "seq": seq, "data": task["result"]})
+            time.sleep(POLL_INTERVAL)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "connected":
+            status = str(message.get("status") or "")
+            if status and self._result is None:
+                self.status = status
+            return
+        if kind not in ("step", "result"):
+            return
+        with self._lock:
+            if self._messages and int(message.get("seq", 0)) <= self._messages[-1]["seq"]:
+                return
+            self._messages.append(message)
+            if self._relaying:
+                self._relay_queue.put([message])
+        if kind == "step":
+            if self.status == "queued":
+                self.status = "running"
+            return
+        result = dict(message.get("data") or {})
+        self._finish(result)
+
+    def _finish(self, result: dict[str, Any]) -> None:
+        try:
+            record = self._client.get_task(self.task_id, after=1 << 62)
+            record.pop("events", None)
+            record.pop("ws_url", None)
+        except Exception:
+            record = {"finished_at": time.time()}
+        with self._lock:
+            self._result = result
+            self._task.update(record)
+            self._task["status"] = result.get("status", "failed")
+        self.status = str(result.get("status") or "failed")
+        self._update_displays()
+        if not self._future.done():
+            self._future.set_result(result)
+
+    # -- the relay (front ends that cannot reach the server) -----------------------
+
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "relay":
+            try:
+                after = max(0, int(content.get("after") or 0))
+            except (TypeError, ValueError):
+                after = 0
+            self._start_relay(after)
+        elif kind == "cancel":
+            try:
+                self.cancel()
+            except Exception as exc:
+                self._relay_error(f"Cancel failed: {exc}")
+
+    def _start_relay(self, after: int) -> None:
+        with self._lock:
+            backlog = [m for m in self._messages if m["seq"] > after]
+            self._relaying = True
+            if self._relay_thread is None:
+                self._relay_thread = threading.Thread(
+                    target=self._relay_loop, name=f"agentkit-relay-{self.task_id}", daemon=True
+                )
+                self._relay_thread.start()
+        # Always answer, even with nothing yet: the view learns the task's record.
+        self._relay_queue.put(backlog)
+
+    def _relay_loop(self) -> None:
+        while True:
+            item = self._relay_queue.get()
+            if item is None:
+                return
+            messages = list(item)
+            while len(messages) < RELAY_BATCH:
+                try:
+                    more = self._relay_queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._send_batch(messages)
+                    return
+                messages.extend(more)
+            self._send_batch(messages)
+            time.sleep(RELAY_PAUSE)
+
+    def _send_batch(self, messages: list[dict[str, Any]]) -> None:
+        if self._closing.is_set() or self.comm is None:
+            return
+        with self._lock:
+            task = dict(self._task)
+        for start in range(0, max(len(messages), 1), RELAY_BATCH):
+            self.send(
+                {
+                    "type": "relay_batch",
+                    "task_id": self.task_id,
+                    "task": task,
+                    "messages": messages[start : start + RELAY_BATCH],
+                }
+            )
+
+    def _relay_error(self, text: str) -> None:
+        if self._relaying and self.comm is not None and not self._closing.is_set():
+            self.send({"type": "relay_error", "task_id": self.task_id, "error": text})
+
+
+def run(
+    agent: str,
+    input: str,
+    *,
+    server: ServerInfo | None = None,
+    display: DisplayKind | bool | None = "auto",
+    transport: Transport = "auto",
+) -> TaskWidget:
+    """Start ``agent`` on ``input`` on the Jupyter server and display its live view.
+
+    ``server`` defaults to the server that started this kernel. ``display="widget"``
+    leaves the task mimetype out (the anywidget view renders everywhere);
+    ``display=False`` displays nothing. ``transport`` forces how the anywidget view
+    gets the stream (``"relay"``: through the kernel). Returns the :class:`TaskWidget`.
+    """
+    client = AgentKitClient(server)
+    task = client.create_task(agent, input)
+    widget = TaskWidget(
+        task["task_id"],
+        client=client,
+        transport=transport,
+        attach_by_id=server is None,
+        task={"agent": agent, "input": input, **task},
+    )
+    if display:
+        widget.show("auto" if display is True else display)
+    return widget
+
+
+# -- the static copy ---------------------------------------------------------------
+
+_BOX = (
+    "font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px;"
+    "border:1px solid rgba(127,127,127,.35);border-radius:6px;padding:8px 10px;margin:2px 0"
+)
+_PRE = (
+    "white-space:pre-wrap;overflow-wrap:anywhere;margin:2px 0;padding:4px 6px;"
+    "background:rgba(127,127,127,.1);border-radius:3px;font-size:12px"
+)
+_MUTED = "color:#6e7781"
+_COLLAPSE_CHARS = 600
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
+def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+    """A self-contained HTML rendering of a task's steps (for GitHub, nbviewer)."""
+    esc = html.escape
+    status = str(task.get("status") or "")
+    result: dict[str, Any] = {}
+    steps: dict[int, list[str]] = {}
+    drafts: dict[int, str] = {}
+    max_step = 0
+    for message in messages:
+        if message.get("type") == "result":
+            result = dict(message.get("data") or {})
+            continue
+        event = message.get("data") or {}
+        step = int(event.get("step") or 0)
+        max_step = max(max_step, step)
+        data = event.get("data") or {}
+        kind = event.get("event_type")
+        parts = steps.setdefault(step, [])
+        if kind == "token":
+            drafts[step] = drafts.get(step, "") + _text(data.get("delta"))
+        elif kind == "thought":
+            drafts.pop(step, None)
+            parts.append(f"<div style='white-space:pre-wrap'>{esc(_text(data.get('text')))}</div>")
+        elif kind == "tool_call":
+            parts.append(
+                f"<div><span style='{_MUTED}'>Tool</span> <code><b>{esc(_text(data.get('name')))}"
+                f"</b></code><pre style='{_PRE}'>{esc(_text(data.get('arguments')))}</pre></div>"
+            )
+        elif kind == "observation":
+            output = _text(data.get("output"))
+            label = "Tool error" if data.get("is_error") else "Result"
+            color = "color:#d32f2f;" if data.get("is_error") else ""
+            pre = f"<pre style='{_PRE}{color}'>{esc(output)}</pre>"
+            if len(output) > _COLLAPSE_CHARS or output.count("\n") > 12:
+                pre = (
+                    f"<details><summary>{label} ({len(output)} characters)</summary>{pre}</details>"
+                )
+            else:
+                pre = f"<span style='{_MUTED}'>{label}</span>{pre}"
+            parts.append(f"<div>{pre}</div>")
+        elif kind == "final_answer":
+            drafts.pop(step, None)
+        elif kind in ("error", "cancelled"):
+            color = "#d32f2f" if kind == "error" else "#e65100"
+            label = "Error" if kind == "error" else "Cancelled"
+            parts.append(
+                f"<div style='color:{color}'><b>{label}:</b> {esc(_text(data.get('message')))}"
+                "</div>"
+            )
+    for step, draft in drafts.items():
+        if draft:
+            steps.setdefault(step, []).append(
+                f"<div style='white-space:pre-wrap;{_MUTED}'>{esc(draft)} …</div>"
+            )
+
+    tokens = result.get("total_tokens")
+    meta = [f"{max_step} step{'s' if max_step != 1 else ''}"]
+    if isinstance(tokens, int) and tokens:
+        meta.append(f"{tokens:,} tokens")
+    started, finished = task.get("started_at"), task.get("finished_at")
+    if isinstance(started, int | float) and isinstance(finished, int | float):
+        meta.append(_duration(max(0.0, finished - started)))
+    out = [
+        f"<div class='agentkit-static' data-task-id='{esc(str(task.get('task_id', '')))}' "
+        f"style='{_BOX}'>",
+        f"<div><b>Agent {esc(str(task.get('agent', '')))}</b> · <b>{esc(status)}</b> · "
+        f"<span style='{_MUTED}'>{esc(' · '.join(meta))}</span></div>",
+    ]
+    if task.get("input"):
+        out.append(f"<div><span style='{_MUTED}'>Input:</span> {esc(str(task['input']))}</div>")
+    if steps:
+        out.append("<ol style='margin:6px 0;padding-left:1.6em'>")
+        for step in sorted(steps):
+            if steps[step]:
+                out.append(f"<li value='{step}' style='margin:4px 0'>{''.join(steps[step])}</li>")
+        out.append("</ol>")
+    if result.get("output") is not None and result.get("status") == "succeeded":
+        out.append(
+            "<div style='border-top:1px solid rgba(127,127,127,.35);padding-top:6px'>"
+            f"<b>Answer:</b> <span style='white-space:pre-wrap'>{esc(_text(result['output']))}"
+            "</span></div>"
+        )
+    elif result.get("status") == "failed":
+        error = result.get("error")
+        reason = error.get("message") if isinstance(error, dict) else error
+        out.append(f"<div style='color:#d32f2f'><b>Failed:</b> {esc(_text(reason))}</div>")
+    if status not in FINAL_STATUSES:
+        out.append(
+            f"<div style='{_MUTED};font-style:italic'>Running: this static copy is updated "
+            "when the task ends. The live view needs JupyterLab with agentkit-jupyter.</div>"
+        )
+    out.append("</div>")
+    return "".join(out)
