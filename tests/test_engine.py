@@ -303,3 +303,17 @@ async def test_demo_agent_answers_with_tool_calls() -> None:
     assert answer.event_type == EventType.FINAL_ANSWER
     assert "Rome" in answer.data["output"] and "Vienna" in answer.data["output"]
     assert "1.37 times" in answer.data["output"]
+
+
+def test_terminal_demo_prints_steps_as_they_arrive() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "agentkit_jupyter", "demo", "Rome or Madrid?"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "-> lookup_city" in done.stdout and "Answer: Madrid" in done.stdout

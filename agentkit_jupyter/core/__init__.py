@@ -6,6 +6,7 @@ from .demo import demo_agents
 from .engine import ReActEngine
 from .events import ErrorCode, EventType, StepEvent
 from .llm import LLMError, LLMGateway, ModelRequest, ModelTurn, TokenDelta, ToolCall, Usage
+from .openai_gateway import OpenAIGateway
 from .scripted import ScriptContext, ScriptedGateway, ScriptedTurn
 from .tools import Tool, ToolArgumentError, tool
 
@@ -19,6 +20,7 @@ __all__ = [
     "LLMGateway",
     "ModelRequest",
     "ModelTurn",
+    "OpenAIGateway",
     "OperationCancelled",
     "ReActEngine",
     "ScriptContext",
