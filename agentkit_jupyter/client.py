@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urljoin
+from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 import websockets
@@ -51,6 +51,12 @@ class ServerInfo:
 
     def api(self, path: str) -> str:
         return urljoin(self.url, "agentkit/api/" + path)
+
+    def ws_path(self, path: str) -> str:
+        """A WebSocket URL for an absolute path on this server (as the API returns them)."""
+        parts = urlsplit(self.url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return urlunsplit((scheme, parts.netloc, path, "", ""))
 
     def ws(self, task_id: str, after: int = 0) -> str:
         base = "ws" + self.url[len("http") :] if self.url.startswith("http") else self.url
@@ -130,6 +136,16 @@ class AgentKitClient:
         return dict(
             self._request("POST", "tasks", json={"agent": agent, "input": user_input}).json()
         )
+
+    def register_kernel_task(
+        self, agent: str, user_input: str, description: str = ""
+    ) -> dict[str, Any]:
+        """Register a run this process will publish itself (see ``runner.LocalRun``).
+
+        The answer holds ``publish_url`` and the ``publish_token`` only this caller gets.
+        """
+        body = {"agent": agent, "input": user_input, "description": description}
+        return dict(self._request("POST", "kernel-tasks", json=body).json())
 
     def list_tasks(self) -> list[dict[str, Any]]:
         return list(self._request("GET", "tasks").json()["tasks"])

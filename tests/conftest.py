@@ -10,7 +10,7 @@ import pytest
 from traitlets.config import Config
 from websockets.asyncio.client import ClientConnection, connect
 
-pytest_plugins = ("pytest_jupyter.jupyter_server",)
+pytest_plugins = ("pytest_jupyter.jupyter_server", "pytest_jupyter.jupyter_client")
 
 
 @pytest.fixture

@@ -74,8 +74,7 @@ async def test_a_run_that_ignores_cancel_is_stopped_after_the_grace_period() -> 
         await asyncio.shield(asyncio.sleep(30))
 
     hub = hub_with(cancel_grace_seconds=0.2)
-    task = hub.create_external_task("x", "q", origin="test")
-    task.start(stubborn)
+    task = hub.run_source("x", "q", stubborn)
     await asyncio.sleep(0.05)
     task.cancel()
     result = await asyncio.wait_for(task.wait(), 2)
@@ -88,8 +87,7 @@ async def test_a_crashing_source_fails_the_task_with_a_generic_message() -> None
         raise RuntimeError("secret stack details")
 
     hub = hub_with()
-    task = hub.create_external_task("x", "q", origin="test")
-    task.start(crashing)
+    task = hub.run_source("x", "q", crashing)
     result = await asyncio.wait_for(task.wait(), 2)
     assert result["status"] == "failed"
     assert result["error"]["code"] == "internal_error"

@@ -13,6 +13,8 @@ from ..tasks import HubLimits, TaskHub
 from .agents import AgentLoadError, agents_from, import_object, load_entry_point_agents
 from .handlers import (
     AgentsHandler,
+    KernelTasksHandler,
+    PublishHandler,
     TaskCancelHandler,
     TaskHandler,
     TasksHandler,
@@ -168,7 +170,9 @@ class AgentKitExtension(ExtensionApp):
                 (r"/agentkit/api/tasks", TasksHandler),
                 (rf"/agentkit/api/tasks/{TASK_ID}", TaskHandler),
                 (rf"/agentkit/api/tasks/{TASK_ID}/cancel", TaskCancelHandler),
+                (r"/agentkit/api/kernel-tasks", KernelTasksHandler),
                 (rf"/agentkit/ws/tasks/{TASK_ID}", TaskStreamHandler),
+                (rf"/agentkit/ws/publish/{TASK_ID}", PublishHandler),
             ]
         )
 

@@ -20,6 +20,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..core import UnknownAgentError
 from ..tasks import (
+    PublishError,
     Subscription,
     Task,
     TaskFinishedError,
@@ -58,6 +59,13 @@ class CreateTaskBody(pydantic.BaseModel):
 
     agent: str = pydantic.Field(min_length=1, max_length=200)
     input: str = pydantic.Field(max_length=MAX_INPUT_CHARS)
+
+
+class CreateKernelTaskBody(CreateTaskBody):
+    description: str = pydantic.Field(default="", max_length=2000)
+
+
+PUBLISH_SECRET_HEADER = "X-AgentKit-Publish-Token"
 
 
 class _AgentKitMixin(ExtensionHandlerMixin):
@@ -145,6 +153,33 @@ class TasksHandler(_APIBase):
         self.set_status(201)
         self.set_header("Location", url_path_join(self.request.path, task.task_id))
         self.finish(self.task_json(task))
+
+
+class KernelTasksHandler(_APIBase):
+    """``POST kernel-tasks``: a kernel registers a run it will publish itself."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        try:
+            body = CreateKernelTaskBody.model_validate_json(self.request.body or b"")
+        except pydantic.ValidationError as exc:
+            fields = sorted({".".join(map(str, e["loc"])) or "body" for e in exc.errors()})
+            raise ApiError(
+                400,
+                ErrorCode.INVALID_BODY,
+                "Expected a JSON object {'agent': str, 'input': str, 'description'?: str}; "
+                "problem with: " + ", ".join(fields),
+            ) from None
+        task = self.hub.create_external_task(body.agent, body.input, origin="kernel")
+        self.set_status(201)
+        self.finish(
+            {
+                **self.task_json(task),
+                "publish_url": url_path_join(self.base_url, "agentkit/ws/publish", task.task_id),
+                "publish_token": task.publish_secret,
+            }
+        )
 
 
 class TaskHandler(_APIBase):
@@ -382,3 +417,102 @@ class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, Jupyte
         return hmac.compare_digest(
             presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8")
         )
+
+
+class PublishHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+    """``agentkit/ws/publish/{task_id}``: the kernel that created a task sends its events.
+
+    Kernel -> server: ``{"type": "event", "event": StepEvent.to_dict()}``.
+    Server -> kernel: ``{"type": "cancel", "reason": ...}`` when a viewer cancels, and
+    ``error`` messages for refused events. A publisher that goes away before the
+    run's end fails the task (``kernel_disconnected``).
+    """
+
+    task: Task | None = None
+    _unregister: Any = None
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return None
+
+    @ws_authenticated
+    async def get(self, task_id: str) -> None:
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE)
+        )
+        if not allowed:
+            raise web.HTTPError(403)
+        await super().get(task_id)  # type: ignore[no-untyped-call]
+
+    def _refuse(self, code: ErrorCode, message: str, close: CloseCode) -> None:
+        try:
+            self.write_message(dumps(error_message(code, message)))
+        except WebSocketClosedError:
+            return
+        self.close(close, message[:120])
+
+    async def open(self, task_id: str) -> None:  # type: ignore[override]
+        super().open()  # type: ignore[no-untyped-call]
+        try:
+            task = self.hub.get(task_id)
+        except UnknownTaskError:
+            self._refuse(ErrorCode.UNKNOWN_TASK, "No task with that id.", CloseCode.UNKNOWN_TASK)
+            return
+        if not task.check_publish_secret(self.request.headers.get(PUBLISH_SECRET_HEADER)):
+            self._refuse(
+                ErrorCode.FORBIDDEN,
+                "Only the kernel that created this task may publish to it.",
+                CloseCode.FORBIDDEN,
+            )
+            return
+        try:
+            task.attach_publisher()
+        except (PublishError, TaskFinishedError) as exc:
+            self._refuse(ErrorCode.FORBIDDEN, str(exc), CloseCode.FORBIDDEN)
+            return
+        self.task = task
+        loop = asyncio.get_running_loop()
+
+        def forward_cancel(reason: str | None) -> None:
+            message = dumps({"type": "cancel", "reason": reason})
+            loop.call_soon_threadsafe(self._send_text, message)
+
+        self._unregister = task.token.add_callback(forward_cancel)
+
+    def _send_text(self, text: str) -> None:
+        try:
+            self.write_message(text)
+        except WebSocketClosedError:
+            pass
+
+    def on_message(self, message: str | bytes) -> None:
+        if self.task is None:
+            return
+        try:
+            raw = json.loads(message)
+            if not isinstance(raw, dict) or raw.get("type") != "event":
+                raise PublishError(
+                    ErrorCode.INVALID_MESSAGE, "Expected {'type': 'event', 'event': {...}}."
+                )
+            self.task.publish_external(raw.get("event"))
+        except (ValueError, RecursionError) as exc:
+            code = exc.code if isinstance(exc, PublishError) else ErrorCode.INVALID_JSON
+            self._send_text(
+                dumps(
+                    error_message(
+                        code,
+                        str(exc)
+                        if isinstance(exc, PublishError)
+                        else "The message is not valid JSON.",
+                    )
+                )
+            )
+        except TaskFinishedError:
+            self._send_text(dumps(error_message(ErrorCode.TASK_FINISHED, "The task has ended.")))
+        if self.task.finished:
+            self.close(CloseCode.NORMAL, "Task finished")
+
+    def on_close(self) -> None:
+        if self._unregister is not None:
+            self._unregister()
+        if self.task is not None:
+            self.task.publisher_lost()

@@ -2,6 +2,7 @@
 
 from .hub import (
     HubLimits,
+    PublishError,
     Subscription,
     Task,
     TaskFinishedError,
@@ -15,6 +16,7 @@ from .log import EventLog, LogEntry
 __all__ = [
     "EventLog",
     "HubLimits",
+    "PublishError",
     "LogEntry",
     "Subscription",
     "Task",

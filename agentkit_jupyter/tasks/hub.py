@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 import time
@@ -49,6 +50,14 @@ class TooManySubscribersError(RuntimeError):
     pass
 
 
+class PublishError(ValueError):
+    """A publisher's event was refused; ``code`` is a protocol error code."""
+
+    def __init__(self, code: protocol.ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass(frozen=True, slots=True)
 class HubLimits:
     """Bounds on memory and fan-out, per task and per subscriber."""
@@ -62,6 +71,8 @@ class HubLimits:
     max_tasks: int = 1000
     # A run that ignores its cancellation token is force-stopped after this long.
     cancel_grace_seconds: float = 2.0
+    # A kernel-published task fails if its kernel does not connect within this long.
+    publisher_connect_timeout: float = 30.0
 
 
 class Subscription:
@@ -145,6 +156,9 @@ class Task:
         self._subscribers: set[Subscription] = set()
         self._runner: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
+        # Set for tasks whose events come from a kernel: only its holder may publish.
+        self.publish_secret: str | None = None
+        self.publisher_attached = False
 
     @property
     def finished(self) -> bool:
@@ -250,22 +264,23 @@ class Task:
                 # Let subscribers' writers run between events, so a source that never
                 # awaits cannot outrun every subscriber at once.
                 await asyncio.sleep(0)
-            self._fail("The agent stopped without a final answer.")
+            self.fail("The agent stopped without a final answer.")
         except asyncio.CancelledError:
             # Forced stop (grace period over, or server shutdown): still one final result.
             self._publish_cancelled("The run was stopped.")
             raise
         except Exception:
             log.exception("task %s: the run failed", self.task_id)
-            self._fail("The run failed with an internal error; see the server log.")
+            self.fail("The run failed with an internal error; see the server log.")
 
-    def _fail(self, message: str) -> None:
+    def fail(
+        self, message: str, code: protocol.ErrorCode = protocol.ErrorCode.INTERNAL_ERROR
+    ) -> None:
         if self.finished:
             return
-        code = protocol.ErrorCode.INTERNAL_ERROR.value
-        step = StepEvent(EventType.ERROR, 0, {"message": message, "code": code})
+        step = StepEvent(EventType.ERROR, 0, {"message": message, "code": code.value})
         self.publish(step)
-        self.finish(TaskStatus.FAILED, error={"code": code, "message": message})
+        self.finish(TaskStatus.FAILED, error={"code": code.value, "message": message})
 
     def _publish_cancelled(self, message: str) -> None:
         if self.finished:
@@ -295,17 +310,71 @@ class Task:
             return True
         if not self.token.cancel(reason):
             return False
-        if self._runner is not None:
-            # A run that ignores its token is stopped by force after a grace period.
-            asyncio.get_running_loop().call_later(
-                self._limits.cancel_grace_seconds, self._force_stop
-            )
+        # A run (or a kernel) that ignores its token is stopped by force after a grace period.
+        asyncio.get_running_loop().call_later(self._limits.cancel_grace_seconds, self._force_stop)
         return True
 
     def _force_stop(self) -> None:
-        if self._runner is not None and not self._runner.done():
-            log.warning("task %s ignored its cancellation; stopping it", self.task_id)
-            self._runner.cancel()
+        if self.finished:
+            return
+        if self._runner is not None:
+            if not self._runner.done():
+                log.warning("task %s ignored its cancellation; stopping it", self.task_id)
+                self._runner.cancel()
+        else:
+            self._publish_cancelled(
+                "Cancelled; the kernel running the agent did not confirm in time."
+            )
+
+    # -- events published from elsewhere (a kernel) ------------------------------------
+
+    def check_publish_secret(self, presented: str | None) -> bool:
+        if self.publish_secret is None or presented is None:
+            return False
+        return hmac.compare_digest(
+            presented.encode("utf-8", "surrogatepass"), self.publish_secret.encode()
+        )
+
+    def attach_publisher(self) -> None:
+        if self.finished:
+            raise TaskFinishedError(f"task {self.task_id} already {self.status.value}")
+        if self.publisher_attached:
+            raise PublishError(protocol.ErrorCode.FORBIDDEN, "This task already has a publisher.")
+        self.publisher_attached = True
+
+    def publish_external(self, raw: Any) -> StepEvent:
+        """Validate and append an event sent by the task's publisher."""
+        if self.finished:
+            raise TaskFinishedError(f"task {self.task_id} already {self.status.value}")
+        try:
+            event = StepEvent.from_dict(raw)
+        except (KeyError, ValueError, TypeError):
+            raise PublishError(
+                protocol.ErrorCode.INVALID_MESSAGE,
+                "An event needs event_type (a known type), step (int), data (object), "
+                "timestamp (number).",
+            ) from None
+        self.publish(event)
+        if event.is_terminal:
+            self.finish_from_event(event)
+        return event
+
+    def publisher_lost(self) -> None:
+        """The publisher went away: a run without its end is failed, never left running."""
+        if self.finished:
+            return
+        message = (
+            "The kernel running this agent went away before the run finished "
+            "(it died, restarted, was interrupted, or lost its connection)."
+        )
+        self.fail(message, code=protocol.ErrorCode.KERNEL_DISCONNECTED)
+
+    def _publisher_never_came(self) -> None:
+        if not self.finished and not self.publisher_attached:
+            self.fail(
+                "The kernel that created this task never connected to publish its events.",
+                code=protocol.ErrorCode.KERNEL_DISCONNECTED,
+            )
 
     async def wait(self) -> dict[str, Any]:
         await self._done.wait()
@@ -338,15 +407,30 @@ class TaskHub:
     def create_task(self, agent_name: str, user_input: str) -> Task:
         """Create and start a run of a registered agent (UnknownAgentError if none)."""
         agent = self.agents.get(agent_name)
-        task = self._new_task(agent.name, user_input, origin="server")
-        task.start(lambda token: agent.stream(user_input, token))
+        return self.run_source(
+            agent.name, user_input, lambda token: agent.stream(user_input, token)
+        )
+
+    def run_source(
+        self, agent_name: str, user_input: str, source: EventSource, origin: str = "server"
+    ) -> Task:
+        """Create a task that runs ``source`` (any event stream) on this event loop."""
+        task = self._new_task(agent_name, user_input, origin=origin)
+        task.start(source)
         return task
 
     def create_external_task(self, agent_name: str, user_input: str, origin: str) -> Task:
-        """A task whose events are published from elsewhere (a kernel), not run here."""
+        """A task whose events are published from elsewhere (a kernel), not run here.
+
+        Its ``publish_secret`` goes only to the creator: only it may publish.
+        """
         task = self._new_task(agent_name, user_input, origin=origin)
         task.status = TaskStatus.RUNNING
         task.started_at = time.time()
+        task.publish_secret = secrets.token_urlsafe(32)
+        asyncio.get_running_loop().call_later(
+            self.limits.publisher_connect_timeout, task._publisher_never_came
+        )
         return task
 
     def _new_task(self, agent: str, user_input: str, origin: str) -> Task:

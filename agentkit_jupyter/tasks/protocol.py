@@ -40,6 +40,8 @@ class ErrorCode(StrEnum):
     INVALID_BODY = "invalid_body"
     NOT_FOUND = "not_found"
     SERVER_SHUTTING_DOWN = "server_shutting_down"
+    KERNEL_DISCONNECTED = "kernel_disconnected"
+    KERNEL_INTERRUPTED = "kernel_interrupted"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -49,7 +51,7 @@ class CloseCode(IntEnum):
     NORMAL = 1000  # after the final result, or heartbeat timeout
     GOING_AWAY = 1001  # the server is shutting down
     UNAUTHENTICATED = 4001  # the seed api_key was missing or wrong
-    FORBIDDEN = 4003  # authenticated, but not allowed to watch
+    FORBIDDEN = 4003  # not allowed (e.g. publishing to another kernel's task)
     UNKNOWN_TASK = 4004  # no such task, or it was deleted
     TOO_SLOW = 4008  # fell too far behind; resume with ?after=
     TOO_MANY_SUBSCRIBERS = 4009
