@@ -26,6 +26,7 @@ def jp_server_config(agentkit_config: dict[str, Any]) -> Config:
             "ServerApp": {"jpserver_extensions": {"agentkit_jupyter": True}},
             "AgentKitExtension": {
                 "agents": ["support:test_agents"],
+                "db_path": ":memory:",
                 **agentkit_config,
             },
         }

@@ -114,4 +114,9 @@ def test_agents() -> list[Agent]:
         Agent("broken", BrokenGateway()),
         firehose_agent(),
         bulky_agent(),
+        Agent(
+            "long-stream",
+            ScriptedGateway([ScriptedTurn("word " * 20_000)], token_delay=0.0005),
+            description="Streams tokens fast for several seconds",
+        ),
     ]

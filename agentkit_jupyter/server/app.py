@@ -6,10 +6,11 @@ import os
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Float, Int, List, Unicode
 
 from ..core import AgentPool, demo_agents
-from ..tasks import HubLimits, TaskHub
+from ..tasks import HubLimits, StoreError, TaskHub, TaskStore
 from .agents import AgentLoadError, agents_from, import_object, load_entry_point_agents
 from .handlers import (
     AgentsHandler,
@@ -98,6 +99,20 @@ class AgentKitExtension(ExtensionApp):
         "query parameter is accepted for old clients. Jupyter's own auth always applies.",
     ).tag(config=True)
 
+    db_path = Unicode(
+        None,
+        allow_none=True,
+        help="SQLite file keeping tasks and their events across restarts. Default: "
+        "<jupyter data dir>/agentkit/tasks.sqlite3. ':memory:' keeps them only in memory "
+        "(tests); '' turns persistence off.",
+    ).tag(config=True)
+    retention_max_age_days = Float(
+        30.0, allow_none=True, help="Finished tasks older than this are deleted (None: never)."
+    ).tag(config=True)
+    retention_max_count = Int(
+        1000, allow_none=True, help="At most this many finished tasks are kept (None: no limit)."
+    ).tag(config=True)
+
     hub: TaskHub
 
     def initialize_settings(self) -> None:
@@ -130,10 +145,36 @@ class AgentKitExtension(ExtensionApp):
                 subscriber_max_lag_bytes=self.subscriber_max_lag_bytes,
                 max_tasks=self.max_tasks,
             ),
+            store=self._open_store(),
         )
         self.settings["agentkit"] = self
+        self._apply_retention()
         self.log.info("agentkit: hosting agents %s", ", ".join(a.name for a in pool) or "none")
         self._advertise_to_kernels()
+
+    def _open_store(self) -> TaskStore | None:
+        path = self.db_path
+        if path is None:
+            from jupyter_core.paths import jupyter_data_dir
+
+            path = os.path.join(jupyter_data_dir(), "agentkit", "tasks.sqlite3")
+        if not path:
+            return None
+        try:
+            store = TaskStore(path)
+        except (StoreError, OSError) as exc:
+            self.log.error("agentkit: task history is off for this session: %s", exc)
+            return None
+        self.log.info("agentkit: task history in %s", path)
+        return store
+
+    def _apply_retention(self) -> None:
+        max_age = self.retention_max_age_days
+        removed = self.hub.apply_retention(
+            max_age * 86400 if max_age is not None else None, self.retention_max_count
+        )
+        if removed:
+            self.log.info("agentkit: retention removed %d old task(s)", removed)
 
     def _endpoint_agent(self) -> Any:
         from ..core import Agent
@@ -162,6 +203,8 @@ class AgentKitExtension(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         # The port is final only once the server listens.
         self._advertise_to_kernels()
+        self._retention = PeriodicCallback(self._apply_retention, 3600 * 1000)
+        self._retention.start()
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(
@@ -177,4 +220,7 @@ class AgentKitExtension(ExtensionApp):
         )
 
     async def stop_extension(self) -> None:
+        retention = getattr(self, "_retention", None)
+        if retention is not None:
+            retention.stop()
         await self.hub.shutdown()

@@ -12,17 +12,20 @@ from .hub import (
     UnknownTaskError,
 )
 from .log import EventLog, LogEntry
+from .store import StoreError, TaskStore
 
 __all__ = [
     "EventLog",
     "HubLimits",
     "PublishError",
     "LogEntry",
+    "StoreError",
     "Subscription",
     "Task",
     "TaskFinishedError",
     "TaskHub",
     "TaskStatus",
+    "TaskStore",
     "TooManySubscribersError",
     "UnknownTaskError",
 ]

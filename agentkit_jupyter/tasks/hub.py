@@ -15,6 +15,7 @@ from typing import Any
 from ..core import AgentPool, CancellationToken, EventType, StepEvent
 from . import protocol
 from .log import EventLog, LogEntry
+from .store import StoredTask, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,12 @@ class TaskStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # It was running when the server stopped; its events up to then are kept.
+    INTERRUPTED = "interrupted"
 
     @property
     def finished(self) -> bool:
-        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+        return self not in (TaskStatus.QUEUED, TaskStatus.RUNNING)
 
 
 class UnknownTaskError(KeyError):
@@ -140,6 +143,7 @@ class Task:
         user_input: str,
         limits: HubLimits,
         origin: str = "server",
+        store: TaskStore | None = None,
     ) -> None:
         self.task_id = task_id
         self.agent = agent
@@ -159,6 +163,7 @@ class Task:
         # Set for tasks whose events come from a kernel: only its holder may publish.
         self.publish_secret: str | None = None
         self.publisher_attached = False
+        self._store = store
 
     @property
     def finished(self) -> bool:
@@ -217,11 +222,22 @@ class Task:
         if self.finished:
             raise TaskFinishedError(f"task {self.task_id} is finished")
         seq = self.log.last_seq + 1
-        entry = self.log.append(
+        entry = self._append(
             protocol.dumps(protocol.step_message(self.task_id, seq, event.to_dict()))
         )
         self._check_lagging()
         return entry
+
+    def _append(self, text: str) -> LogEntry:
+        entry = self.log.append(text)
+        if self._store is not None:
+            self._store.append_event(self.task_id, entry.seq, text)
+        return entry
+
+    def save(self) -> None:
+        """Persist the task's record (status, times, result), if there is a store."""
+        if self._store is not None:
+            self._store.save_task(self.to_dict())
 
     def finish(self, status: TaskStatus, **result: Any) -> bool:
         """Record the one final result; later calls are ignored (returns False)."""
@@ -231,7 +247,8 @@ class Task:
         self.finished_at = time.time()
         self.result = {"status": status.value, "task_id": self.task_id, **result}
         seq = self.log.last_seq + 1
-        self.log.append(protocol.dumps(protocol.result_message(self.task_id, seq, self.result)))
+        self._append(protocol.dumps(protocol.result_message(self.task_id, seq, self.result)))
+        self.save()
         self._done.set()
         return True
 
@@ -255,6 +272,7 @@ class Task:
     async def run(self, source: EventSource) -> None:
         self.status = TaskStatus.RUNNING
         self.started_at = time.time()
+        self.save()
         try:
             async for event in source(self.token):
                 self.publish(event)
@@ -399,10 +417,70 @@ class Task:
 class TaskHub:
     """All tasks of one server. Knows nothing of HTTP or WebSockets."""
 
-    def __init__(self, agents: AgentPool, limits: HubLimits | None = None) -> None:
+    def __init__(
+        self,
+        agents: AgentPool,
+        limits: HubLimits | None = None,
+        store: TaskStore | None = None,
+    ) -> None:
         self.agents = agents
         self.limits = limits or HubLimits()
+        self.store = store
         self._tasks: dict[str, Task] = {}
+        if store is not None:
+            for stored in store.load(self.limits.max_events_in_memory):
+                self._restore(stored)
+
+    def _restore(self, stored: StoredTask) -> None:
+        record = stored.record
+        task = Task(
+            record["task_id"],
+            record["agent"],
+            record["input"],
+            self.limits,
+            origin=record["origin"],
+            store=self.store,
+        )
+        task.created_at = record["created_at"]
+        task.started_at = record["started_at"]
+        task.finished_at = record["finished_at"]
+        task.log.restore(stored.first_seq, stored.events)
+        status = TaskStatus(record["status"])
+        if status.finished:
+            task.status = status
+            task.result = record["result"]
+            task._done.set()
+        else:
+            # It was running when the server stopped: say so, once, in its own log.
+            task.status = TaskStatus.RUNNING
+            task.finish(
+                TaskStatus.INTERRUPTED,
+                error={
+                    "code": protocol.ErrorCode.SERVER_RESTARTED.value,
+                    "message": "The server stopped while this task was running; "
+                    "its events up to then are kept.",
+                },
+            )
+        self._tasks[task.task_id] = task
+
+    def apply_retention(self, max_age_seconds: float | None, max_count: int | None) -> int:
+        """Forget finished tasks older than ``max_age_seconds`` or beyond the newest
+        ``max_count``, on disk too. Returns how many went."""
+        now = time.time()
+        finished = sorted(
+            (t for t in self._tasks.values() if t.finished),
+            key=lambda t: t.created_at,
+            reverse=True,
+        )
+        doomed = [
+            task
+            for index, task in enumerate(finished)
+            if (max_count is not None and index >= max_count)
+            or (max_age_seconds is not None and now - task.created_at > max_age_seconds)
+        ]
+        for task in doomed:
+            self.delete(task.task_id)
+        return len(doomed)
 
     def create_task(self, agent_name: str, user_input: str) -> Task:
         """Create and start a run of a registered agent (UnknownAgentError if none)."""
@@ -436,8 +514,9 @@ class TaskHub:
     def _new_task(self, agent: str, user_input: str, origin: str) -> Task:
         self._evict_finished()
         task_id = secrets.token_hex(8)
-        task = Task(task_id, agent, user_input, self.limits, origin=origin)
+        task = Task(task_id, agent, user_input, self.limits, origin=origin, store=self.store)
         self._tasks[task_id] = task
+        task.save()
         return task
 
     def _evict_finished(self) -> None:
@@ -447,7 +526,7 @@ class TaskHub:
         for task in sorted(
             (t for t in self._tasks.values() if t.finished), key=lambda t: t.created_at
         )[:excess]:
-            del self._tasks[task.task_id]
+            self.delete(task.task_id)
 
     def get(self, task_id: str) -> Task:
         try:
@@ -471,8 +550,12 @@ class TaskHub:
         for sub in list(task._subscribers):
             sub.drop(protocol.ErrorCode.UNKNOWN_TASK)
         del self._tasks[task_id]
+        if self.store is not None:
+            self.store.delete_task(task_id)
 
     async def shutdown(self) -> None:
         await asyncio.gather(
             *(t.stop("server shutting down") for t in self._tasks.values() if not t.finished)
         )
+        if self.store is not None:
+            self.store.close()

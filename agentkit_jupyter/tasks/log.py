@@ -55,6 +55,14 @@ class EventLog:
             return 0
         return self._cumulative[-1] - self._bytes_before(self._start)
 
+    def restore(self, first_seq: int, texts: list[str]) -> None:
+        """Load entries read back from a store, before any live append."""
+        if self._last_seq:
+            raise RuntimeError("restore() is only for an empty log")
+        self._last_seq = first_seq - 1
+        for text in texts:
+            self.append(text)
+
     def append(self, text: str) -> LogEntry:
         self._last_seq += 1
         entry = LogEntry(self._last_seq, text)

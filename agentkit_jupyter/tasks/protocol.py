@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     SERVER_SHUTTING_DOWN = "server_shutting_down"
     KERNEL_DISCONNECTED = "kernel_disconnected"
     KERNEL_INTERRUPTED = "kernel_interrupted"
+    SERVER_RESTARTED = "server_restarted"
     INTERNAL_ERROR = "internal_error"
 
 
