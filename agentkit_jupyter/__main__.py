@@ -1,6 +1,6 @@
 """Run an agent in a terminal and print its steps as they arrive.
 
-    python -m agentkit_jupyter demo "Compare Paris and Rome"
+python -m agentkit_jupyter demo "Compare Paris and Rome"
 """
 
 from __future__ import annotations

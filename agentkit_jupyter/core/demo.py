@@ -6,10 +6,11 @@ import ast
 import asyncio
 import json
 import operator
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .agent import Agent
+from .llm import LLMError, LLMGateway, ModelRequest, ModelTurn, TokenDelta, Usage
 from .scripted import ScriptContext, ScriptedGateway, ScriptedTurn
 from .tools import tool
 
@@ -151,3 +152,33 @@ def demo_agents() -> list[Agent]:
         max_steps=SLOW_STEPS + 1,
     )
     return [demo, slow]
+
+
+class FirehoseGateway(LLMGateway):
+    """A model that streams N one-word tokens as fast as they are taken, then answers.
+
+    N is the user's input (an integer). It measures the stream, not a model.
+    """
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[TokenDelta | ModelTurn]:
+        text = next((str(m.get("content")) for m in request.messages if m["role"] == "user"), "")
+        try:
+            count = int(text.strip() or "1000")
+        except ValueError:
+            raise LLMError(f"bench-firehose takes an event count as input, not {text!r}") from None
+        for _ in range(count):
+            yield TokenDelta("tok ")
+        yield ModelTurn(f"streamed {count} tokens", (), Usage(1, count))
+
+
+def bench_agents() -> list[Agent]:
+    """``bench-firehose``: input N gives N+2 step events, emitted without any sleep."""
+    return [
+        Agent(
+            name="bench-firehose",
+            description="Benchmark source: the input is an event count; emits that many "
+            "token events as fast as the stream takes them.",
+            gateway=FirehoseGateway(),
+            llm_idle_timeout=None,
+        )
+    ]

@@ -186,7 +186,12 @@ class ReActEngine:
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), self.llm_idle_timeout)
+                    # wait_for costs a timer per call: only pay it when we must wait.
+                    item = (
+                        queue.get_nowait()
+                        if not queue.empty()
+                        else await asyncio.wait_for(queue.get(), self.llm_idle_timeout)
+                    )
                 except TimeoutError:
                     yield self._error(
                         state,

@@ -10,6 +10,7 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Float, Int, List, Unicode
 
 from ..core import AgentPool, demo_agents
+from ..core.demo import bench_agents
 from ..tasks import HubLimits, StoreError, TaskHub, TaskStore
 from .agents import AgentLoadError, agents_from, import_object, load_entry_point_agents
 from .handlers import (
@@ -43,6 +44,11 @@ class AgentKitExtension(ExtensionApp):
     ).tag(config=True)
     load_demo_agents = Bool(
         True, help="Host the built-in offline demo agents ('demo', 'demo-slow')."
+    ).tag(config=True)
+    load_bench_agents = Bool(
+        False,
+        help="Host 'bench-firehose', the benchmark source: its input is an event count, "
+        "which it emits as fast as the stream takes them.",
     ).tag(config=True)
     load_entry_points = Bool(
         True,
@@ -119,6 +125,9 @@ class AgentKitExtension(ExtensionApp):
         pool = AgentPool()
         if self.load_demo_agents:
             for agent in demo_agents():
+                pool.register(agent)
+        if self.load_bench_agents:
+            for agent in bench_agents():
                 pool.register(agent)
         if self.llm_base_url:
             pool.register(self._endpoint_agent(), replace=True)

@@ -202,14 +202,18 @@ class TaskStore:
         db = self._connection
         db.execute("BEGIN")
         try:
-            events: list[tuple[str, int, str]] = []
+            run: list[tuple[str, int, str]] = []  # consecutive events of one task
             for kind, value in batch:
                 if kind == "event":
-                    events.append(value)
+                    task_id, seq, _ = value
+                    if run and (run[0][0] != task_id or run[-1][1] + 1 != seq):
+                        self._insert_events(run)
+                        run = []
+                    run.append(value)
                     continue
-                if events:  # keep the order of events relative to task writes
-                    db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", events)
-                    events = []
+                if run:  # keep events ordered relative to task writes
+                    self._insert_events(run)
+                    run = []
                 if kind == "task":
                     db.execute(
                         "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -218,12 +222,25 @@ class TaskStore:
                 elif kind == "delete":
                     db.execute("DELETE FROM events WHERE task_id = ?", (value,))
                     db.execute("DELETE FROM tasks WHERE task_id = ?", (value,))
-            if events:
-                db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", events)
+            if run:
+                self._insert_events(run)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _insert_events(self, run: list[tuple[str, int, str]]) -> None:
+        """Insert consecutive events of one task in one statement.
+
+        One call with the texts as a JSON array lets SQLite do the loop without the
+        GIL, instead of binding each row from Python while the event loop waits.
+        """
+        task_id, first_seq, _ = run[0]
+        self._connection.execute(
+            "INSERT OR IGNORE INTO events (task_id, seq, message) "
+            "SELECT ?, ? + CAST(key AS INTEGER), value FROM json_each(?)",
+            (task_id, first_seq, json.dumps([text for _, _, text in run])),
+        )
 
     # -- reads (at start-up) ------------------------------------------------------------
 
