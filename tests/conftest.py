@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from traitlets.config import Config
@@ -43,7 +44,8 @@ def ws_url(http_server_client: Any, jp_http_port: int, jp_base_url: str) -> Call
             if after is not None
             else [] + [f"{k}={v}" for k, v in params.items()]
         )
-        url = f"ws://127.0.0.1:{jp_http_port}{jp_base_url}agentkit/ws/tasks/{task_id}"
+        path = quote(task_id, safe="%")
+        url = f"ws://127.0.0.1:{jp_http_port}{jp_base_url}agentkit/ws/tasks/{path}"
         return f"{url}?{query}" if query else url
 
     return make

@@ -66,6 +66,12 @@ class AgentKitExtension(ExtensionApp):
         allow_none=True,
         help="API key for llm_base_url (default: the OPENAI_API_KEY environment variable).",
     ).tag(config=True)
+    llm_timeout = Float(
+        60.0, help="Seconds to wait for the endpoint of llm_base_url before giving up on a call."
+    ).tag(config=True)
+    llm_max_retries = Int(
+        3, help="Retries (with backoff) of a call to llm_base_url on 429, 5xx or a timeout."
+    ).tag(config=True)
     default_model = Unicode(
         "gpt-4o-mini", help="Model name the 'assistant' agent asks llm_base_url for."
     ).tag(config=True)
@@ -193,7 +199,12 @@ class AgentKitExtension(ExtensionApp):
         return Agent(
             name="assistant",
             description=f"{self.default_model} at {self.llm_base_url}, with the demo tools.",
-            gateway=OpenAIGateway(base_url=self.llm_base_url, api_key=self.llm_api_key),
+            gateway=OpenAIGateway(
+                base_url=self.llm_base_url,
+                api_key=self.llm_api_key,
+                timeout=self.llm_timeout,
+                max_retries=self.llm_max_retries,
+            ),
             model=self.default_model,
             tools=[lookup_city, calculator],
             system_prompt="You are a helpful assistant. Use the tools when they help.",

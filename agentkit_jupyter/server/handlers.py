@@ -16,7 +16,13 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import (
+    WebSocketClosedError,
+    WebSocketHandler,
+    WebSocketProtocol,
+    WebSocketProtocol13,
+    _WebSocketParams,
+)
 
 from ..core import UnknownAgentError
 from ..tasks import (
@@ -216,8 +222,46 @@ class TaskCancelHandler(_APIBase):
         self.finish(self.task_json(task))
 
 
+class _ExplainingProtocol(WebSocketProtocol13):
+    """Tornado drops a text frame of invalid UTF-8 by cutting the TCP connection.
+
+    RFC 6455 does require failing the connection, but the client deserves to know
+    why: send an ``error`` (``invalid_utf8``) and a proper close (1007) first. The
+    client can reconnect with ``?after=``; nothing of the run is lost.
+    """
+
+    def _handle_message(self, opcode: int, data: bytes) -> Any:
+        if opcode == 0x1 and not self.client_terminated:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                self.write_message(
+                    dumps(error_message(ErrorCode.INVALID_UTF8, "Text frames must be UTF-8."))
+                )
+                self.close(CloseCode.INVALID_DATA, "Invalid UTF-8")
+                return None
+        return super()._handle_message(opcode, data)
+
+
 class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
     """``agentkit/ws/tasks/{task_id}``: replay after ``?after=``, then live events."""
+
+    @property
+    def max_message_size(self) -> int:
+        # Frames up to 10x the limit are read and answered with message_too_large;
+        # beyond that Tornado closes with 1009 without buffering them.
+        return 10 * int(self.agentkit.max_message_size)
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None
+        params = _WebSocketParams(
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            max_message_size=self.max_message_size,
+            compression_options=self.get_compression_options(),
+        )
+        return _ExplainingProtocol(self, False, params)
 
     subscription: Subscription | None = None
     _writer: asyncio.Task[None] | None = None

@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     INVALID_MESSAGE = "invalid_message"
     MESSAGE_TOO_LARGE = "message_too_large"
     BINARY_NOT_SUPPORTED = "binary_not_supported"
+    INVALID_UTF8 = "invalid_utf8"
     RATE_LIMITED = "rate_limited"
     UNKNOWN_TASK = "unknown_task"
     UNKNOWN_AGENT = "unknown_agent"
@@ -51,6 +52,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000  # after the final result, or heartbeat timeout
     GOING_AWAY = 1001  # the server is shutting down
+    INVALID_DATA = 1007  # a text frame that is not UTF-8
     UNAUTHENTICATED = 4001  # the seed api_key was missing or wrong
     FORBIDDEN = 4003  # not allowed (e.g. publishing to another kernel's task)
     UNKNOWN_TASK = 4004  # no such task, or it was deleted
