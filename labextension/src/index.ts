@@ -74,7 +74,7 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
         const agent = typeof args.agent === 'string' ? args.agent : undefined;
         const content = new TaskPanel(transport, taskId, agent);
         const widget = new MainAreaWidget({ content });
-        widget.id = content.id;
+        widget.id = `agentkit-task-${taskId}`;
         widget.title.label = content.title.label;
         widget.title.caption = content.title.caption;
         widget.title.icon = agentIcon;

@@ -24,7 +24,7 @@ export class TaskPanel extends Widget {
     readonly agent?: string
   ) {
     super();
-    this.id = `agentkit-task-${taskId}`;
+    this.id = `agentkit-task-content-${taskId}`;
     this.addClass('agentkit-task-panel');
     this.title.label = agent ? `Agent: ${agent}` : 'Agent task';
     this.title.caption = `Agent task ${taskId}`;

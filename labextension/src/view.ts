@@ -95,6 +95,27 @@ function asText(value: unknown): string {
   }
 }
 
+/** Tool arguments: one line when short, indented JSON otherwise. */
+function formatArguments(value: unknown): string {
+  if (typeof value === 'string') {
+    return value;
+  }
+  try {
+    const compact = JSON.stringify(value);
+    if (compact !== undefined && compact.length <= 100) {
+      return compact;
+    }
+  } catch {
+    return String(value);
+  }
+  return asText(value);
+}
+
+/** `12 ms` below a second. */
+function formatMillis(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : formatDuration(ms / 1000);
+}
+
 /** `3.2 s`, `1 min 05 s`, `1 h 02 min`. */
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) {
@@ -463,7 +484,7 @@ export class TaskView implements ITaskSink {
     node.dataset.callId = callId;
     const head = el('div', 'ak-call-head');
     head.append(el('span', 'ak-call-label', 'Tool'), el('code', 'ak-tool-name', asText(data.name)));
-    const args = el('pre', 'ak-args', asText(data.arguments));
+    const args = el('pre', 'ak-args', formatArguments(data.arguments));
     args.setAttribute('aria-label', `Arguments of ${asText(data.name)}`);
     node.append(head, args);
     block.body.append(node);
@@ -479,7 +500,7 @@ export class TaskView implements ITaskSink {
     const head = el('div', 'ak-observation-head');
     head.append(el('span', 'ak-observation-label', isError ? 'Tool error' : 'Result'));
     if (typeof data.duration_ms === 'number') {
-      head.append(el('span', 'ak-duration', formatDuration(data.duration_ms / 1000)));
+      head.append(el('span', 'ak-duration', formatMillis(data.duration_ms)));
     }
     const text = asText(data.output);
     const output = el('pre', 'ak-output', text);

@@ -1,0 +1,224 @@
+"""The task view and the Agent tasks panel in a real JupyterLab, in headless Chromium."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from .conftest import (
+    DOCS,
+    LabServer,
+    open_notebook,
+    run_cell,
+    save_notebook,
+    wait_until,
+)
+
+pytestmark = pytest.mark.browser
+
+TASK_MIME = "application/vnd.agentkit.task+json"
+VIEW = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea .ak-task"
+
+
+def task_view(page: Any, index: int = 0) -> Any:
+    return page.locator(VIEW).nth(index)
+
+
+def wait_status(view: Any, status: str, timeout: float = 30) -> None:
+    view.page.wait_for_function(
+        "([el, status]) => el.dataset.status === status",
+        arg=[view.element_handle(), status],
+        timeout=timeout * 1000,
+    )
+
+
+def test_demo_steps_arrive_live_and_the_output_is_saved(page: Any, lab_server: LabServer) -> None:
+    name = lab_server.write_notebook(
+        "demo.ipynb",
+        [
+            "import agentkit_jupyter\nw = agentkit_jupyter.run('demo', 'Compare Paris and Berlin')",
+            "print(w.wait(30)['status'], len(w.steps))",
+        ],
+    )
+    open_notebook(page, lab_server, name)
+    run_cell(page, 0)
+    view = task_view(page)
+    view.wait_for()
+    assert view.get_attribute("data-mode") == "direct"  # the mime renderer, by task id
+    wait_status(view, "succeeded")
+    task_id = view.get_attribute("data-task-id")
+
+    # Steps appeared one by one, streaming thoughts first, never all at once (the
+    # third step streams the answer, then gives way to the answer box).
+    timeline = page.evaluate("window.__akTimeline")
+    steps = [e["t"] for e in timeline if "ak-step" in e["cls"].split()]
+    observations = [e["t"] for e in timeline if "ak-observation" in e["cls"]]
+    assert len(steps) == 3 and len(observations) == 3, timeline
+    assert steps == sorted(steps) and steps[-1] - steps[0] > 200, timeline
+    assert observations[-1] - observations[0] > 200, timeline
+    assert any("ak-streaming" in e["cls"] for e in timeline), "no token streaming seen"
+
+    assert view.locator(".ak-step").count() == 2
+    assert view.locator(".ak-call").count() == 3
+    assert view.locator(".ak-tool-name").all_inner_texts() == [
+        "lookup_city",
+        "lookup_city",
+        "calculator",
+    ]
+    assert "0.54 times the population" in view.locator(".ak-final").inner_text()
+    assert view.locator(".ak-status").inner_text() == "Succeeded"
+    assert view.locator(".ak-meta-steps").inner_text() == "3 steps"
+    assert "tokens" in view.locator(".ak-meta-tokens").inner_text()
+    assert view.locator(".ak-cancel").is_disabled()
+    assert lab_server.task(task_id)["status"] == "succeeded"
+
+    # The Python side agrees (wait() and steps through the server API).
+    run_cell(page, 1)
+    page.locator(".jp-OutputArea-output pre", has_text="succeeded").wait_for()
+
+    # The saved output re-attaches by id, and its static HTML was updated at the end.
+    saved = save_notebook(page, lab_server, name)
+    data = saved["cells"][0]["outputs"][0]["data"]
+    assert data[TASK_MIME] == {"task_id": task_id, "agent": "demo"}
+    assert "application/vnd.jupyter.widget-view+json" in data
+    html = "".join(data["text/html"])
+    assert "succeeded" in html and "0.54 times the population" in html
+
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").first.screenshot(
+        path=str(DOCS / "widget.png")
+    )
+
+
+def _start_slow(page: Any, lab_server: LabServer, name: str, busy: bool) -> tuple[Any, str]:
+    cells = ["import agentkit_jupyter\nw = agentkit_jupyter.run('demo-slow', 'the archive')"]
+    if busy:
+        cells.append("import time\ntime.sleep(30)")
+    lab_server.write_notebook(name, cells)
+    open_notebook(page, lab_server, name)
+    run_cell(page, 0)
+    view = task_view(page)
+    view.wait_for()
+    view.locator(".ak-step").first.wait_for()
+    wait_status(view, "running")
+    task_id = view.get_attribute("data-task-id")
+    assert lab_server.task(task_id)["status"] == "running"
+    return view, task_id
+
+
+def _cancel_and_check(view: Any, lab_server: LabServer, task_id: str) -> float:
+    button = view.locator(".ak-cancel")
+    assert button.is_enabled()
+    started = time.monotonic()
+    button.click()
+    wait_status(view, "cancelled", timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert view.locator(".ak-status").inner_text() == "Cancelled"
+    assert button.is_disabled()
+    assert view.locator(".ak-cancelled").count() >= 1
+    task = lab_server.task(task_id)
+    assert task["status"] == "cancelled"
+    assert task["result"]["status"] == "cancelled"
+    return elapsed
+
+
+def test_cancel_stops_a_slow_run(page: Any, lab_server: LabServer) -> None:
+    view, task_id = _start_slow(page, lab_server, "cancel.ipynb", busy=False)
+    assert _cancel_and_check(view, lab_server, task_id) < 1.0
+
+
+def test_cancel_works_while_the_kernel_is_busy(page: Any, lab_server: LabServer) -> None:
+    view, task_id = _start_slow(page, lab_server, "busy.ipynb", busy=True)
+    run_cell(page, 1)  # time.sleep(30)
+    indicator = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator"
+    page.wait_for_selector(f"{indicator}[data-status='busy']")
+    steps_before = view.locator(".ak-step").count()
+    # The view keeps streaming while the kernel sleeps: it does not go through it.
+    wait_until(lambda: view.locator(".ak-step").count() > steps_before, timeout=10)
+    assert _cancel_and_check(view, lab_server, task_id) < 1.0
+    assert page.locator(f"{indicator}[data-status='busy']").count() == 1
+
+
+def test_reload_reattaches_finished_tasks(page: Any, lab_server: LabServer) -> None:
+    name = lab_server.write_notebook(
+        "reload.ipynb",
+        ["import agentkit_jupyter\nw = agentkit_jupyter.run('demo', 'Compare Rome and Madrid')"],
+    )
+    open_notebook(page, lab_server, name)
+    run_cell(page, 0)
+    view = task_view(page)
+    view.wait_for()
+    wait_status(view, "succeeded")
+    task_id = view.get_attribute("data-task-id")
+    answer = view.locator(".ak-final").inner_text()
+    calls = view.locator(".ak-call").count()
+    save_notebook(page, lab_server, name)
+    # A new kernel knows nothing of the old widget model: the view re-attaches by id.
+    for kernel in lab_server.kernels():
+        lab_server.api("DELETE", f"api/kernels/{kernel['id']}")
+
+    page.reload()
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    view = task_view(page)
+    view.wait_for()
+    wait_status(view, "succeeded", timeout=10)
+    assert view.get_attribute("data-task-id") == task_id
+    assert view.locator(".ak-call").count() == calls
+    assert view.locator(".ak-step").count() == 2
+    assert view.locator(".ak-final").inner_text() == answer
+    assert "Rome" in view.locator(".ak-input").inner_text()
+
+
+def test_side_panel_lists_tasks_opens_and_starts_them(page: Any, lab_server: LabServer) -> None:
+    name = lab_server.write_notebook(
+        "panel.ipynb",
+        [
+            "import agentkit_jupyter\n"
+            "a = agentkit_jupyter.run('demo', 'Compare Warsaw and Amsterdam')\n"
+            "b = agentkit_jupyter.run('demo-slow', 'panel question')"
+        ],
+    )
+    open_notebook(page, lab_server, name)
+    run_cell(page, 0)
+    task_view(page, 1).wait_for()
+    fast_id = task_view(page, 0).get_attribute("data-task-id")
+    slow_id = task_view(page, 1).get_attribute("data-task-id")
+
+    tab = page.locator(".jp-SideBar .lm-TabBar-tab[data-id='agentkit-tasks-panel']")
+    tab.click()
+    panel = page.locator("#agentkit-tasks-panel")
+    panel.wait_for()
+    fast = panel.locator(f".ak-task-row[data-task-id='{fast_id}']")
+    slow = panel.locator(f".ak-task-row[data-task-id='{slow_id}']")
+    fast.wait_for()
+    slow.wait_for()
+    assert "Warsaw" in fast.inner_text() and "panel question" in slow.inner_text()
+    wait_until(lambda: fast.get_attribute("data-status") == "succeeded", timeout=15)
+    assert slow.get_attribute("data-status") == "running"
+
+    # Open the slow task in the main area and cancel it there.
+    slow.locator(".ak-task-open").click()
+    main = page.locator(f"#agentkit-task-{slow_id} .ak-task")
+    main.wait_for()
+    main.locator(".ak-step").first.wait_for()
+    wait_status(main, "running")
+    main.locator(".ak-cancel").click()
+    wait_status(main, "cancelled", timeout=1.0)
+    assert lab_server.task(slow_id)["status"] == "cancelled"
+    # The notebook's view of the same task (in a background tab now) saw it too.
+    notebook_view = page.locator(f".jp-NotebookPanel .ak-task[data-task-id='{slow_id}']")
+    wait_status(notebook_view, "cancelled", timeout=5)
+    wait_until(lambda: slow.get_attribute("data-status") == "cancelled", timeout=5)
+
+    # Start a demo task from the panel: it opens in the main area.
+    panel.locator("select.ak-agent-select").select_option("demo")
+    panel.locator("textarea.ak-input-field").fill("Compare Vienna and Lisbon")
+    panel.locator("button.ak-start").click()
+    started = page.locator(".jp-MainAreaWidget:not(.lm-mod-hidden) .ak-task")
+    started.wait_for()
+    wait_status(started, "succeeded")
+    assert "Vienna" in started.locator(".ak-final").inner_text()
+    new = [t for t in lab_server.tasks() if t["input"] == "Compare Vienna and Lisbon"]
+    assert len(new) == 1 and new[0]["status"] == "succeeded"
+    panel.locator(f".ak-task-row[data-task-id='{new[0]['task_id']}']").wait_for()
