@@ -137,6 +137,7 @@ async def test_invalid_after_is_refused_and_beyond_log_is_said(api: Any, ws_conn
         assert json.loads(await ws.recv())["data"]["code"] == "invalid_after"
     _, task = await api("GET", "tasks", task_id)
     ws = await ws_connect(task_id, after=999)
+    assert json.loads(await ws.recv())["type"] == "connected"
     notice = json.loads(await ws.recv())
     assert notice["data"]["code"] == "after_beyond_log"
     assert notice["data"]["last_seq"] == task["last_seq"]

@@ -303,23 +303,20 @@ class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, Jupyte
             self.close(CloseCode.UNKNOWN_TASK, "Unknown task")
             return
         last = task.log.last_seq
+        notice = None
         if after > last:
-            self._send(
-                error_message(
-                    ErrorCode.AFTER_BEYOND_LOG,
-                    f"'after' is beyond the last event ({last}); streaming from there.",
-                    last_seq=last,
-                )
+            notice = error_message(
+                ErrorCode.AFTER_BEYOND_LOG,
+                f"'after' is beyond the last event ({last}); streaming from there.",
+                last_seq=last,
             )
             after = last
         elif after + 1 < task.log.first_seq:
             first = task.log.first_seq
-            self._send(
-                error_message(
-                    ErrorCode.EVENTS_TRUNCATED,
-                    f"Events before {first} are no longer held; replaying from {first}.",
-                    first_seq=first,
-                )
+            notice = error_message(
+                ErrorCode.EVENTS_TRUNCATED,
+                f"Events before {first} are no longer held; replaying from {first}.",
+                first_seq=first,
             )
         try:
             self.subscription = task.subscribe(after)
@@ -329,6 +326,8 @@ class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, Jupyte
             return
         self.subscription.on_drop(self._on_dropped)
         self._send(connected_message(task.task_id, task.agent, task.status.value, last, after))
+        if notice is not None:
+            self._send(notice)
         self._writer = asyncio.create_task(self._pump(self.subscription))
         if self.agentkit.heartbeat_timeout > 0:
             self._heartbeat = asyncio.create_task(self._watch_heartbeat())
