@@ -1,10 +1,10 @@
 """Run LLM agents in Jupyter and watch every ReAct step arrive live."""
 
-from .core import Agent, AgentPool, CancellationToken, StepEvent, tool
+from .core import AgentPool, CancellationToken, StepEvent, tool
 
 __version__ = "0.1.0"
 
-__all__ = ["Agent", "AgentPool", "CancellationToken", "StepEvent", "__version__", "tool"]
+__all__ = ["AgentPool", "CancellationToken", "StepEvent", "__version__", "tool"]
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
@@ -17,8 +17,9 @@ def _jupyter_server_extension_points() -> list[dict[str, object]]:
     return [{"module": "agentkit_jupyter", "app": AgentKitExtension}]
 
 
-# The notebook API (TaskWidget, run) is imported on first use: it pulls in ipywidgets.
-__all__ += ["TaskWidget", "run"]
+# The notebook API is imported on first use: it pulls in ipywidgets, which the
+# server extension does not need. ``Agent`` is the core agent plus ``run()``.
+__all__ += ["Agent", "TaskWidget", "run"]
 
 
 def __getattr__(name: str) -> object:
@@ -26,4 +27,8 @@ def __getattr__(name: str) -> object:
         from . import widget
 
         return getattr(widget, name)
+    if name == "Agent":
+        from .notebook import Agent
+
+        return Agent
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -62,6 +62,22 @@ class ServerInfo:
         base = "ws" + self.url[len("http") :] if self.url.startswith("http") else self.url
         query = f"?{urlencode({'after': after})}" if after else ""
         return urljoin(base, f"agentkit/ws/tasks/{quote(task_id, safe='')}") + query
+
+
+class TaskClient(Protocol):
+    """What a view of one task needs: the task's record, its stream, and cancel.
+
+    :class:`AgentKitClient` answers from the server; ``runner.LocalRunClient`` from a
+    run in this process that the server does not see.
+    """
+
+    def get_task(self, task_id: str, after: int | None = None) -> dict[str, Any]: ...
+
+    def cancel_task(self, task_id: str) -> dict[str, Any]: ...
+
+    def iter_messages(
+        self, task_id: str, after: int = 0, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]: ...
 
 
 def find_server(url: str | None = None, token: str | None = None) -> ServerInfo:

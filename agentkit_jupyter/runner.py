@@ -14,9 +14,10 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import queue
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import websockets
@@ -130,12 +131,16 @@ class LocalRun:
         try:
             self._future.result(timeout)
         except KeyboardInterrupt:
-            self._threads.submit(self._abort("The kernel was interrupted during the run."))
+            self.abort("The kernel was interrupted during the run.")
             raise
         except concurrent.futures.TimeoutError:
             raise TimeoutError(f"the run did not finish in {timeout} s") from None
         assert self.task.result is not None
         return self.task.result
+
+    def abort(self, message: str) -> None:
+        """Stop the run and fail it with ``message`` (code ``kernel_interrupted``)."""
+        self._threads.submit(self._abort(message))
 
     async def wait_async(self) -> dict[str, Any]:
         """Await the result from any event loop (an ``async`` cell, a script)."""
@@ -227,3 +232,50 @@ class LocalRun:
                 self.task.cancel(message.get("reason") or "cancelled by a viewer")
             elif message.get("type") == "error":
                 log.warning("agentkit: the server refused an event: %s", message.get("data"))
+
+
+class LocalRunClient:
+    """Answers a :class:`~agentkit_jupyter.widget.TaskWidget` from a run in this
+    process, for runs the server does not see (no server, or ``share=False``)."""
+
+    def __init__(self, run: LocalRun) -> None:
+        self.run = run
+
+    def get_task(self, task_id: str, after: int | None = None) -> dict[str, Any]:
+        self._check(task_id)
+        record = self.run.task.to_dict()
+        record["events"] = self.run.messages(after or 0)
+        return record
+
+    def cancel_task(self, task_id: str) -> dict[str, Any]:
+        self._check(task_id)
+        if self.run.done:
+            raise AgentKitAPIError(409, "task_finished", f"Task {task_id} has already finished.")
+        self.run.cancel()
+        return self.get_task(task_id, after=1 << 62)
+
+    def iter_messages(
+        self, task_id: str, after: int = 0, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        self._check(task_id)
+        batches: queue.Queue[list[dict[str, Any]] | None] = queue.Queue()
+        feed = self.run.subscribe(batches.put, after)
+        feed.add_done_callback(lambda _: batches.put(None))
+        try:
+            while True:
+                try:
+                    batch = batches.get(timeout=timeout)
+                except queue.Empty:
+                    raise TimeoutError(f"no message from run {task_id} in {timeout} s") from None
+                if batch is None:
+                    return
+                for message in batch:
+                    yield message
+                    if message.get("type") == "result":
+                        return
+        finally:
+            feed.cancel()
+
+    def _check(self, task_id: str) -> None:
+        if task_id != self.run.task_id:
+            raise AgentKitAPIError(404, "unknown_task", f"No task {task_id!r} in this process.")

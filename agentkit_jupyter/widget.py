@@ -32,7 +32,7 @@ from typing import Any, Literal
 import anywidget
 import traitlets
 
-from .client import AgentKitAPIError, AgentKitClient, ServerInfo
+from .client import AgentKitAPIError, AgentKitClient, ServerInfo, TaskClient
 
 __all__ = ["TASK_MIMETYPE", "TaskWidget", "render_static_html", "run"]
 
@@ -114,7 +114,7 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
         task_id: str,
         *,
         server: ServerInfo | None = None,
-        client: AgentKitClient | None = None,
+        client: TaskClient | None = None,
         transport: Transport = "auto",
         attach_by_id: bool | None = None,
         task: dict[str, Any] | None = None,
@@ -127,7 +127,7 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
         displayed outputs (default: when the server was found automatically, i.e. it
         is the page's server). ``task`` is the task record when the caller has it.
         """
-        self._client = client if client is not None else AgentKitClient(server)
+        self._client: TaskClient = client if client is not None else AgentKitClient(server)
         if task is None:
             task = self._client.get_task(task_id, after=1 << 62)
         self._attach_by_id = (
@@ -163,7 +163,7 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
     # -- the Python API ------------------------------------------------------------
 
     @property
-    def client(self) -> AgentKitClient:
+    def client(self) -> TaskClient:
         return self._client
 
     @property

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import textwrap
+import time
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ from websockets.exceptions import ConnectionClosed
 AGENT_CODE = textwrap.dedent(
     '''
     import asyncio
-    from agentkit_jupyter.core import Agent, ScriptedGateway, ScriptedTurn, tool
+    from agentkit_jupyter import Agent
+    from agentkit_jupyter.core import ScriptedGateway, ScriptedTurn, tool
     from agentkit_jupyter.runner import LocalRun
 
     sales = {"EMEA": 120, "APAC": 80}  # the user's own data, living in the kernel
@@ -72,11 +74,16 @@ def kernel(
         }
         manager, client = await jp_start_kernel(env=env)
 
-        async def execute(code: str, timeout: float = 30) -> str:
+        async def execute(
+            code: str, timeout: float = 30, displays: list[dict[str, Any]] | None = None
+        ) -> str:
             out: list[str] = []
 
             def hook(msg: dict[str, Any]) -> None:
-                if msg["msg_type"] == "stream":
+                if msg["msg_type"] in ("display_data", "update_display_data"):
+                    if displays is not None:
+                        displays.append(msg["content"]["data"])
+                elif msg["msg_type"] == "stream":
                     out.append(msg["content"]["text"])
                 elif msg["msg_type"] == "error":
                     out.append("\n".join(msg["content"]["traceback"]))
@@ -118,6 +125,53 @@ async def test_a_notebook_agent_streams_kernel_data_to_any_viewer(
     # A late viewer gets the same replay.
     replay = await read_until_result(await ws_connect(task_id))
     assert replay[0]["status"] == "succeeded" and replay[1:] == messages[1:]
+
+
+async def test_agent_run_in_a_cell_shows_the_widget_of_a_shared_task(
+    kernel: Any, ws_connect: Any, api: Any
+) -> None:
+    _, _, execute = await kernel()
+    displays: list[dict[str, Any]] = []
+    out = await execute(
+        "w = quick.run('How much did EMEA sell?'); print(w.task_id, w.shared)",
+        displays=displays,
+    )
+    task_id, shared = out.split()
+    assert shared == "True"
+    # One output: the anywidget view, the task mimetype (re-attach by id) and static HTML.
+    (bundle,) = displays
+    assert bundle["application/vnd.agentkit.task+json"]["task_id"] == task_id
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert "sales-bot" in bundle["text/html"]
+    messages = await read_until_result(await ws_connect(task_id), timeout=20)
+    assert messages[-1]["data"]["output"] == "EMEA sold 120 units."
+    # The kernel-side widget follows the same task to the same result.
+    out = await execute("r = w.wait(10); print(w.status, r['output'], len(w.steps))")
+    assert out.split()[:2] == ["succeeded", "EMEA"]
+    assert int(out.split()[-1]) == len([m for m in messages if m["type"] == "step"])
+    _, task = await api("GET", "tasks", task_id)
+    assert task["origin"] == "kernel" and task["agent"] == "sales-bot"
+
+
+async def test_agent_run_in_an_async_cell_and_cancel_from_a_viewer(
+    kernel: Any, ws_connect: Any
+) -> None:
+    _, client, execute = await kernel()
+    # Top-level await in the cell, while the tool sleeps in the kernel's run thread.
+    task_id = (await execute("w = slow.run('scan', display=False); print(w.task_id)")).strip()
+    waiting = asyncio.ensure_future(
+        execute("result = await w; print(result['status'])", timeout=20)
+    )
+    ws = await ws_connect(task_id)
+    async with asyncio.timeout(10):
+        while json.loads(await ws.recv()).get("data", {}).get("event_type") != "tool_call":
+            pass
+    await ws.send(json.dumps({"type": "cancel", "reason": "enough"}))
+    messages = await read_until_result(ws, timeout=5)
+    assert messages[-1]["data"]["status"] == "cancelled"
+    assert (await asyncio.wait_for(waiting, 10)).strip() == "cancelled"
+    out = await execute("print(w.status, w.result['status'], interrupted)")
+    assert out.strip() == "cancelled cancelled ['slow_scan']"
 
 
 async def test_cancel_from_a_websocket_client_stops_the_run_in_the_kernel(
@@ -233,3 +287,76 @@ async def test_wait_inside_a_running_event_loop_and_await() -> None:
     # A blocking wait() inside a running loop (an async cell) must not deadlock.
     assert LocalRun(agent, "q", share=False).wait(10)["output"] == "one two three"
     assert (await LocalRun(agent, "q", share=False).wait_async())["status"] == "succeeded"
+
+
+def test_agent_run_in_a_plain_python_script_runs_locally_and_says_why(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from agentkit_jupyter import Agent
+            from agentkit_jupyter.core import ScriptedGateway, ScriptedTurn, tool
+
+            @tool
+            def double(x: int) -> int:
+                '''Twice x.'''
+                return 2 * x
+
+            agent = Agent("doubler", ScriptedGateway([
+                ScriptedTurn("Doubling.", [("double", {"x": 21})]),
+                lambda ctx: ScriptedTurn(f"It is {ctx.observations[-1]}."),
+            ]), tools=[double])
+            w = agent.run("Double 21")
+            print("result:", w.wait(10)["output"])
+            print("shared:", w.shared)
+            print("why:", w.not_shared_reason)
+            print("steps:", [s["event_type"] for s in w.steps if s["event_type"] != "token"])
+            """
+        )
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AGENTKIT_SERVER_URL", "AGENTKIT_SERVER_TOKEN", "JPY_PARENT_PID")
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    assert lines["result"] == "It is 42."
+    assert lines["shared"] == "False"
+    assert "No Jupyter server with agentkit-jupyter found" in lines["why"]
+    assert lines["steps"] == "['thought', 'tool_call', 'observation', 'final_answer']"
+    assert done.stderr == ""
+
+
+def test_a_local_only_widget_cancels_and_reports_like_a_server_one() -> None:
+    from agentkit_jupyter import Agent
+    from agentkit_jupyter.core import ScriptedGateway, ScriptedTurn
+
+    agent = Agent(
+        "slowpoke",
+        ScriptedGateway([ScriptedTurn("never said")], latency=60),
+        description="Waits a minute before its first token",
+    )
+    w = agent.run("q", share=False)
+    assert w.shared is False and w.transport == "relay"
+    assert w.status in ("queued", "running")
+    time.sleep(0.2)  # let the model call start, so the cancel interrupts it
+    record = w.cancel()
+    assert record["status"] == "cancelled"
+    result = w.wait(5)
+    assert result["status"] == "cancelled"
+    assert w.status == "cancelled"
+    cancelled = w.steps[-1]
+    assert cancelled["event_type"] == "cancelled"
+    assert cancelled["data"]["interrupted"] == "llm_call"
+    assert "Nothing is left running" in cancelled["data"]["message"]
+    # Cancelling a finished run leaves it as it was.
+    assert w.cancel()["status"] == "cancelled"
+    assert "local only" in repr(w)
+    w.close()

@@ -1,0 +1,122 @@
+"""Agents defined in a notebook, run in the kernel with the user's own tools.
+
+``Agent("analyst", gateway, tools=[...]).run("question")`` starts the ReAct loop on
+a background thread of the kernel (the cell returns at once, other cells keep
+running) and shows the same live :class:`~agentkit_jupyter.widget.TaskWidget` as a
+server-side task. When the kernel was started by a Jupyter server with the
+extension, the run is registered in the server's hub, so every viewer sees it and a
+Cancel from any of them reaches the kernel; otherwise it runs here alone and
+``not_shared_reason`` says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .client import AgentKitClient, ServerInfo
+from .core import agent as core_agent
+from .runner import LocalRun, LocalRunClient
+from .widget import DisplayKind, TaskWidget, Transport
+
+__all__ = ["Agent", "KernelTaskWidget", "in_kernel"]
+
+
+def in_kernel() -> bool:
+    """Whether this code runs in a Jupyter kernel (where a widget can be shown)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class KernelTaskWidget(TaskWidget):
+    """A :class:`TaskWidget` of a run in this process.
+
+    ``local_run`` is the run itself; ``shared`` and ``not_shared_reason`` say whether
+    other viewers see it. Interrupting the kernel during :meth:`wait` stops the run
+    and fails it (``kernel_interrupted``), so no viewer is left watching a run that
+    nobody waits for.
+    """
+
+    def __init__(self, local_run: LocalRun, *, transport: Transport = "auto", **kwargs: Any):
+        self.local_run = local_run
+        record = local_run.task.to_dict()
+        if local_run.shared and local_run.server is not None:
+            super().__init__(
+                local_run.task_id,
+                client=AgentKitClient(local_run.server),
+                transport=transport,
+                task=record,
+                **kwargs,
+            )
+        else:
+            super().__init__(
+                local_run.task_id,
+                client=LocalRunClient(local_run),
+                transport="relay",  # no server knows this run: the kernel feeds the view
+                attach_by_id=False,
+                task=record,
+            )
+
+    @property
+    def shared(self) -> bool:
+        return self.local_run.shared
+
+    @property
+    def not_shared_reason(self) -> str | None:
+        return self.local_run.not_shared_reason
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        try:
+            return super().wait(timeout)
+        except KeyboardInterrupt:
+            self.local_run.abort("The kernel was interrupted during the run.")
+            raise
+
+    def __repr__(self) -> str:
+        where = "shared" if self.shared else f"local only: {self.not_shared_reason}"
+        return f"{super().__repr__()[:-1]}, {where})"
+
+
+@dataclass
+class Agent(core_agent.Agent):
+    """An agent you can run from a notebook or a script: :meth:`run` shows its live view.
+
+    Same fields as the server's agents (name, gateway, tools, ...), so the same object
+    can also be served by the extension.
+    """
+
+    def start(
+        self, user_input: str, *, server: ServerInfo | None = None, share: bool = True
+    ) -> LocalRun:
+        """Start a run in this process and return it, without a widget."""
+        return LocalRun(self, user_input, server=server, share=share)
+
+    def run(
+        self,
+        user_input: str,
+        *,
+        server: ServerInfo | None = None,
+        share: bool = True,
+        display: DisplayKind | bool | None = None,
+        transport: Transport = "auto",
+    ) -> KernelTaskWidget:
+        """Run the agent on ``user_input`` in this process and return its live widget.
+
+        ``server`` is where to share the run (default: the server that started this
+        kernel); ``share=False`` keeps it private. The widget is displayed when this
+        runs in a kernel (``display=None``, the default); ``False`` never displays it,
+        ``"widget"`` leaves out the task mimetype. ``widget.wait()``, ``await widget``,
+        ``widget.cancel()`` and ``widget.steps`` work alike in a cell, an ``async``
+        cell and a script.
+        """
+        local = self.start(user_input, server=server, share=share)
+        widget = KernelTaskWidget(local, transport=transport, attach_by_id=server is None)
+        if display is None:
+            display = "auto" if in_kernel() else False
+        if display:
+            widget.show("auto" if display is True else display)
+        return widget
