@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh
+# AGENTKIT_SKIP_SETUP=1 reuses an existing ./.venv (the test of this script does).
+if [ "${AGENTKIT_SKIP_SETUP:-}" != 1 ]; then
+    bash scripts/setup.sh
+fi
 VENV=${VENV:-.venv}
 
 args=(--ServerApp.ip=127.0.0.1 --LabApp.news_url= "$@")
