@@ -26,8 +26,7 @@ def test_demo_script_opens_lab_on_the_quickstart_with_the_demo_agents(tmp_path: 
     # Stands in for the web browser: records what JupyterLab asks it to open.
     recorder = tmp_path / "browser.py"
     recorder.write_text(
-        "import sys, pathlib\n"
-        f"pathlib.Path({str(opened)!r}).write_text(sys.argv[1])\n"
+        f"import sys, pathlib\npathlib.Path({str(opened)!r}).write_text(sys.argv[1])\n"
     )
     env = {
         **os.environ,

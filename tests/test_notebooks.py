@@ -33,9 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process.stop()
 
 
-def execute(
-    name: str, server: ServerProcess, tmp_path: Path, **env: str
-) -> nbformat.NotebookNode:
+def execute(name: str, server: ServerProcess, tmp_path: Path, **env: str) -> nbformat.NotebookNode:
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     kernel_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")},
@@ -128,7 +126,9 @@ def test_inspecting_a_run(server: ServerProcess, tmp_path: Path) -> None:
     text = text_of(notebook)
     assert "'status': 'succeeded'" in text
     assert "total tokens:" in text and "step events" in text
-    tables = [out["data"]["text/html"] for out in outputs(notebook) if "text/html" in out.get("data", {})]
+    tables = [
+        out["data"]["text/html"] for out in outputs(notebook) if "text/html" in out.get("data", {})
+    ]
     assert any("tool_call" in t and "lookup_city" in t for t in tables)  # the steps table
     assert any("prompt_tokens" in t for t in tables)  # tokens per step
     images = [out for out in outputs(notebook) if "image/png" in out.get("data", {})]
