@@ -389,13 +389,16 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
         with self._lock:
             backlog = [m for m in self._messages if m["seq"] > after]
             self._relaying = True
+            # Queued under the lock: a message the watcher adds meanwhile comes after
+            # the backlog, never before it (the view drops what is older than the
+            # last seq it has, so that order would leave a gap). Always answer, even
+            # with nothing yet: the view learns the task's record.
+            self._relay_queue.put(backlog)
             if self._relay_thread is None:
                 self._relay_thread = threading.Thread(
                     target=self._relay_loop, name=f"agentkit-relay-{self.task_id}", daemon=True
                 )
                 self._relay_thread.start()
-        # Always answer, even with nothing yet: the view learns the task's record.
-        self._relay_queue.put(backlog)
 
     def _relay_loop(self) -> None:
         while True:

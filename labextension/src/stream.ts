@@ -5,7 +5,9 @@
  *   so far, then the task's WebSocket, reconnecting with `?after=<last seq>`.
  * - `RelayBackend`: the kernel relays the stream through the widget's custom
  *   messages (VS Code, Colab, any page not served by the Jupyter server).
- * - `AutoBackend`: direct when the page's server knows the task, else relay.
+ * - `AutoBackend`: direct when the page's server knows the task, else relay;
+ *   also relay when the direct WebSocket cannot be opened at all (a proxy that
+ *   refuses WebSockets, a blocked port), picking up after the last `seq` seen.
  */
 
 import {
@@ -39,8 +41,11 @@ export interface ITaskSink {
   onMessage(message: TaskLogMessage): void;
   /** The WebSocket's `connected` greeting. */
   onConnected(message: IConnectedMessage): void;
-  /** The connection changed; `detail` is a sentence for people. */
-  onConnection(state: ConnectionState, detail?: string): void;
+  /**
+   * The connection changed; `detail` is a sentence for people, worth a notice in
+   * the view (not only a tooltip) when `notice` is true.
+   */
+  onConnection(state: ConnectionState, detail?: string, notice?: boolean): void;
 }
 
 /** A running subscription to one task. */
@@ -82,6 +87,14 @@ export interface IDirectOptions {
   /** The first and the largest reconnect delay, in milliseconds. */
   minBackoff?: number;
   maxBackoff?: number;
+  /**
+   * Called, instead of reconnecting, when the WebSocket failed this many times
+   * in a row (`unavailableAfter`, default 2) without the server ever greeting it
+   * with `connected`: the stream is not reachable this way. `lastSeq` is the
+   * last message delivered (from the REST log). Without it, retry forever.
+   */
+  onUnavailable?: (lastSeq: number, detail: string) => void;
+  unavailableAfter?: number;
 }
 
 /** Talks to the server straight from the browser. */
@@ -108,6 +121,10 @@ class DirectSubscription implements ITaskSubscription {
   private pingTimer = 0;
   private retryTimer = 0;
   private attempts = 0;
+  /** The server greeted a socket of this subscription at least once. */
+  private greeted = false;
+  /** Sockets that closed in a row before any `connected`. */
+  private failures = 0;
   private disposed = false;
 
   constructor(
@@ -203,6 +220,8 @@ class DirectSubscription implements ITaskSubscription {
       switch (message.type) {
         case 'connected':
           this.attempts = 0;
+          this.greeted = true;
+          this.failures = 0;
           this.sink.onConnected(message);
           break;
         case 'step':
@@ -235,7 +254,18 @@ class DirectSubscription implements ITaskSubscription {
         this.sink.onConnection('not-found', `Task ${this.taskId} is not known to this server.`);
         return;
       }
-      if (event.code === 4001 || event.code === 4003 || event.code === 1008) {
+      const refused = event.code === 4001 || event.code === 4003 || event.code === 1008;
+      if (!this.greeted && this.options.onUnavailable) {
+        this.failures += 1;
+        if (refused || this.failures >= (this.options.unavailableAfter ?? 2)) {
+          const why = refused
+            ? `the server refused it (${event.code})`
+            : `it closed ${this.failures} times before the server answered`;
+          this.options.onUnavailable(this.deliverer.lastSeq, `The WebSocket to the server failed: ${why}.`);
+          return;
+        }
+      }
+      if (refused) {
         this.sink.onConnection('error', 'The server refused the connection (not authenticated).');
         return;
       }
@@ -303,7 +333,12 @@ export class RelayBackend implements ITaskBackend {
   constructor(private readonly model: IRelayModel) {}
 
   open(taskId: string, sink: ITaskSink): ITaskSubscription {
-    return new RelaySubscription(this.model, taskId, sink);
+    return new RelaySubscription(this.model, taskId, sink, 0);
+  }
+
+  /** Take over a stream already delivered up to `after` (by another backend). */
+  openAfter(taskId: string, sink: ITaskSink, after: number, detail?: string): ITaskSubscription {
+    return new RelaySubscription(this.model, taskId, sink, after, detail);
   }
 }
 
@@ -315,12 +350,19 @@ class RelaySubscription implements ITaskSubscription {
   constructor(
     private readonly model: IRelayModel,
     private readonly taskId: string,
-    private readonly sink: ITaskSink
+    private readonly sink: ITaskSink,
+    after: number,
+    detail?: string
   ) {
     this.deliverer = new Deliverer(sink);
+    this.deliverer.lastSeq = after;
     model.on('msg:custom', this.onCustom);
-    sink.onConnection('relay', 'The kernel relays this run.');
-    model.send({ type: 'relay', task_id: taskId, after: 0 });
+    if (detail) {
+      sink.onConnection('relay', detail, true);
+    } else {
+      sink.onConnection('relay', 'The kernel relays this run.');
+    }
+    model.send({ type: 'relay', task_id: taskId, after });
   }
 
   private readonly onCustom = (content: unknown): void => {
@@ -377,6 +419,16 @@ export class AutoBackend implements ITaskBackend {
   }
 
   /** @internal */
+  get mayGoDirect(): boolean {
+    return this.prefer !== 'relay' && this.transport !== null;
+  }
+
+  /** @internal */
+  get strictDirect(): boolean {
+    return this.prefer === 'direct' && this.transport !== null;
+  }
+
+  /** @internal */
   async choose(taskId: string): Promise<ITaskDetail | null> {
     if (this.prefer === 'relay' || !this.transport) {
       return null;
@@ -396,29 +448,57 @@ export class AutoBackend implements ITaskBackend {
     }
   }
 
-  /** @internal */
-  direct(taskId: string, sink: ITaskSink, task: ITaskDetail): ITaskSubscription {
-    return new DirectBackend(this.transport as ITransport).openWith(taskId, sink, task);
+  /**
+   * @internal `onUnavailable`: the WebSocket cannot be opened (not with
+   * `transport="direct"`, which keeps retrying).
+   */
+  direct(
+    taskId: string,
+    sink: ITaskSink,
+    task: ITaskDetail | null,
+    onUnavailable?: (lastSeq: number, detail: string) => void
+  ): ITaskSubscription {
+    const backend = new DirectBackend(this.transport as ITransport, {
+      onUnavailable: this.strictDirect ? undefined : onUnavailable
+    });
+    return task ? backend.openWith(taskId, sink, task) : backend.open(taskId, sink);
   }
 
   /** @internal */
-  relay(taskId: string, sink: ITaskSink): ITaskSubscription {
-    return new RelayBackend(this.model).open(taskId, sink);
+  relay(taskId: string, sink: ITaskSink, after = 0, detail?: string): ITaskSubscription {
+    return new RelayBackend(this.model).openAfter(taskId, sink, after, detail);
   }
 }
 
 class AutoSubscription implements ITaskSubscription {
   private inner: ITaskSubscription | null = null;
+  /** Set before the inner subscription exists: it reports its state at once. */
+  private chosen: 'direct' | 'relay';
   private disposed = false;
   private pendingCancel = false;
 
   constructor(backend: AutoBackend, taskId: string, sink: ITaskSink) {
+    this.chosen = backend.mayGoDirect ? 'direct' : 'relay';
     sink.onConnection('connecting');
+    const fallBack = (lastSeq: number, detail: string): void => {
+      if (this.disposed) {
+        return;
+      }
+      this.inner?.dispose();
+      this.chosen = 'relay';
+      this.inner = backend.relay(taskId, sink, lastSeq, `${detail} The kernel relays this run.`);
+    };
     void backend.choose(taskId).then(task => {
       if (this.disposed) {
         return;
       }
-      this.inner = task ? backend.direct(taskId, sink, task) : backend.relay(taskId, sink);
+      if (task || backend.strictDirect) {
+        this.chosen = 'direct';
+        this.inner = backend.direct(taskId, sink, task, fallBack);
+      } else {
+        this.chosen = 'relay';
+        this.inner = backend.relay(taskId, sink);
+      }
       if (this.pendingCancel) {
         void this.inner.cancel();
       }
@@ -426,7 +506,7 @@ class AutoSubscription implements ITaskSubscription {
   }
 
   get mode(): 'direct' | 'relay' {
-    return this.inner ? this.inner.mode : 'relay';
+    return this.chosen;
   }
 
   cancel(): Promise<void> {

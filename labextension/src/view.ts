@@ -286,10 +286,16 @@ export class TaskView implements ITaskSink {
     }
     this.startedAt = toEpochSeconds(task.started_at) ?? toEpochSeconds(task.created_at);
     this.finishedAt = toEpochSeconds(task.finished_at);
-    if (task.status && !(this.status === 'cancelling' && !isFinal(task.status))) {
-      if (!isFinal(this.status)) {
-        this.setStatus(task.status);
-      }
+    // A final status comes with the log's `result` message, which every backend
+    // delivers: a record that already says "succeeded" while its steps are still on
+    // their way (the relay sends the record with each batch) must not end the view
+    // before them.
+    if (
+      task.status &&
+      !isFinal(task.status) &&
+      (this.status === 'unknown' || this.status === 'queued')
+    ) {
+      this.setStatus(task.status);
     }
     this.scheduleRefresh();
   }
@@ -303,7 +309,7 @@ export class TaskView implements ITaskSink {
     }
   }
 
-  onConnection(state: ConnectionState, detail?: string): void {
+  onConnection(state: ConnectionState, detail?: string, notice = false): void {
     if (this.disposed) {
       return;
     }
@@ -320,7 +326,7 @@ export class TaskView implements ITaskSink {
         this.statusNode.textContent = 'Not found';
         this.cancelButton.disabled = true;
       }
-    } else if (detail && state === 'live') {
+    } else if (detail && (state === 'live' || notice)) {
       this.showNotice(detail, 'info');
     }
   }

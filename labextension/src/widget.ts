@@ -33,24 +33,96 @@ function injectStyle(root: Node): void {
   target.append(style);
 }
 
+type Listener = (message: unknown) => void;
+
+/**
+ * The widget model as the relay sees it, across renders. anywidget gives each
+ * render its own proxy of the model and, when that render goes away, drops the
+ * listeners added through it; a view that outlives the render that built it
+ * moves its listeners to the newest render's proxy.
+ */
+class SharedModel implements IRelayModel {
+  private readonly listeners = new Set<Listener>();
+
+  constructor(private proxy: AnyModel<ITaskWidgetModel>) {}
+
+  attach(proxy: AnyModel<ITaskWidgetModel>): void {
+    if (proxy === this.proxy) {
+      return;
+    }
+    for (const listener of this.listeners) {
+      this.proxy.off('msg:custom', listener);
+      proxy.on('msg:custom', listener);
+    }
+    this.proxy = proxy;
+  }
+
+  send(content: unknown): void {
+    this.proxy.send(content);
+  }
+
+  on(event: 'msg:custom', callback: Listener): void {
+    this.listeners.add(callback);
+    this.proxy.on(event, callback);
+  }
+
+  off(event: 'msg:custom', callback: Listener): void {
+    this.listeners.delete(callback);
+    this.proxy.off(event, callback);
+  }
+}
+
+/** A task's live view, shared by the renders that show it one after the other. */
+interface ISharedView {
+  view: TaskView;
+  model: SharedModel;
+  renders: number;
+}
+
+/** Per widget manager (one per kernel connection), per task id. */
+const views = new WeakMap<object, Map<string, ISharedView>>();
+
 function render({ model, el }: RenderProps<ITaskWidgetModel>): () => void {
   injectStyle(el);
-  const relayModel: IRelayModel = {
-    send: content => (model as AnyModel<ITaskWidgetModel>).send(content),
-    on: (event, callback) => model.on(event, callback),
-    off: (event, callback) => model.off(event, callback)
-  };
-  const preference = model.get('transport') || 'auto';
-  const backend = new AutoBackend(PageTransport.fromPage(), relayModel, preference);
-  const view = new TaskView({
-    taskId: model.get('task_id'),
-    agent: model.get('agent'),
-    backend
-  });
+  const taskId = model.get('task_id');
+  const managerKey: object = (model as { widget_manager?: object }).widget_manager ?? render;
+  let byTask = views.get(managerKey);
+  if (!byTask) {
+    byTask = new Map();
+    views.set(managerKey, byTask);
+  }
+  // The kernel updates the output in place when the task ends (`update_display`,
+  // for the static HTML copy). Front ends then render the widget again, into a
+  // new element, the old one being already out of the page: move the live view
+  // over instead of building it again from the server, so nothing re-renders,
+  // reconnects, or loses what the user expanded. A second display of the same
+  // task, still in the page, gets a view of its own.
+  let shared = byTask.get(taskId);
+  if (shared && !shared.view.isDisposed && !shared.view.node.isConnected) {
+    shared.model.attach(model);
+  } else {
+    const relayModel = new SharedModel(model);
+    const preference = model.get('transport') || 'auto';
+    const backend = new AutoBackend(PageTransport.fromPage(), relayModel, preference);
+    const view = new TaskView({ taskId, agent: model.get('agent'), backend });
+    shared = { view, model: relayModel, renders: 0 };
+    byTask.set(taskId, shared);
+    view.start();
+  }
+  const entry = shared;
+  entry.renders += 1;
   el.classList.add('agentkit-widget');
-  el.append(view.node);
-  view.start();
-  return () => view.dispose();
+  el.append(entry.view.node);
+  return () => {
+    entry.renders -= 1;
+    if (entry.renders > 0) {
+      return;
+    }
+    entry.view.dispose();
+    if (byTask.get(taskId) === entry) {
+      byTask.delete(taskId);
+    }
+  };
 }
 
 export default { render };
