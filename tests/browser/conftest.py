@@ -37,6 +37,17 @@ CHROMIUM_ARGS = [
 # A base URL that is not "/": catches front-end code that hard-codes paths.
 BASE_URL = "/jp-base/"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+# Set to 1 to rewrite docs/widget.png from the demo test (otherwise it goes to tmp).
+UPDATE_SCREENSHOT = os.environ.get("AGENTKIT_UPDATE_SCREENSHOT") == "1"
+
+
+def screenshot_path(name: str) -> Path:
+    """Where a documentation screenshot goes: docs/ when asked, else a temp folder."""
+    if UPDATE_SCREENSHOT:
+        return DOCS / name
+    folder = Path(tempfile.gettempdir()) / "agentkit-browser-screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder / name
 
 
 # pytest-jupyter's autouse fixtures close this thread's event loop and clean up an
@@ -178,6 +189,8 @@ def lab_server(
                 f"--IdentityProvider.token={token}",
                 "--LabApp.news_url=",
                 f"--ServerApp.root_dir={root}",
+                # Task history of this server only (not the user's data dir).
+                f"--AgentKitExtension.db_path={home / 'tasks.sqlite3'}",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -332,3 +345,55 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         except Exception:
             return
         report.sections.append(("screenshot", str(path)))
+
+
+VIEW = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea .ak-task"
+
+
+def task_view(page: Any, index: int = 0) -> Any:
+    """The index-th task view in the outputs of the current notebook."""
+    return page.locator(VIEW).nth(index)
+
+
+def wait_status(view: Any, status: str, timeout: float = 30) -> None:
+    """Wait until a task view shows ``status`` (its ``data-status``)."""
+    view.page.wait_for_function(
+        "([el, status]) => el.dataset.status === status",
+        arg=[view.element_handle(), status],
+        timeout=timeout * 1000,
+    )
+
+
+# Times, in the page, the click on a view's Cancel button and the moment the view's
+# status becomes "cancelled": the latency a user sees, without Playwright's own
+# round trips (actionability checks, polling) in it.
+CANCEL_TIMER_SCRIPT = """
+([view, button]) => {
+  const timer = {click: null, cancelled: null};
+  window.__akCancelTimer = timer;
+  button.addEventListener('click', () => { timer.click = performance.now(); },
+                          {capture: true, once: true});
+  const observer = new MutationObserver(() => {
+    if (view.dataset.status === 'cancelled') {
+      timer.cancelled = performance.now();
+      observer.disconnect();
+    }
+  });
+  observer.observe(view, {attributes: true, attributeFilter: ['data-status']});
+}
+"""
+
+
+def click_cancel(view: Any, timeout: float = 15) -> float:
+    """Click the view's Cancel button; return the seconds from the click until the
+    view showed the run cancelled (waiting up to ``timeout`` for it)."""
+    button = view.locator(".ak-cancel")
+    assert button.is_enabled()
+    view.page.evaluate(CANCEL_TIMER_SCRIPT, [view.element_handle(), button.element_handle()])
+    button.click()
+    wait_status(view, "cancelled", timeout=timeout)
+    timer = view.page.evaluate("window.__akCancelTimer")
+    assert timer["click"] is not None and timer["cancelled"] is not None, timer
+    elapsed = float(timer["cancelled"] - timer["click"]) / 1000
+    print(f"cancel shown {elapsed:.3f} s after the click")  # in the report with -rP
+    return elapsed
