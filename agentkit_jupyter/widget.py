@@ -128,8 +128,26 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
         is the page's server). ``task`` is the task record when the caller has it.
         """
         self._client: TaskClient = client if client is not None else AgentKitClient(server)
+        # A client made here is closed with the widget (see close()).
+        self._owns_client = client is None
         if task is None:
-            task = self._client.get_task(task_id, after=1 << 62)
+            try:
+                task = self._client.get_task(task_id, after=1 << 62)
+            except AgentKitAPIError as exc:
+                self._close_client()
+                if exc.code != "unknown_task":
+                    raise
+                where = getattr(getattr(self._client, "server", None), "url", None)
+                raise AgentKitAPIError(
+                    exc.status,
+                    exc.code,
+                    f"No task {task_id!r} on the server"
+                    + (f" at {where}" if where else "")
+                    + " (a wrong id, a deleted task, or a task of another server).",
+                ) from None
+            except BaseException:
+                self._close_client()
+                raise
         self._attach_by_id = (
             (server is None and client is None) if attach_by_id is None else (attach_by_id)
         )
@@ -227,9 +245,21 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
         return json.dumps(self.to_dict(), **kwargs)
 
     def close(self) -> None:
-        self._closing.set()
-        self._relay_queue.put(None)
+        # Also called by Widget.__del__ on a widget whose __init__ failed early (an
+        # unknown task, no server): nothing of ours to stop then.
+        closing: threading.Event | None = getattr(self, "_closing", None)
+        if closing is not None:
+            closing.set()
+            self._relay_queue.put(None)
+        self._close_client()
         super().close()
+
+    def _close_client(self) -> None:
+        if getattr(self, "_owns_client", False):
+            self._owns_client = False
+            close = getattr(self._client, "close", None)
+            if close is not None:
+                close()
 
     def __repr__(self) -> str:
         return f"TaskWidget(task_id={self.task_id!r}, agent={self.agent!r}, status={self.status!r})"
@@ -454,7 +484,11 @@ def run(
     gets the stream (``"relay"``: through the kernel). Returns the :class:`TaskWidget`.
     """
     client = AgentKitClient(server)
-    task = client.create_task(agent, input)
+    try:
+        task = client.create_task(agent, input)
+    except BaseException:
+        client.close()
+        raise
     widget = TaskWidget(
         task["task_id"],
         client=client,
@@ -462,6 +496,7 @@ def run(
         attach_by_id=server is None,
         task={"agent": agent, "input": input, **task},
     )
+    widget._owns_client = True  # made here for this widget: closed with it
     if display:
         widget.show("auto" if display is True else display)
     return widget
