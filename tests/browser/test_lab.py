@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -210,3 +211,61 @@ def test_side_panel_lists_tasks_opens_and_starts_them(page: Any, lab_server: Lab
     new = [t for t in lab_server.tasks() if t["input"] == "Compare Vienna and Lisbon"]
     assert len(new) == 1 and new[0]["status"] == "succeeded"
     panel.locator(f".ak-task-row[data-task-id='{new[0]['task_id']}']").wait_for()
+
+
+def _luminance(css_color: str) -> float:
+    """Relative luminance (0 black .. 1 white) of an `rgb(...)`/`rgba(...)` color."""
+    channels = [float(c) for c in css_color[css_color.index("(") + 1 : -1].split(",")[:3]]
+    return sum(w * c / 255 for w, c in zip((0.2126, 0.7152, 0.0722), channels, strict=True))
+
+
+def test_a_saved_output_reattaches_without_a_kernel_and_follows_the_theme(
+    page: Any, lab_server: LabServer
+) -> None:
+    # A task run from elsewhere (REST), and a notebook saved with its output only.
+    created = lab_server.api(
+        "POST", "agentkit/api/tasks", json={"agent": "demo", "input": "Compare Oslo and Bern"}
+    ).json()
+    task_id = created["task_id"]
+    wait_until(lambda: lab_server.task(task_id)["status"] == "succeeded", timeout=30)
+    name = lab_server.write_notebook("saved.ipynb", ["# ran yesterday"])
+    notebook = lab_server.read_notebook(name)
+    notebook["cells"][0]["outputs"] = [
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {
+                TASK_MIME: {"task_id": task_id, "agent": "demo"},
+                "text/plain": f"TaskWidget(task_id={task_id!r})",
+            },
+        }
+    ]
+    (lab_server.root / name).write_text(json.dumps(notebook))
+
+    theme_file = lab_server.root.parent / "settings" / "@jupyterlab" / "apputils-extension"
+    theme_file = theme_file / "themes.jupyterlab-settings"
+    colors: dict[str, tuple[str, str, str]] = {}
+    try:
+        for theme in ("JupyterLab Light", "JupyterLab Dark"):
+            theme_file.write_text(json.dumps({"theme": theme}))
+            page.goto(lab_server.notebook_url(name))
+            view = task_view(page)
+            view.wait_for()
+            # Re-rendered from the server by task id: no kernel output, no widget model.
+            wait_status(view, "succeeded", timeout=15)
+            assert view.get_attribute("data-task-id") == task_id
+            assert view.locator(".ak-call").count() == 3
+            assert "Oslo" in view.locator(".ak-input").inner_text()
+            page.wait_for_function(
+                "name => document.body.dataset.jpThemeName === name", arg=theme
+            )
+            colors[theme] = view.evaluate(
+                """n => [getComputedStyle(n).backgroundColor, getComputedStyle(n).color,
+                         getComputedStyle(document.body).getPropertyValue('--jp-layout-color1')]"""
+            )
+    finally:
+        theme_file.unlink(missing_ok=True)
+    light_bg, light_fg, _ = colors["JupyterLab Light"]
+    dark_bg, dark_fg, _ = colors["JupyterLab Dark"]
+    assert _luminance(light_bg) > 0.8 and _luminance(light_fg) < 0.4, colors
+    assert _luminance(dark_bg) < 0.3 and _luminance(dark_fg) > 0.6, colors
