@@ -7,7 +7,7 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Float, Int, List, Unicode
+from traitlets import Bool, Float, Int, List, Unicode, default
 
 from ..core import AgentPool, demo_agents
 from ..core.demo import bench_agents
@@ -26,6 +26,9 @@ from .handlers import (
 # What a kernel started by this server reads to find it (see client.find_server).
 ENV_SERVER_URL = "AGENTKIT_SERVER_URL"
 ENV_SERVER_TOKEN = "AGENTKIT_SERVER_TOKEN"
+# The seed api_key, when not configured otherwise (keeps it out of command lines and of
+# Jupyter's DEBUG "Config changed" dump).
+ENV_API_KEY = "AGENTKIT_API_KEY"
 
 TASK_ID = r"(?P<task_id>[^/]+)"
 
@@ -108,8 +111,14 @@ class AgentKitExtension(ExtensionApp):
         allow_none=True,
         help="Optional extra secret every task WebSocket must present, as the seed service "
         "did: header 'X-AgentKit-Api-Key' (or 'Authorization: ApiKey <key>'); the 'api_key' "
-        "query parameter is accepted for old clients. Jupyter's own auth always applies.",
+        "query parameter is accepted for old clients. Jupyter's own auth always applies. "
+        f"Default: the {ENV_API_KEY} environment variable (preferred: a key given on the "
+        "command line or in a config file shows up in Jupyter's DEBUG log).",
     ).tag(config=True)
+
+    @default("api_key")
+    def _api_key_from_environment(self) -> str | None:
+        return os.environ.get(ENV_API_KEY) or None
 
     db_path = Unicode(
         None,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import time
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -72,10 +74,49 @@ class CreateKernelTaskBody(CreateTaskBody):
 
 
 PUBLISH_SECRET_HEADER = "X-AgentKit-Publish-Token"
+INTERNAL_ERROR_TEXT = "Internal server error; the details are in the server log."
+
+# Tornado's "Invalid unicode in token: b'...'" quotes (part of) the value it could not decode.
+_QUOTED_VALUE = re.compile(r"^(Invalid unicode in [^:]+):.*$", re.DOTALL)
+
+
+def header_bytes(value: str) -> bytes:
+    """The bytes a client sent in a header (Tornado decodes header lines as latin-1)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
 
 
 class _AgentKitMixin(ExtensionHandlerMixin):
     auth_resource = AUTH_RESOURCE
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Log without the query string: it may hold ``?token=`` or ``?api_key=``.
+
+        Tornado's own version logs the request's full URI (and, for an undecodable
+        argument, part of its value); Jupyter scrubs only its access log lines.
+        """
+        request = self.request  # type: ignore[attr-defined]
+        where = f"{request.method} {request.path} ({request.remote_ip})"
+        log = self.log
+        if isinstance(value, web.HTTPError):
+            message = value.get_message()
+            if message:
+                message = _QUOTED_VALUE.sub(r"\1", message)
+                log.warning("%d %s: %s", value.status_code, where, message)
+        else:
+            log.error("Uncaught exception %s", where, exc_info=value)
+
+    def raw_query_argument(self, name: str) -> bytes | None:
+        """The last ``?name=`` value as raw bytes (no decoding, so no decoding error)."""
+        values = self.request.query_arguments.get(name)  # type: ignore[attr-defined]
+        return values[-1] if values else None
 
     @property
     def agentkit(self) -> AgentKitExtension:
@@ -99,11 +140,12 @@ class _APIBase(_AgentKitMixin, APIHandler):
             code, message = exc.code.value, exc.message
         elif isinstance(exc, web.HTTPError) and status_code < 500:
             code = {403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND}.get(
-                status_code, ErrorCode.INVALID_BODY
+                status_code, ErrorCode.BAD_REQUEST
             ).value
-            message = exc.log_message or self._reason
+            # log_message is for the log: it can quote request data (e.g. a token).
+            message = f"{self._reason}."
         else:  # never send an internal exception's text
-            code, message = ErrorCode.INTERNAL_ERROR.value, "Internal server error."
+            code, message = ErrorCode.INTERNAL_ERROR.value, INTERNAL_ERROR_TEXT
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": {"code": code, "message": message}}))
 
@@ -114,16 +156,23 @@ class _APIBase(_AgentKitMixin, APIHandler):
             raise ApiError(404, ErrorCode.UNKNOWN_TASK, "No task with that id.") from None
 
     def parse_after(self) -> int | None:
-        raw = self.get_query_argument("after", None)
+        raw = self.raw_query_argument("after")
         if raw is None:
             return None
         try:
-            after = int(raw)
+            return parse_after_value(raw)
         except ValueError:
-            after = -1
-        if after < 0:
-            raise ApiError(400, ErrorCode.INVALID_AFTER, "'after' must be an integer >= 0.")
-        return after
+            raise ApiError(
+                400, ErrorCode.INVALID_AFTER, "'after' must be an integer >= 0."
+            ) from None
+
+
+def parse_after_value(raw: bytes) -> int:
+    """``?after=`` as an integer >= 0 (ASCII digits only), or ValueError."""
+    raw = raw.strip()
+    if not raw.isdigit():  # bytes.isdigit: ASCII digits only, so no sign, no blanks
+        raise ValueError("not a non-negative integer")
+    return int(raw)  # ValueError beyond Python's digit limit
 
 
 class AgentsHandler(_APIBase):
@@ -243,7 +292,48 @@ class _ExplainingProtocol(WebSocketProtocol13):
         return super()._handle_message(opcode, data)
 
 
-class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+def _cut(connection: WebSocketProtocol) -> None:
+    """Drop the TCP connection (Tornado then runs the handler's on_close)."""
+    if connection.stream is not None and not connection.stream.closed():
+        connection.stream.close()
+
+
+class _SocketBase(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+    """What both WebSockets share: closing for sure, and failing without leaking."""
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return None  # per-message deflate costs about 10x the memory per connection
+
+    def _send_text(self, text: str) -> None:
+        try:
+            self.write_message(text)
+        except WebSocketClosedError:
+            pass
+
+    def _send(self, message: dict[str, Any]) -> None:
+        self._send_text(dumps(message))
+
+    def _close(self, code: int, reason: str) -> None:
+        """Close, and cut the TCP connection a second later if the client never answers
+        (Tornado would wait five seconds for a client that does not read)."""
+        connection = self.ws_connection  # close() forgets it
+        self.close(code, reason[:120])
+        if connection is not None:
+            asyncio.get_running_loop().call_later(1.0, _cut, connection)
+
+    def _internal_error(self, doing: str) -> None:
+        """An unexpected exception: its traceback goes to the log, never to the client."""
+        self.log.exception("agentkit: unexpected error while %s %s", doing, self.request.path)
+        self._send(error_message(ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_TEXT))
+        self._close(CloseCode.INTERNAL_ERROR, "Internal server error")
+
+    def on_close(self) -> None:
+        # Jupyter's keep-alive pinger would hold this handler until its next tick.
+        if self.ping_callback is not None:
+            self.ping_callback.stop()
+
+
+class TaskStreamHandler(_SocketBase):
     """``agentkit/ws/tasks/{task_id}``: replay after ``?after=``, then live events."""
 
     @property
@@ -256,8 +346,9 @@ class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, Jupyte
         if self.request.headers.get("Sec-WebSocket-Version") != "13":
             return None
         params = _WebSocketParams(
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
+            # Jupyter's WebSocketMixin pings (its ping_interval is in ms, Tornado's in s).
+            ping_interval=None,
+            ping_timeout=None,
             max_message_size=self.max_message_size,
             compression_options=self.get_compression_options(),
         )
@@ -266,9 +357,6 @@ class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, Jupyte
     subscription: Subscription | None = None
     _writer: asyncio.Task[None] | None = None
     _heartbeat: asyncio.Task[None] | None = None
-
-    def get_compression_options(self) -> dict[str, Any] | None:
-        return None  # per-message deflate costs about 10x the memory per connection
 
     @ws_authenticated
     async def get(self, task_id: str) -> None:
@@ -286,6 +374,14 @@ class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, Jupyte
         self._last_message_at = time.monotonic()
         self._allowance = self._burst = 2 * self.agentkit.client_message_rate
         self._allowance_at = time.monotonic()
+        try:
+            self._start(task_id)
+        except WebSocketClosedError:
+            pass
+        except Exception:
+            self._internal_error("opening")
+
+    def _start(self, task_id: str) -> None:
         if not self._api_key_ok():
             self._send(error_message(ErrorCode.UNAUTHENTICATED, "Missing or wrong api_key."))
             self.close(CloseCode.UNAUTHENTICATED, "Unauthenticated")
@@ -333,6 +429,7 @@ class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, Jupyte
             self._heartbeat = asyncio.create_task(self._watch_heartbeat())
 
     def on_close(self) -> None:
+        super().on_close()
         if self.subscription is not None:
             self.subscription.close()
         for job in (self._writer, self._heartbeat):
@@ -350,6 +447,9 @@ class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, Jupyte
                 await self.write_message(batch[-1].text)
         except WebSocketClosedError:
             return
+        except Exception:
+            self._internal_error("streaming to")
+            return
         if subscription.dropped is None:
             self.close(CloseCode.NORMAL, "Task finished")
 
@@ -363,23 +463,20 @@ class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, Jupyte
             ErrorCode.UNKNOWN_TASK: (CloseCode.UNKNOWN_TASK, "The task was deleted."),
         }.get(reason, (CloseCode.NORMAL, "Closed."))
         self._send(error_message(reason, text))
-        self.close(code, text[:120])
-        # A client that does not read would hold the socket open; cut it after a second.
-        asyncio.get_running_loop().call_later(1.0, self._abort)
-
-    def _abort(self) -> None:
-        if self.ws_connection is not None and self.ws_connection.stream is not None:
-            self.ws_connection.stream.close()
-
-    def _send(self, message: dict[str, Any]) -> None:
-        try:
-            self.write_message(dumps(message))
-        except WebSocketClosedError:
-            pass
+        # A client that does not read would hold the socket open; it is cut after a second.
+        self._close(code, text)
 
     # -- client -> server -------------------------------------------------------------
 
     async def on_message(self, message: str | bytes) -> None:
+        try:
+            await self._on_message(message)
+        except WebSocketClosedError:
+            pass
+        except Exception:
+            self._internal_error("handling a message from")
+
+    async def _on_message(self, message: str | bytes) -> None:
         self._last_message_at = time.monotonic()
         if not self._take_allowance():
             self._send(error_message(ErrorCode.RATE_LIMITED, "Too many messages; slow down."))
@@ -392,7 +489,7 @@ class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, Jupyte
         if isinstance(parsed, CancelMessage):
             await self._cancel(parsed)
         else:
-            self.write_message(PONG)
+            self._send_text(PONG)
 
     async def _cancel(self, message: CancelMessage) -> None:
         allowed = await ensure_async(
@@ -430,39 +527,41 @@ class TaskStreamHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, Jupyte
         while True:
             idle = time.monotonic() - self._last_message_at
             if idle >= timeout:
-                self.close(CloseCode.NORMAL, "Heartbeat timeout")
+                self._close(CloseCode.NORMAL, "Heartbeat timeout")
                 return
             await asyncio.sleep(min(timeout - idle + 0.01, 5.0))
 
     # -- checks -----------------------------------------------------------------------
 
     def _parse_after(self) -> int:
-        raw = self.get_query_argument("after", "0")
-        after = int(raw) if raw.isascii() and raw.isdigit() else -1
-        if after < 0:
-            raise ValueError(raw)
-        return after
+        raw = self.raw_query_argument("after")
+        return 0 if raw is None else parse_after_value(raw)
+
+    def _presented_api_key(self) -> bytes | None:
+        """The key as the client sent it, in bytes: header, ``ApiKey`` scheme, or query."""
+        headers = self.request.headers
+        value = headers.get("X-AgentKit-Api-Key")
+        if value is None:
+            scheme, _, rest = headers.get("Authorization", "").partition(" ")
+            if scheme.lower() == "apikey":
+                value = rest.strip()
+        if value is not None:
+            return header_bytes(value)
+        return self.raw_query_argument("api_key")  # percent-decoded, not UTF-8-decoded
 
     def _api_key_ok(self) -> bool:
         expected = self.agentkit.api_key
         if not expected:
             return True
-        presented = self.request.headers.get("X-AgentKit-Api-Key")
-        if presented is None:
-            scheme, _, value = self.request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() == "apikey":
-                presented = value.strip()
-        if presented is None:
-            presented = self.get_query_argument("api_key", None)
+        presented = self._presented_api_key()
         if presented is None:
             return False
-        # Compare bytes in constant time; non-ASCII keys are fine as UTF-8.
-        return hmac.compare_digest(
-            presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8")
-        )
+        # Constant time on bytes: a non-ASCII key is its UTF-8 bytes; undecodable input
+        # is simply a wrong key. The key (right or wrong) is never logged nor echoed.
+        return hmac.compare_digest(presented, expected.encode("utf-8"))
 
 
-class PublishHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+class PublishHandler(_SocketBase):
     """``agentkit/ws/publish/{task_id}``: the kernel that created a task sends its events.
 
     Kernel -> server: ``{"type": "event", "event": StepEvent.to_dict()}``.
@@ -473,9 +572,6 @@ class PublishHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHa
 
     task: Task | None = None
     _unregister: Any = None
-
-    def get_compression_options(self) -> dict[str, Any] | None:
-        return None
 
     @ws_authenticated
     async def get(self, task_id: str) -> None:
@@ -495,6 +591,14 @@ class PublishHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHa
 
     async def open(self, task_id: str) -> None:  # type: ignore[override]
         super().open()  # type: ignore[no-untyped-call]
+        try:
+            self._start(task_id)
+        except WebSocketClosedError:
+            pass
+        except Exception:
+            self._internal_error("opening")
+
+    def _start(self, task_id: str) -> None:
         try:
             task = self.hub.get(task_id)
         except UnknownTaskError:
@@ -521,13 +625,15 @@ class PublishHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHa
 
         self._unregister = task.token.add_callback(forward_cancel)
 
-    def _send_text(self, text: str) -> None:
+    def on_message(self, message: str | bytes) -> None:
         try:
-            self.write_message(text)
+            self._on_message(message)
         except WebSocketClosedError:
             pass
+        except Exception:
+            self._internal_error("handling an event from")
 
-    def on_message(self, message: str | bytes) -> None:
+    def _on_message(self, message: str | bytes) -> None:
         if self.task is None:
             return
         try:
@@ -555,6 +661,7 @@ class PublishHandler(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHa
             self.close(CloseCode.NORMAL, "Task finished")
 
     def on_close(self) -> None:
+        super().on_close()
         if self._unregister is not None:
             self._unregister()
         if self.task is not None:

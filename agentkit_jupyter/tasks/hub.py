@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 
 EventSource = Callable[[CancellationToken], AsyncIterator[StepEvent]]
 
+# The most a subscriber's writer takes from the log at once (so at most this, or one
+# message, sits in its socket's buffer): a late joiner replaying a big log, or a stuck
+# client, costs no more than this beyond the log every subscriber shares.
+BATCH_MAX_BYTES = 256 * 1024
+
 
 class TaskStatus(StrEnum):
     QUEUED = "queued"
@@ -113,11 +118,15 @@ class Subscription:
     def close(self) -> None:
         self.task._subscribers.discard(self)
 
-    async def batches(self, limit: int = 500) -> AsyncIterator[list[LogEntry]]:
+    async def batches(
+        self, limit: int = 500, max_bytes: int = BATCH_MAX_BYTES
+    ) -> AsyncIterator[list[LogEntry]]:
+        """Batches of at most ``limit`` entries and ``max_bytes`` (or one entry): what a
+        writer has in flight, on top of the shared log, stays that small."""
         log_ = self.task.log
         try:
             while self.dropped is None:
-                entries = log_.read_after(self.cursor, limit)
+                entries = _up_to_bytes(log_.read_after(self.cursor, limit), max_bytes)
                 if entries:
                     self.cursor = entries[-1].seq
                     yield entries
@@ -131,6 +140,15 @@ class Subscription:
                     self._wake = None
         finally:
             self.close()
+
+
+def _up_to_bytes(entries: list[LogEntry], max_bytes: int) -> list[LogEntry]:
+    total = 0
+    for index, entry in enumerate(entries):
+        total += entry.size
+        if total > max_bytes and index:
+            return entries[:index]
+    return entries
 
 
 class Task:

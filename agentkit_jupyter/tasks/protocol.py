@@ -39,6 +39,7 @@ class ErrorCode(StrEnum):
     EVENTS_TRUNCATED = "events_truncated"
     AFTER_BEYOND_LOG = "after_beyond_log"
     INVALID_BODY = "invalid_body"
+    BAD_REQUEST = "bad_request"
     NOT_FOUND = "not_found"
     SERVER_SHUTTING_DOWN = "server_shutting_down"
     KERNEL_DISCONNECTED = "kernel_disconnected"
@@ -53,6 +54,7 @@ class CloseCode(IntEnum):
     NORMAL = 1000  # after the final result, or heartbeat timeout
     GOING_AWAY = 1001  # the server is shutting down
     INVALID_DATA = 1007  # a text frame that is not UTF-8
+    INTERNAL_ERROR = 1011  # an unexpected server error (after error internal_error)
     UNAUTHENTICATED = 4001  # the seed api_key was missing or wrong
     FORBIDDEN = 4003  # not allowed (e.g. publishing to another kernel's task)
     UNKNOWN_TASK = 4004  # no such task, or it was deleted
