@@ -185,3 +185,89 @@ def test_shutdown_cancels_runs_and_tells_subscribers(tmp_path: Path) -> None:
         assert time.monotonic() - started < 15
     finally:
         server.stop()
+
+
+def terminal_and_results(messages: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    terminal = [
+        m["data"]["event_type"]
+        for m in messages
+        if m["type"] == "step" and m["data"]["event_type"] in ("final_answer", "cancelled", "error")
+    ]
+    return terminal, [m["data"]["status"] for m in messages if m["type"] == "result"]
+
+
+async def test_cancel_racing_the_final_answer_gives_exactly_one_result(
+    api: Any, ws_connect: Any, jp_serverapp: Any
+) -> None:
+    """Cancel at every moment around the answer: before, during, after it."""
+    from hardening_support import extension
+
+    from agentkit_jupyter.core import Agent, ScriptedGateway, ScriptedTurn
+    from agentkit_jupyter.tasks import TaskFinishedError
+
+    hub = extension(jp_serverapp).hub
+    hub.agents.register(Agent("quick", ScriptedGateway([ScriptedTurn("done")], latency=0.02)))
+    outcomes: set[str] = set()
+    for tick in range(16):  # cancel 0, 3, 6 ... 45 ms after the start; the answer is at ~20
+        task_id = await create(api, "quick")
+        ws = await ws_connect(task_id)
+        await asyncio.sleep(tick * 0.003)
+        try:
+            hub.cancel(task_id, "racing")
+            accepted = True
+        except TaskFinishedError:
+            accepted = False
+        messages = await read_until_result(ws, 5)
+        terminal, results = terminal_and_results(messages)
+        assert len(terminal) == 1 and len(results) == 1, messages
+        assert (terminal[0], results[0]) in {
+            ("final_answer", "succeeded"),
+            ("cancelled", "cancelled"),
+        }
+        if not accepted:
+            assert results[0] == "succeeded"  # refused because the answer was already there
+        _, task = await api("GET", "tasks", task_id)
+        assert task["status"] == results[0]
+        assert task["events"] == [m for m in messages if "seq" in m]
+        outcomes.add(results[0])
+    assert outcomes == {"succeeded", "cancelled"}  # the race was really run both ways
+
+
+async def test_a_cancel_arriving_while_the_answer_is_published_gives_one_result(
+    api: Any, ws_connect: Any, jp_serverapp: Any
+) -> None:
+    """The worst moment: the cancel lands between the last token and the final answer."""
+    from collections.abc import AsyncIterator
+
+    from hardening_support import extension
+
+    from agentkit_jupyter.core import CancellationToken, EventType, StepEvent
+
+    hub = extension(jp_serverapp).hub
+    ids: list[str] = []
+
+    async def source(token: CancellationToken) -> AsyncIterator[StepEvent]:
+        yield StepEvent(EventType.TOKEN, 1, {"delta": "done"})
+        hub.cancel(ids[0], "at the worst moment")  # accepted: the run has not ended
+        final = {"output": "done", "total_steps": 1, "total_tokens": 1, "usage": {}}
+        yield StepEvent(EventType.FINAL_ANSWER, 1, final)
+
+    gate = asyncio.Event()
+
+    async def gated(token: CancellationToken) -> AsyncIterator[StepEvent]:
+        await gate.wait()
+        async for event in source(token):
+            yield event
+
+    task = hub.run_source("racer", "q", gated)
+    ids.append(task.task_id)
+    ws = await ws_connect(task.task_id)
+    assert json.loads(await ws.recv())["type"] == "connected"
+    gate.set()
+    messages = await read_until_result(ws, 5)
+    terminal, results = terminal_and_results(messages)
+    assert terminal == ["final_answer"] and results == ["succeeded"]
+    await asyncio.sleep(hub.limits.cancel_grace_seconds + 0.2)  # the forced stop: a no-op
+    _, task_json = await api("GET", "tasks", task.task_id)
+    assert task_json["status"] == "succeeded"
+    assert [e["type"] for e in task_json["events"]].count("result") == 1

@@ -21,7 +21,8 @@ async def test_a_ping_flood_is_rate_limited_and_others_are_unaffected(
     api: Any, ws_connect: Any
 ) -> None:
     task_id = await create(api, "paced")
-    flooder = await ws_connect(task_id)
+    # max_queue=None: the steps it leaves unread must not hold back its closing handshake.
+    flooder = await ws_connect(task_id, max_queue=None)
     watcher = await ws_connect(task_id)
     await flooder.recv()  # connected
     for _ in range(400):
@@ -127,3 +128,90 @@ async def test_oversized_frame_beyond_the_hard_limit_closes_with_1009(
             while True:
                 await ws.recv()
     assert ws.close_code == 1009
+
+
+async def test_huge_numbers_get_their_defined_answers(api: Any, ws_connect: Any) -> None:
+    task_id = await create(api, "hang-llm")
+    ws = await ws_connect(task_id)
+    await ws.recv()
+    cases = [
+        ('{"type": "ping", "n": 1e999}', {"type": "pong"}),  # inf in an ignored field
+        ('{"type": "ping", "n": ' + "9" * 5000 + "}", "invalid_json"),  # over Python's limit
+        ('{"type": "ping", "n": -' + "9" * 4000 + "}", {"type": "pong"}),
+        ('{"type": "cancel", "reason": 1e400}', "invalid_message"),
+        ('{"type": "cancel", "reason": ' + "1" * 300 + "}", "invalid_message"),
+    ]
+    for frame, expected in cases:
+        await ws.send(frame)
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        if isinstance(expected, str):
+            assert answer["type"] == "error" and answer["data"]["code"] == expected, frame[:40]
+        else:
+            assert answer == expected, frame[:40]
+    _, task = await api("GET", "tasks", task_id)
+    assert task["status"] == "running"  # none of them cancelled anything
+    await ws.close()
+
+
+async def test_a_websocket_with_a_non_local_host_header_is_refused(
+    api: Any, jp_http_port: int, jp_base_url: str, jp_auth_header: dict[str, str]
+) -> None:
+    from raw_ws import raw_connect
+
+    task_id = await create(api, "hang-llm")
+    path = f"{jp_base_url}agentkit/ws/tasks/{task_id}"
+    for host in ("evil.example.com", "10.1.2.3", f"evil.example.com:{jp_http_port}"):
+        sock = await raw_connect(jp_http_port, path, dict(jp_auth_header), host=host)
+        assert sock.status == 403, host
+        sock.abort()
+    sock = await raw_connect(jp_http_port, path, dict(jp_auth_header), host="localhost")
+    assert sock.status == 101  # the same request with a local name is served
+    sock.abort()
+
+
+@pytest.mark.parametrize(
+    "after", ["%ff", "", "%20", "-1", "1e3", "%2B5", "0x10", "1.0", "%D9%A3", "9" * 5000]
+)
+async def test_odd_after_values_are_invalid_after_on_both_apis(
+    api: Any,
+    ws_url: Any,
+    jp_http_port: int,
+    jp_base_url: str,
+    jp_auth_header: dict[str, str],
+    after: str,
+) -> None:
+    from raw_ws import raw_http
+    from websockets.asyncio.client import connect
+
+    task_id = await create(api, "echo")
+    url = ws_url(task_id) + f"?after={after}"
+    async with await connect(url, additional_headers=jp_auth_header) as ws:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert message["data"]["code"] == "invalid_after"
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+    assert ws.close_code == 1000
+    path = f"{jp_base_url}agentkit/api/tasks/{task_id}?after={after}"
+    status, body = await raw_http(jp_http_port, "GET", path, jp_auth_header)
+    assert status == 400 and json.loads(body)["error"]["code"] == "invalid_after"
+
+
+async def test_kernel_task_bodies_that_are_not_json_or_miss_fields_are_400(api: Any) -> None:
+    for body in [
+        "not json",
+        b"\xff\xfe",
+        "[]",
+        {"agent": "nb"},
+        {"input": "x"},
+        {"agent": "nb", "input": 3},
+        {"agent": "", "input": "x"},
+        {"agent": "nb", "input": "x", "description": ["not", "text"]},
+        {"agent": "nb", "input": "x" * 100_001},
+    ]:
+        status, answer = await api("POST", "kernel-tasks", body=body)
+        assert status == 400, body if not isinstance(body, dict) else list(body)
+        assert answer["error"]["code"] == "invalid_body" and answer["error"]["message"]
+    status, answer = await api("POST", "tasks", body={"agent": "echo", "input": "x" * 100_001})
+    assert status == 400 and answer["error"]["code"] == "invalid_body"
+    _, tasks = await api("GET", "tasks")
+    assert tasks["tasks"] == []  # nothing was created by any of them

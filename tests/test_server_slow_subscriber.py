@@ -24,18 +24,25 @@ async def test_a_stuck_subscriber_neither_slows_nor_breaks_the_others(
     # This client's library stops reading from the socket once 1 frame is queued.
     stuck = await ws_connect(task_id, max_queue=1)
     healthy = await ws_connect(task_id)
-    messages = await read_until_result(healthy, timeout=30)
-    assert messages[-1]["data"]["status"] == "succeeded"
-    seqs = [m["seq"] for m in messages if "seq" in m]
-    assert seqs == list(range(1, len(seqs) + 1))
+    watching = asyncio.ensure_future(read_until_result(healthy, timeout=30))
 
-    # The stuck one was dropped with the documented close code and reason...
+    # Once dropped, the stuck one has a second to read the reason before its socket is
+    # cut: it wakes up as soon as the task lists one subscriber less.
+    async with asyncio.timeout(30):
+        while (await api("GET", "tasks"))[1]["tasks"][-1]["subscribers"] > 1:
+            await asyncio.sleep(0.02)
+    # It was dropped with the documented close code and reason...
     received = []
     with pytest.raises(ConnectionClosed):
         async with asyncio.timeout(10):
             while True:
                 received.append(json.loads(await stuck.recv()))
     assert stuck.close_code == 4008
+
+    messages = await watching
+    assert messages[-1]["data"]["status"] == "succeeded"
+    seqs = [m["seq"] for m in messages if "seq" in m]
+    assert seqs == list(range(1, len(seqs) + 1))
     assert received[-1]["data"]["code"] == "subscriber_too_slow"
     last_seen = max(m.get("seq", 0) for m in received)
     # ...and resumes exactly where it stopped.
