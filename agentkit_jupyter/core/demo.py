@@ -157,27 +157,58 @@ def demo_agents() -> list[Agent]:
 class FirehoseGateway(LLMGateway):
     """A model that streams N one-word tokens as fast as they are taken, then answers.
 
-    N is the user's input (an integer). It measures the stream, not a model.
+    The user's input is ``N [rate=R] [delay=S]``: N tokens (default 1000); with
+    ``rate``, R tokens per second on a fixed schedule instead of as fast as possible
+    (for latency measurements); with ``delay``, S seconds of silence before the first
+    token, so that many subscribers can connect before the stream starts. It
+    measures the stream, not a model.
     """
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[TokenDelta | ModelTurn]:
         text = next((str(m.get("content")) for m in request.messages if m["role"] == "user"), "")
-        try:
-            count = int(text.strip() or "1000")
-        except ValueError:
-            raise LLMError(f"bench-firehose takes an event count as input, not {text!r}") from None
-        for _ in range(count):
-            yield TokenDelta("tok ")
+        count, rate, delay = parse_firehose_input(text)
+        loop = asyncio.get_running_loop()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if rate is None:
+            for _ in range(count):
+                yield TokenDelta("tok ")
+        else:
+            start = loop.time()
+            for index in range(count):
+                # An absolute schedule, so that timer drift does not lower the rate.
+                wait = start + index / rate - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                yield TokenDelta("tok ")
         yield ModelTurn(f"streamed {count} tokens", (), Usage(1, count))
 
 
+def parse_firehose_input(text: str) -> tuple[int, float | None, float]:
+    """``"N [rate=R] [delay=S]"`` -> (N, R or None, S); LLMError if malformed."""
+    usage = "bench-firehose takes 'N [rate=R] [delay=S]' (an event count, events per "
+    words = text.split()
+    try:
+        count = int(words[0]) if words else 1000
+        options = dict(word.split("=", 1) for word in words[1:])
+        rate = float(options.pop("rate")) if "rate" in options else None
+        delay = float(options.pop("delay", 0))
+    except ValueError:
+        raise LLMError(f"{usage}second, seconds before the first), not {text!r}") from None
+    if options or count < 0 or not delay >= 0 or (rate is not None and not 0 < rate < 1e9):
+        raise LLMError(f"{usage}second, seconds before the first), not {text!r}")
+    return count, rate, delay
+
+
 def bench_agents() -> list[Agent]:
-    """``bench-firehose``: input N gives N+2 step events, emitted without any sleep."""
+    """``bench-firehose``: input N gives N token events and a final answer (then the
+    task's result), emitted without any sleep (or paced: see :class:`FirehoseGateway`)."""
     return [
         Agent(
             name="bench-firehose",
-            description="Benchmark source: the input is an event count; emits that many "
-            "token events as fast as the stream takes them.",
+            description="Benchmark source: the input is an event count, optionally "
+            "'rate=<events/s>' and 'delay=<seconds>'; emits that many token events as fast "
+            "as the stream takes them, or at that rate.",
             gateway=FirehoseGateway(),
             llm_idle_timeout=None,
         )
