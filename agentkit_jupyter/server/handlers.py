@@ -6,7 +6,9 @@ import asyncio
 import hmac
 import json
 import re
+import struct
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
+from tornado.iostream import StreamClosedError
 from tornado.websocket import (
     WebSocketClosedError,
     WebSocketHandler,
@@ -244,7 +247,7 @@ class TaskHandler(_APIBase):
         task = self.find_task(task_id)
         after = self.parse_after() or 0
         body = self.task_json(task)
-        body["events"] = [json.loads(e.text) for e in task.log.read_after(after, limit=1 << 30)]
+        body["events"] = [json.loads(e.data) for e in task.log.read_after(after, limit=1 << 30)]
         self.finish(body)
 
     @web.authenticated
@@ -290,6 +293,40 @@ class _ExplainingProtocol(WebSocketProtocol13):
                 self.close(CloseCode.INVALID_DATA, "Invalid UTF-8")
                 return None
         return super()._handle_message(opcode, data)
+
+    def write_text_frames(self, payloads: Sequence[bytes]) -> asyncio.Future[None]:
+        """Send each UTF-8 payload as one text frame, all in one write to the socket.
+
+        ``write_message`` costs a future, a task and a ``send()`` per message; a batch
+        of the task's log goes out here at once, as the same frames. The connection
+        is never compressed (``get_compression_options`` is None) and a server never
+        masks, so a frame is its header and the payload as is.
+        """
+        if self.is_closing() or self._compressor is not None:
+            raise WebSocketClosedError()
+        parts: list[bytes] = []
+        size = 0
+        for payload in payloads:
+            length = len(payload)
+            size += length
+            if length < 126:
+                parts.append(_SMALL_TEXT_HEADERS[length])
+            elif length <= 0xFFFF:
+                parts.append(struct.pack("!BBH", 0x81, 126, length))
+            else:
+                parts.append(struct.pack("!BBQ", 0x81, 127, length))
+            parts.append(payload)
+        frames = b"".join(parts)
+        self._message_bytes_out += size
+        self._wire_bytes_out += len(frames)
+        try:
+            return self.stream.write(frames)
+        except StreamClosedError:
+            raise WebSocketClosedError() from None
+
+
+# FIN + text opcode, then the payload length (unmasked) when it fits in 7 bits.
+_SMALL_TEXT_HEADERS = [bytes((0x81, length)) for length in range(126)]
 
 
 def _cut(connection: WebSocketProtocol) -> None:
@@ -371,6 +408,9 @@ class TaskStreamHandler(_SocketBase):
 
     async def open(self, task_id: str) -> None:  # type: ignore[override]
         super().open()  # type: ignore[no-untyped-call]  # starts WebSocket pings
+        # Each write is a whole batch of messages: send it now, do not let Nagle hold
+        # it back until the client's (delayed, up to 40 ms) ACK of the previous one.
+        self.set_nodelay(True)
         self._last_message_at = time.monotonic()
         self._allowance = self._burst = 2 * self.agentkit.client_message_rate
         self._allowance_at = time.monotonic()
@@ -442,16 +482,21 @@ class TaskStreamHandler(_SocketBase):
         """Write the task's log to this one client; never blocks other subscribers."""
         try:
             async for batch in subscription.batches():
-                for entry in batch[:-1]:
-                    self.write_message(entry.text)
-                await self.write_message(batch[-1].text)
-        except WebSocketClosedError:
+                # One write per batch; waiting for it to drain is the flow control.
+                await self._write_frames([entry.data for entry in batch])
+        except (WebSocketClosedError, StreamClosedError):
             return
         except Exception:
             self._internal_error("streaming to")
             return
         if subscription.dropped is None:
             self.close(CloseCode.NORMAL, "Task finished")
+
+    def _write_frames(self, payloads: list[bytes]) -> asyncio.Future[None]:
+        connection = self.ws_connection
+        if not isinstance(connection, _ExplainingProtocol):
+            raise WebSocketClosedError()
+        return connection.write_text_frames(payloads)
 
     def _on_dropped(self, reason: ErrorCode) -> None:
         code, text = {

@@ -26,6 +26,12 @@ EventSource = Callable[[CancellationToken], AsyncIterator[StepEvent]]
 # client, costs no more than this beyond the log every subscriber shares.
 BATCH_MAX_BYTES = 256 * 1024
 
+# The longest a run's source may publish without giving the event loop a turn.
+RUN_TIME_SLICE = 0.002
+# Subscribers are checked for lag after this many events or bytes.
+LAG_CHECK_EVERY = 64
+LAG_CHECK_BYTES = 256 * 1024
+
 
 class TaskStatus(StrEnum):
     QUEUED = "queued"
@@ -126,6 +132,10 @@ class Subscription:
         log_ = self.task.log
         try:
             while self.dropped is None:
+                if self.cursor + 1 < log_.first_seq:
+                    # What it has not sent yet left the window: never a silent gap.
+                    self.drop(protocol.ErrorCode.SUBSCRIBER_TOO_SLOW)
+                    break
                 entries = _up_to_bytes(log_.read_after(self.cursor, limit), max_bytes)
                 if entries:
                     self.cursor = entries[-1].seq
@@ -133,7 +143,7 @@ class Subscription:
                     continue
                 if self.task.finished and self.cursor >= log_.last_seq:
                     return
-                self._wake = asyncio.ensure_future(log_.wait_after(self.cursor))
+                self._wake = log_.waiter()
                 try:
                     await self._wake
                 finally:
@@ -176,6 +186,9 @@ class Task:
         self.log = EventLog(limits.max_events_in_memory, limits.max_bytes_in_memory)
         self._limits = limits
         self._subscribers: set[Subscription] = set()
+        # Appended since the last look for lagging subscribers (see publish()).
+        self._unchecked = 0
+        self._unchecked_bytes = 0
         self._runner: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
         # Set for tasks whose events come from a kernel: only its holder may publish.
@@ -214,7 +227,8 @@ class Task:
             raise TooManySubscribersError(
                 f"This task already has {len(self._subscribers)} subscribers."
             )
-        subscription = Subscription(self, max(after, 0))
+        # Replay starts at the oldest event still held (the caller says so to its client).
+        subscription = Subscription(self, max(after, 0, self.log.first_seq - 1))
         self._subscribers.add(subscription)
         return subscription
 
@@ -243,7 +257,13 @@ class Task:
         entry = self._append(
             protocol.dumps(protocol.step_message(self.task_id, seq, event.to_dict()))
         )
-        self._check_lagging()
+        # Looking at every subscriber costs O(subscribers): do it every few events or
+        # bytes, not per event. A laggard overshoots the caps by at most that much.
+        self._unchecked += 1
+        self._unchecked_bytes += entry.size
+        if self._unchecked >= LAG_CHECK_EVERY or self._unchecked_bytes >= LAG_CHECK_BYTES:
+            self._unchecked = self._unchecked_bytes = 0
+            self._check_lagging()
         return entry
 
     def _append(self, text: str) -> LogEntry:
@@ -291,15 +311,20 @@ class Task:
         self.status = TaskStatus.RUNNING
         self.started_at = time.time()
         self.save()
+        loop = asyncio.get_running_loop()
+        turn_ends = loop.time() + RUN_TIME_SLICE
         try:
             async for event in source(self.token):
                 self.publish(event)
                 if event.is_terminal:
                     self.finish_from_event(event)
                     return
-                # Let subscribers' writers run between events, so a source that never
-                # awaits cannot outrun every subscriber at once.
-                await asyncio.sleep(0)
+                # A source that never awaits (a burst of queued tokens) still lets the
+                # subscribers' writers and everything else on the loop run, at least
+                # every RUN_TIME_SLICE; each writer then sends what piled up in one go.
+                if loop.time() >= turn_ends:
+                    await asyncio.sleep(0)
+                    turn_ends = loop.time() + RUN_TIME_SLICE
             self.fail("The agent stopped without a final answer.")
         except asyncio.CancelledError:
             # Forced stop (grace period over, or server shutdown): still one final result.

@@ -8,14 +8,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """One serialised server message of a task, as sent on the wire."""
+    """One serialised server message of a task, as sent on the wire.
+
+    ``data`` is the message's UTF-8 JSON, encoded once when it is logged: every
+    subscriber writes these same bytes.
+    """
 
     seq: int
-    text: str
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8")
 
     @property
     def size(self) -> int:
-        return len(self.text)
+        return len(self.data)
 
 
 class EventLog:
@@ -35,7 +43,8 @@ class EventLog:
         self._cumulative: list[int] = []
         self._evicted_bytes = 0
         self._last_seq = 0
-        self._changed: asyncio.Future[None] | None = None
+        # Futures of readers waiting for the next entry; append() resolves them all.
+        self._waiters: list[asyncio.Future[None]] = []
 
     @property
     def last_seq(self) -> int:
@@ -65,14 +74,18 @@ class EventLog:
 
     def append(self, text: str) -> LogEntry:
         self._last_seq += 1
-        entry = LogEntry(self._last_seq, text)
+        # "replace": a lone surrogate (from a broken tool output, say) must not make
+        # the message unsendable; it goes out as '?'.
+        entry = LogEntry(self._last_seq, text.encode("utf-8", "replace"))
         total = (self._cumulative[-1] if self._cumulative else self._evicted_bytes) + entry.size
         self._entries.append(entry)
         self._cumulative.append(total)
         self._evict()
-        changed, self._changed = self._changed, None
-        if changed is not None and not changed.done():
-            changed.set_result(None)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():  # a reader that went away cancelled its own
+                    waiter.set_result(None)
         return entry
 
     def read_after(self, after: int, limit: int = 1000) -> list[LogEntry]:
@@ -88,12 +101,22 @@ class EventLog:
         index = self._start + max(after + 1 - self.first_seq, 0)
         return self._cumulative[-1] - self._bytes_before(index)
 
+    def waiter(self) -> asyncio.Future[None]:
+        """A future of the caller's own, resolved by the next append.
+
+        One plain future per waiting reader (no task, no shield): a reader that is
+        cancelled cancels only its own future, and waking N readers costs N callbacks.
+        """
+        if len(self._waiters) > 64:  # readers that went away while the log was quiet
+            self._waiters = [w for w in self._waiters if not w.done()]
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
+
     async def wait_after(self, after: int) -> None:
         """Return once an entry with ``seq > after`` exists."""
         while self._last_seq <= after:
-            if self._changed is None:
-                self._changed = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._changed)
+            await self.waiter()
 
     def _bytes_before(self, index: int) -> int:
         return self._cumulative[index - 1] if index > 0 else self._evicted_bytes

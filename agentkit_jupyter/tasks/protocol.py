@@ -132,8 +132,12 @@ def parse_client_message(raw: str | bytes, max_size: int) -> PingMessage | Cance
 # -- server -> client ---------------------------------------------------------------
 
 
+# Built once: json.dumps() with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(message)
 
 
 def step_message(task_id: str, seq: int, event: dict[str, Any]) -> dict[str, Any]:
