@@ -1,17 +1,18 @@
 """Task history on disk: an embedded SQLite database behind the hub.
 
-Writes go through a queue to one writer thread, which commits whatever has
-accumulated in one transaction: the event loop never waits on disk, a fast
+Writes are gathered in a pending list that one writer thread takes as a whole
+and commits in one transaction: the event loop never waits on disk, a fast
 stream is written in large batches, and because batches commit in order, what
 is on disk is always a gap-free prefix of each task's log. A crash loses at most
-the batch in flight (well under a second of events).
+the batch in flight (well under a second of events). Consecutive events of a
+task are gathered into one run as they come (a list append on the event loop),
+so the writer does no per-event Python work to compete for the GIL with it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -47,8 +48,7 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
 }
 
-# Events per batch at most, and how long the writer lets a batch gather.
-MAX_BATCH = 5000
+# How long the writer lets a batch gather.
 GATHER_SECONDS = 0.05
 
 
@@ -63,6 +63,18 @@ class StoredTask:
     events: list[str]
 
 
+class _EventRun:
+    """Consecutive events of one task, gathered for one INSERT."""
+
+    __slots__ = ("first_seq", "task_id", "texts")
+
+    def __init__(self, task_id: str, first_seq: int, text: str) -> None:
+        self.task_id = task_id
+        self.first_seq = first_seq
+        self.texts = [text]
+
+
+# ("task", record) | ("events", _EventRun) | ("delete", task_id) | ("barrier", Event)
 _Op = tuple[str, Any]
 
 
@@ -73,7 +85,10 @@ class TaskStore:
         self.path = str(path)
         self.moved_aside: Path | None = None
         self._connection = self._open()
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._pending: list[_Op] = []
+        self._pending_lock = threading.Lock()
+        self._wakeup = threading.Event()  # set when _pending may have something
+        self._stopping = False
         self._lock = threading.Lock()  # the connection is shared by the writer and readers
         self._failed = False
         self._writer = threading.Thread(target=self._write_loop, name="agentkit-store", daemon=True)
@@ -142,47 +157,59 @@ class TaskStore:
     # -- writes (from the event loop: never blocks) ------------------------------------
 
     def save_task(self, record: dict[str, Any]) -> None:
-        self._queue.put(("task", record))
+        self._put(("task", record))
 
     def append_event(self, task_id: str, seq: int, message: str) -> None:
-        self._queue.put(("event", (task_id, seq, message)))
+        with self._pending_lock:
+            if self._pending:
+                kind, last = self._pending[-1]
+                if (
+                    kind == "events"
+                    and last.task_id == task_id
+                    and last.first_seq + len(last.texts) == seq
+                ):
+                    last.texts.append(message)  # the writer is already awake for it
+                    return
+            self._pending.append(("events", _EventRun(task_id, seq, message)))
+        self._wakeup.set()
 
     def delete_task(self, task_id: str) -> None:
-        self._queue.put(("delete", task_id))
+        self._put(("delete", task_id))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued so far is on disk."""
         done = threading.Event()
-        self._queue.put(("barrier", done))
+        self._put(("barrier", done))
         if not done.wait(timeout):
             raise StoreError("the task database did not catch up in time")
 
     def close(self) -> None:
         if self._writer.is_alive():
-            self._queue.put(None)
+            with self._pending_lock:
+                self._stopping = True
+            self._wakeup.set()
             self._writer.join(30)
         with self._lock:
             self._connection.close()
 
+    def _put(self, op: _Op) -> None:
+        with self._pending_lock:
+            self._pending.append(op)
+        self._wakeup.set()
+
     def _write_loop(self) -> None:
         while True:
-            op = self._queue.get()
-            if op is None:
-                return
-            batch = [op]
-            deadline = time.monotonic() + GATHER_SECONDS
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    more = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._commit(batch)
-            if stop:
+            self._wakeup.wait()
+            if not self._stopping:
+                time.sleep(GATHER_SECONDS)  # let a batch gather
+            with self._pending_lock:
+                # Anything added after this takes the new list and sets the event again.
+                batch, self._pending = self._pending, []
+                self._wakeup.clear()
+                stopping = self._stopping
+            if batch:
+                self._commit(batch)
+            if stopping:
                 return
 
     def _commit(self, batch: list[_Op]) -> None:
@@ -202,19 +229,10 @@ class TaskStore:
         db = self._connection
         db.execute("BEGIN")
         try:
-            run: list[tuple[str, int, str]] = []  # consecutive events of one task
             for kind, value in batch:
-                if kind == "event":
-                    task_id, seq, _ = value
-                    if run and (run[0][0] != task_id or run[-1][1] + 1 != seq):
-                        self._insert_events(run)
-                        run = []
-                    run.append(value)
-                    continue
-                if run:  # keep events ordered relative to task writes
-                    self._insert_events(run)
-                    run = []
-                if kind == "task":
+                if kind == "events":
+                    self._insert_events(value)
+                elif kind == "task":
                     db.execute(
                         "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         _task_row(value),
@@ -222,24 +240,21 @@ class TaskStore:
                 elif kind == "delete":
                     db.execute("DELETE FROM events WHERE task_id = ?", (value,))
                     db.execute("DELETE FROM tasks WHERE task_id = ?", (value,))
-            if run:
-                self._insert_events(run)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
 
-    def _insert_events(self, run: list[tuple[str, int, str]]) -> None:
+    def _insert_events(self, run: _EventRun) -> None:
         """Insert consecutive events of one task in one statement.
 
         One call with the texts as a JSON array lets SQLite do the loop without the
         GIL, instead of binding each row from Python while the event loop waits.
         """
-        task_id, first_seq, _ = run[0]
         self._connection.execute(
             "INSERT OR IGNORE INTO events (task_id, seq, message) "
             "SELECT ?, ? + CAST(key AS INTEGER), value FROM json_each(?)",
-            (task_id, first_seq, json.dumps([text for _, _, text in run])),
+            (run.task_id, run.first_seq, json.dumps(run.texts)),
         )
 
     # -- reads (at start-up) ------------------------------------------------------------
