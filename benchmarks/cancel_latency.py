@@ -1,5 +1,6 @@
-"""How long from ``CancellationToken.cancel()`` to the run's ``cancelled`` event?
+"""How long from a cancel to the end of the run?
 
+Engine level: ``CancellationToken.cancel()`` to the run's ``cancelled`` event.
 Scenarios, each run ``--runs`` times (default 50):
 
 - a slow model call in flight against a real HTTP server on loopback
@@ -7,6 +8,12 @@ Scenarios, each run ``--runs`` times (default 50):
   (before the response headers, or after them before the first chunk);
 - a slow tool in flight with the offline ScriptedGateway: an async tool and a sync
   tool (which runs in a worker thread).
+
+End to end: a real ``jupyter server`` with the extension, whose ``assistant`` agent
+(``llm_base_url``) calls the same loopback LLM server, which holds its answer; a
+``websockets`` client creates the task, waits until the model call is in flight,
+sends ``{"type": "cancel"}`` and times the wait for its ``result`` message
+(``status: cancelled``) on the same socket.
 
 Prints p50 / p99 / max in milliseconds; the target is under 200 ms.
 
@@ -17,19 +24,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from _harness import ServerProcess, acreate_task, bench_server, machine, open_ws, percentile
+from llm_server import FakeLLMServer, Reply
 
-from llm_server import FakeLLMServer, Reply  # noqa: E402
-
-from agentkit_jupyter.core import (  # noqa: E402
+from agentkit_jupyter.core import (
     CancellationToken,
     EventType,
     LLMGateway,
@@ -39,7 +46,7 @@ from agentkit_jupyter.core import (  # noqa: E402
     Tool,
     tool,
 )
-from agentkit_jupyter.core.openai_gateway import OpenAIGateway  # noqa: E402
+from agentkit_jupyter.core.openai_gateway import OpenAIGateway
 
 TARGET_MS = 200.0
 QUESTION = [{"role": "user", "content": "go"}]
@@ -131,10 +138,44 @@ async def tool_scenario(runs: int, slow: Tool) -> list[float]:
     return samples
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
+async def websocket_scenario(llm: FakeLLMServer, server: ServerProcess, runs: int) -> list[float]:
+    """Client ``cancel`` -> its ``result`` over a real server, model call in flight."""
+    import httpx
+
+    samples = []
+    async with httpx.AsyncClient() as client:
+        for _ in range(runs):
+            seen = len(llm.requests)
+            llm.enqueue(Reply(text="never sent", delay=30.0))
+            task_id = await acreate_task(client, server, "Compare Paris and Rome", "assistant")
+            ws = await open_ws(server.ws(task_id), server.headers)
+            await asyncio.to_thread(llm.wait_for_requests, seen + 1)
+            await asyncio.sleep(0.02)
+            started = time.perf_counter()
+            await ws.send('{"type": "cancel", "reason": "benchmark"}')
+            async for text in ws:
+                message = json.loads(text)
+                if message["type"] == "result":
+                    samples.append(time.perf_counter() - started)
+                    if message["data"]["status"] != "cancelled":
+                        raise RuntimeError(f"the run ended {message['data']['status']}")
+                    break
+            await ws.close()
+    return samples
+
+
+def run_websocket_scenario(llm: FakeLLMServer, runs: int) -> list[float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = bench_server(
+            Path(tmp),
+            f"--AgentKitExtension.llm_base_url={llm.url}",
+            "--AgentKitExtension.llm_max_retries=0",
+        )
+        try:
+            asyncio.run(websocket_scenario(llm, server, 3))  # warm up
+            return asyncio.run(websocket_scenario(llm, server, runs))
+        finally:
+            server.stop()
 
 
 def main() -> None:
@@ -156,6 +197,12 @@ def main() -> None:
                 asyncio.run(llm_scenario(server, runs, "first_chunk_delay")),
             )
         )
+        results.append(
+            (
+                "WebSocket cancel -> result, real server, LLM call in flight",
+                run_websocket_scenario(server, runs),
+            )
+        )
     results.append(
         ("async tool in flight (scripted model)", asyncio.run(tool_scenario(runs, slow_async)))
     )
@@ -164,7 +211,8 @@ def main() -> None:
     )
 
     width = max(len(name) for name, _ in results)
-    print(f"cancel() -> 'cancelled' event, {runs} runs each, milliseconds")
+    print(machine())
+    print(f"cancel -> end of the run, {runs} runs each, milliseconds")
     print(f"{'scenario':<{width}}  {'p50':>7}  {'p99':>7}  {'max':>7}  {'mean':>7}  target")
     print("-" * (width + 46))
     ok = True
