@@ -313,6 +313,9 @@ async def storm(soak: Soak, seconds: float, rows: list[list[str]]) -> tuple[floa
     async with asyncio.timeout(30):
         while await soak.subscribers():
             await asyncio.sleep(0.5)
+    # Our REST client's keep-alive connections are server fds too: close them.
+    await soak.http.aclose()
+    soak.http = httpx.AsyncClient(headers=soak.server.headers, timeout=30)
     await asyncio.sleep(3)  # let closed sockets and the store's writer settle
     return stormed, peak_fds, peak_rss
 
@@ -337,7 +340,8 @@ async def run(server: ServerProcess, args: argparse.Namespace) -> int:
 
     rows: list[list[str]] = []
     storm_seconds, peak_fds, peak_rss = await storm(soak, args.duration, rows)
-    end_rss, end_fds, subscribers = rss_mib(pid), open_fds(pid), await soak.subscribers()
+    end_rss, end_fds = rss_mib(pid), open_fds(pid)
+    subscribers = await soak.subscribers()
 
     failures = list(soak.failures)
     if soak.checked != len(soak.tasks):
