@@ -26,6 +26,14 @@ import { ConnectionState, ITaskBackend, ITaskSink, ITaskSubscription } from './s
 const COLLAPSE_CHARS = 600;
 const COLLAPSE_LINES = 12;
 
+/**
+ * Steps per group. The browser lays out a container's children one after the
+ * other, so in one flat list of thousands of steps each appended step costs more
+ * than the one before; in groups of this many (each its own layout root, see
+ * view.css) the cost of an appended step stays flat (benchmarks/render.py).
+ */
+const STEPS_PER_GROUP = 50;
+
 export interface ITaskViewOptions {
   taskId: string;
   /** The agent's name, when known before the server answers. */
@@ -152,6 +160,8 @@ export class TaskView implements ITaskSink {
   private readonly noticeNode: HTMLElement;
 
   private readonly blocks = new Map<number, IStepBlock>();
+  /** The group new steps go into (a list item holding a list; see STEPS_PER_GROUP). */
+  private group: HTMLOListElement | null = null;
   private readonly calls = new Map<string, HTMLElement>();
   private status: ViewStatus = 'unknown';
   private agent = '';
@@ -165,6 +175,8 @@ export class TaskView implements ITaskSink {
   private finalShown = false;
   private errorShown = false;
   private stickToBottom = true;
+  /** Where the view last scrolled its list to (the bottom, then). */
+  private autoScrollTop = 0;
   private frame = 0;
   private ticker = 0;
   private disposed = false;
@@ -222,7 +234,12 @@ export class TaskView implements ITaskSink {
     this.stepsNode.tabIndex = 0;
     this.stepsNode.addEventListener('scroll', () => {
       const list = this.stepsNode;
-      this.stickToBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 12;
+      // Steps added since the view scrolled to the bottom move the bottom away
+      // too (this event comes a frame later): only a scroll above where the view
+      // put it means the reader is looking back.
+      this.stickToBottom =
+        list.scrollTop + list.clientHeight >= list.scrollHeight - 12 ||
+        list.scrollTop >= this.autoScrollTop - 1;
     });
     this.stepsNode.addEventListener('click', event => this.onStepsClick(event));
 
@@ -428,11 +445,36 @@ export class TaskView implements ITaskSink {
       const label = el('div', 'ak-step-label', `Step ${step}`);
       const body = el('div', 'ak-step-body');
       node.append(label, body);
-      this.stepsNode.append(node);
+      this.appendStep(node);
       block = { node, body, draft: null, draftNode: null };
       this.blocks.set(step, block);
     }
     return block;
+  }
+
+  private appendStep(node: HTMLLIElement): void {
+    if (!this.group || this.group.childElementCount >= STEPS_PER_GROUP) {
+      // Presentational wrappers: assistive technology sees one list of steps.
+      const wrapper = el('li', 'ak-step-group');
+      wrapper.setAttribute('role', 'none');
+      const group = el('ol', 'ak-step-group-list');
+      group.setAttribute('role', 'none');
+      wrapper.append(group);
+      this.stepsNode.append(wrapper);
+      this.group = group;
+    }
+    this.group.append(node);
+  }
+
+  private removeStep(node: HTMLLIElement): void {
+    const group = node.parentElement;
+    node.remove();
+    if (group && !group.childElementCount) {
+      group.parentElement?.remove();
+      if (group === this.group) {
+        this.group = null;
+      }
+    }
   }
 
   private appendDraft(block: IStepBlock, delta: string): void {
@@ -470,7 +512,7 @@ export class TaskView implements ITaskSink {
       block.draftNode = null;
     }
     if (!block.body.childElementCount) {
-      block.node.remove();
+      this.removeStep(block.node);
       this.blocks.delete(Number(block.node.dataset.step));
     }
   }
@@ -628,6 +670,7 @@ export class TaskView implements ITaskSink {
     this.refreshElapsed();
     if (this.stickToBottom) {
       this.stepsNode.scrollTop = this.stepsNode.scrollHeight;
+      this.autoScrollTop = this.stepsNode.scrollTop;
     }
   }
 
