@@ -24,7 +24,8 @@ and its ``observation`` (three events under one ``step`` number, one list item).
 - tokens: N ``token`` events streaming into one thought, one per batch; the same
   first-100 / last-100 comparison.
 
-Medians of ``--runs`` fresh pages.
+Medians of ``--runs`` fresh pages. Every scenario also checks that the view
+still follows the end of the run (its list scrolled to the bottom).
 """
 
 from __future__ import annotations
@@ -149,8 +150,14 @@ window.replay = async (steps) => {
   await frame();
   const painted = performance.now() - t0;
   const items = el.querySelectorAll(".ak-step").length;
-  return { messages: messages.length, built, painted, items };
+  return { messages: messages.length, built, painted, items, atEnd: atEnd(el) };
 };
+
+// The view follows the end of the run (it scrolls its list of steps to the bottom).
+function atEnd(el) {
+  const list = el.querySelector(".ak-steps");
+  return list.scrollTop + list.clientHeight >= list.scrollHeight - 12;
+}
 
 window.live = async (steps, kind) => {
   const { el } = mount();
@@ -175,9 +182,11 @@ window.live = async (steps, kind) => {
   void el.offsetHeight;
   times.push(performance.now() - t0);
   const total = performance.now() - started;
+  await frame();
+  await frame();
   const items = el.querySelectorAll(".ak-step").length;
   const status = el.querySelector(".ak-task").dataset.status;
-  return { times, total, items, status };
+  return { times, total, items, status, atEnd: atEnd(el) };
 };
 window.ready = true;
 </script>
@@ -212,17 +221,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--widget", type=Path, default=WIDGET, help="the widget bundle to measure (default: ours)"
+    )
     args = parser.parse_args()
     if not CHROMIUM.exists():
         raise SystemExit("needs Debian's chromium: apt-get install -y chromium")
-    if not WIDGET.exists():
-        raise SystemExit(f"{WIDGET} is missing: build the front end (scripts/setup.sh)")
+    if not args.widget.exists():
+        raise SystemExit(f"{args.widget} is missing: build the front end (scripts/setup.sh)")
     print(machine())
     replays: list[dict[str, float]] = []
     lives: dict[str, list[dict[str, Any]]] = {"steps": [], "tokens": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        shutil.copy(WIDGET, folder / "widget.js")
+        shutil.copy(args.widget, folder / "widget.js")
         (folder / "index.html").write_text(PAGE)
         with serve(folder) as url, sync_playwright() as playwright:
             browser = playwright.chromium.launch(
@@ -246,6 +258,8 @@ def main() -> None:
                             )
                             assert result["status"] == "succeeded", result["status"]
                             lives[scenario].append(result)
+                        if not result["atEnd"]:
+                            raise RuntimeError(f"{scenario}: the view did not follow the end")
                         if errors:
                             raise RuntimeError(f"errors in the page: {errors}")
                         page.close()
