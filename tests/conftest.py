@@ -105,3 +105,10 @@ async def read_until_result(ws: ClientConnection, timeout: float = 30.0) -> list
             if message["type"] == "result":
                 break
     return messages
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop running on
+    the main thread until the session ends, and pytest-jupyter's tests need that
+    thread's loop for themselves."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
