@@ -48,6 +48,16 @@ async def test_every_waiting_reader_is_woken_and_a_cancelled_one_is_skipped() ->
     assert log.waiter() is not first  # each wait gets a fresh future
 
 
+async def test_waiters_of_readers_that_went_away_do_not_pile_up() -> None:
+    log = EventLog()
+    for _ in range(1000):  # readers that connect and leave while nothing happens
+        log.waiter().cancel()
+    live = [log.waiter() for _ in range(500)]
+    assert len(log._waiters) < 1000
+    log.append("{}")
+    await asyncio.wait_for(asyncio.gather(*live), 1)
+
+
 def _burst(count: int) -> Callable[[CancellationToken], AsyncIterator[StepEvent]]:
     async def source(token: CancellationToken) -> AsyncIterator[StepEvent]:
         for index in range(count):  # never awaits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from array import array
 from dataclasses import dataclass
 
 
@@ -39,12 +40,14 @@ class EventLog:
         self.max_bytes = max_bytes
         self._entries: list[LogEntry] = []
         self._start = 0  # index of the first live entry in _entries
-        # _cumulative[i] = bytes of all entries up to and including _entries[i] since creation
-        self._cumulative: list[int] = []
+        # _cumulative[i] = bytes of all entries up to and including _entries[i] since
+        # creation; a typed array: 8 bytes an entry instead of an int object and a slot
+        self._cumulative = array("q")
         self._evicted_bytes = 0
         self._last_seq = 0
         # Futures of readers waiting for the next entry; append() resolves them all.
         self._waiters: list[asyncio.Future[None]] = []
+        self._prune_at = 64  # drop cancelled waiters when the list gets this long
 
     @property
     def last_seq(self) -> int:
@@ -107,8 +110,11 @@ class EventLog:
         One plain future per waiting reader (no task, no shield): a reader that is
         cancelled cancels only its own future, and waking N readers costs N callbacks.
         """
-        if len(self._waiters) > 64:  # readers that went away while the log was quiet
+        if len(self._waiters) >= self._prune_at:
+            # Readers that went away while the log was quiet; the threshold doubles
+            # with what is still waiting, so a thousand live readers cost O(1) each.
             self._waiters = [w for w in self._waiters if not w.done()]
+            self._prune_at = max(64, 2 * len(self._waiters))
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         return waiter

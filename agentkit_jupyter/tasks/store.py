@@ -209,6 +209,7 @@ class TaskStore:
                 stopping = self._stopping
             if batch:
                 self._commit(batch)
+            del batch  # not kept alive (the texts of a whole batch) until the next one
             if stopping:
                 return
 
