@@ -35,7 +35,11 @@ from websockets.exceptions import ConnectionClosed
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+# tests/ for server_process and llm_server; the package last, so that PYTHONPATH
+# (another version of it, to compare) wins over this checkout.
+sys.path.insert(0, str(ROOT / "tests"))
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
 
 from server_process import ServerProcess, free_port  # noqa: E402
 
