@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 from typing import Any
 
@@ -121,13 +120,6 @@ class AgentKitExtension(ExtensionApp):
     def _api_key_from_environment(self) -> str | None:
         return os.environ.get(ENV_API_KEY) or None
 
-    freeze_startup_objects = Bool(
-        True,
-        help="Once the server has started, exempt the objects that exist by then from "
-        "Python's cyclic garbage collector (gc.freeze()), so that its full collections "
-        "no longer pause the server (and every task stream) for ~100 ms each time.",
-    ).tag(config=True)
-
     db_path = Unicode(
         None,
         allow_none=True,
@@ -242,13 +234,6 @@ class AgentKitExtension(ExtensionApp):
         self._advertise_to_kernels()
         self._retention = PeriodicCallback(self._apply_retention, 3600 * 1000)
         self._retention.start()
-        if self.freeze_startup_objects:
-            # A full collection then skips the start-up heap (modules, classes,
-            # config, restored history): on a Jupyter server that is hundreds of
-            # thousands of objects, scanned in pauses of ~100 ms that stall every
-            # stream. Frozen objects are still freed by reference counting.
-            gc.collect()
-            gc.freeze()
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(
