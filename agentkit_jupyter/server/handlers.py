@@ -364,6 +364,19 @@ class _SocketBase(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHandl
         self._send(error_message(ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_TEXT))
         self._close(CloseCode.INTERNAL_ERROR, "Internal server error")
 
+    async def open(self, task_id: str) -> None:  # type: ignore[override]
+        super().open()  # type: ignore[no-untyped-call]  # starts WebSocket pings
+        try:
+            self._start(task_id)
+        except WebSocketClosedError:
+            pass
+        except Exception:
+            self._internal_error("opening")
+
+    def _start(self, task_id: str) -> None:
+        """Set up the connection to ``task_id`` (each socket its own way)."""
+        raise NotImplementedError
+
     def on_close(self) -> None:
         # Jupyter's keep-alive pinger would hold this handler until its next tick.
         if self.ping_callback is not None:
@@ -406,22 +419,13 @@ class TaskStreamHandler(_SocketBase):
 
     # -- connection lifecycle ---------------------------------------------------------
 
-    async def open(self, task_id: str) -> None:  # type: ignore[override]
-        super().open()  # type: ignore[no-untyped-call]  # starts WebSocket pings
+    def _start(self, task_id: str) -> None:
         # Each write is a whole batch of messages: send it now, do not let Nagle hold
         # it back until the client's (delayed, up to 40 ms) ACK of the previous one.
         self.set_nodelay(True)
         self._last_message_at = time.monotonic()
         self._allowance = self._burst = 2 * self.agentkit.client_message_rate
         self._allowance_at = time.monotonic()
-        try:
-            self._start(task_id)
-        except WebSocketClosedError:
-            pass
-        except Exception:
-            self._internal_error("opening")
-
-    def _start(self, task_id: str) -> None:
         if not self._api_key_ok():
             self._send(error_message(ErrorCode.UNAUTHENTICATED, "Missing or wrong api_key."))
             self.close(CloseCode.UNAUTHENTICATED, "Unauthenticated")
@@ -633,15 +637,6 @@ class PublishHandler(_SocketBase):
         except WebSocketClosedError:
             return
         self.close(close, message[:120])
-
-    async def open(self, task_id: str) -> None:  # type: ignore[override]
-        super().open()  # type: ignore[no-untyped-call]
-        try:
-            self._start(task_id)
-        except WebSocketClosedError:
-            pass
-        except Exception:
-            self._internal_error("opening")
 
     def _start(self, task_id: str) -> None:
         try:
