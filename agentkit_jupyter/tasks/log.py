@@ -119,11 +119,6 @@ class EventLog:
         self._waiters.append(waiter)
         return waiter
 
-    async def wait_after(self, after: int) -> None:
-        """Return once an entry with ``seq > after`` exists."""
-        while self._last_seq <= after:
-            await self.waiter()
-
     def _bytes_before(self, index: int) -> int:
         return self._cumulative[index - 1] if index > 0 else self._evicted_bytes
 
