@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .client import AgentKitClient, ServerInfo
+from .client import AgentKitClient, ServerInfo, TaskClient
 from .core import agent as core_agent
 from .runner import LocalRun, LocalRunClient
 from .widget import DisplayKind, TaskWidget, Transport
@@ -43,23 +43,22 @@ class KernelTaskWidget(TaskWidget):
 
     def __init__(self, local_run: LocalRun, *, transport: Transport = "auto", **kwargs: Any):
         self.local_run = local_run
-        record = local_run.task.to_dict()
+        client: TaskClient
         if local_run.shared and local_run.server is not None:
-            super().__init__(
-                local_run.task_id,
-                client=AgentKitClient(local_run.server),
-                transport=transport,
-                task=record,
-                **kwargs,
-            )
+            client = AgentKitClient(local_run.server)
         else:
-            super().__init__(
-                local_run.task_id,
-                client=LocalRunClient(local_run),
-                transport="relay",  # no server knows this run: the kernel feeds the view
-                attach_by_id=False,
-                task=record,
-            )
+            # No server knows this run: the kernel feeds the view, and no output may
+            # carry the task mimetype (nothing could attach to it by id).
+            client = LocalRunClient(local_run)
+            transport = "relay"
+            kwargs["attach_by_id"] = False
+        super().__init__(
+            local_run.task_id,
+            client=client,
+            transport=transport,
+            task=local_run.task.to_dict(),
+            **kwargs,
+        )
 
     @property
     def shared(self) -> bool:
