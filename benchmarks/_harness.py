@@ -447,7 +447,7 @@ def _serve_bare(port: int) -> None:
     import tornado.web
     import tornado.websocket
 
-    from agentkit_jupyter.tasks.protocol import (
+    from agentkit_jupyter.protocol import (
         connected_message,
         dumps,
         result_message,

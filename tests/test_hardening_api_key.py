@@ -15,7 +15,7 @@ from raw_ws import close_code, raw_connect, raw_http
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from agentkit_jupyter.server import handlers
+from agentkit_jupyter.server import websocket
 
 API_KEY = "clé-ключ-🔑-7f3a"  # non-ASCII on purpose
 REFUSAL = {"code": "unauthenticated", "message": "Missing or wrong api_key."}
@@ -132,7 +132,7 @@ async def test_the_key_is_compared_in_constant_time_on_bytes(
         calls.append((a, b))
         return hmac.compare_digest(a, b)
 
-    monkeypatch.setattr(handlers, "hmac", types.SimpleNamespace(compare_digest=spy))
+    monkeypatch.setattr(websocket, "hmac", types.SimpleNamespace(compare_digest=spy))
     task_id = await create(api)
     for key in ("wrong", API_KEY):
         ws = await connect(ws_url(task_id, api_key=quote(key)), additional_headers=jp_auth_header)

@@ -19,8 +19,8 @@ from tornado.httpclient import HTTPClientError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from agentkit_jupyter.server.app import ENV_API_KEY
-from agentkit_jupyter.server.handlers import INTERNAL_ERROR_TEXT
+from agentkit_jupyter.protocol import ENV_API_KEY
+from agentkit_jupyter.server.base import INTERNAL_ERROR_TEXT
 from agentkit_jupyter.tasks import Task
 
 OTHER_API_KEY = "seed-key-" + secrets.token_hex(8)

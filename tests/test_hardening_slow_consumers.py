@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as sync_connect
 
 from agentkit_jupyter.core import Agent, ScriptedGateway, ScriptedTurn
-from agentkit_jupyter.server.handlers import TaskStreamHandler
+from agentkit_jupyter.server.websocket import TaskStreamHandler
 
 LAG_MESSAGES = 300
 LAG_BYTES = 16 * 1024 * 1024  # here the message cap is what trips

@@ -19,7 +19,7 @@ AGENT_CODE = textwrap.dedent(
     import asyncio
     from agentkit_jupyter import Agent
     from agentkit_jupyter.core import ScriptedGateway, ScriptedTurn, tool
-    from agentkit_jupyter.runner import LocalRun
+    from agentkit_jupyter.kernel.local_run import LocalRun
 
     sales = {"EMEA": 120, "APAC": 80}  # the user's own data, living in the kernel
     interrupted = []
@@ -261,9 +261,9 @@ async def test_interrupting_the_kernel_while_it_waits_fails_the_task(
 
 
 def test_without_a_server_the_run_stays_local_and_says_why() -> None:
-    from agentkit_jupyter.client import ServerInfo
     from agentkit_jupyter.core import Agent, ScriptedGateway, ScriptedTurn
-    from agentkit_jupyter.runner import LocalRun
+    from agentkit_jupyter.kernel.client import ServerInfo
+    from agentkit_jupyter.kernel.local_run import LocalRun
 
     agent = Agent("solo", ScriptedGateway([ScriptedTurn("alone")]))
     run = LocalRun(agent, "q", server=ServerInfo("http://127.0.0.1:9/"))
@@ -281,7 +281,7 @@ def test_without_a_server_the_run_stays_local_and_says_why() -> None:
 
 async def test_wait_inside_a_running_event_loop_and_await() -> None:
     from agentkit_jupyter.core import Agent, ScriptedGateway, ScriptedTurn
-    from agentkit_jupyter.runner import LocalRun
+    from agentkit_jupyter.kernel.local_run import LocalRun
 
     agent = Agent("solo", ScriptedGateway([ScriptedTurn("one two three")], token_delay=0.01))
     # A blocking wait() inside a running loop (an async cell) must not deadlock.

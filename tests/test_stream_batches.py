@@ -16,8 +16,8 @@ from conftest import read_until_result
 
 from agentkit_jupyter.core import AgentPool, CancellationToken, EventType, LLMError, StepEvent
 from agentkit_jupyter.core.demo import parse_firehose_input
+from agentkit_jupyter.protocol import ErrorCode
 from agentkit_jupyter.tasks import EventLog, HubLimits, TaskHub
-from agentkit_jupyter.tasks.protocol import ErrorCode
 
 
 def test_firehose_input_is_a_count_with_optional_rate_and_delay() -> None:
@@ -131,7 +131,7 @@ async def test_batched_frames_arrive_as_the_same_messages_in_order(
 async def test_each_event_is_serialised_once_whatever_the_number_of_subscribers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from agentkit_jupyter.tasks import protocol
+    from agentkit_jupyter import protocol
 
     calls = 0
     real_dumps = protocol.dumps

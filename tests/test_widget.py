@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from agentkit_jupyter.client import (
+from agentkit_jupyter.kernel.client import (
     AgentKitAPIError,
     AgentKitClient,
     ServerInfo,
     ServerNotFoundError,
 )
-from agentkit_jupyter.widget import TASK_MIMETYPE, TaskWidget, run
+from agentkit_jupyter.kernel.widget import TASK_MIMETYPE, TaskWidget, run
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 STEP_KEYS = {"event_type", "step", "data", "timestamp"}

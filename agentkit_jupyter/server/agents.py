@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 from typing import Any
@@ -18,18 +18,12 @@ class AgentLoadError(ValueError):
 
 def import_object(spec: str) -> Any:
     """``package.module:attribute`` (or ``package.module.attribute``) to the object."""
-    module_name, _, attribute = spec.partition(":")
-    if not attribute:
-        module_name, _, attribute = spec.rpartition(".")
-    if not module_name or not attribute:
+    if "." not in spec and ":" not in spec:
         raise AgentLoadError(f"{spec!r} is not an import string like 'package.module:agent'")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
+        return pkgutil.resolve_name(spec)
+    except (ImportError, AttributeError, ValueError) as exc:
         raise AgentLoadError(f"cannot import {spec!r}: {exc}") from exc
-    return obj
 
 
 def agents_from(obj: Any, origin: str) -> list[Agent]:

@@ -11,26 +11,13 @@ from traitlets import Bool, Float, Int, List, Unicode, default
 
 from ..core import AgentPool, demo_agents
 from ..core.demo import bench_agents
+from ..protocol import API_KEY_HEADER, ENV_API_KEY, ENV_SERVER_TOKEN, ENV_SERVER_URL
 from ..tasks import HubLimits, StoreError, TaskHub, TaskStore
+from . import rest, websocket
 from .agents import AgentLoadError, agents_from, import_object, load_entry_point_agents
-from .handlers import (
-    AgentsHandler,
-    KernelTasksHandler,
-    PublishHandler,
-    TaskCancelHandler,
-    TaskHandler,
-    TasksHandler,
-    TaskStreamHandler,
-)
 
-# What a kernel started by this server reads to find it (see client.find_server).
-ENV_SERVER_URL = "AGENTKIT_SERVER_URL"
-ENV_SERVER_TOKEN = "AGENTKIT_SERVER_TOKEN"
-# The seed api_key, when not configured otherwise (keeps it out of command lines and of
-# Jupyter's DEBUG "Config changed" dump).
-ENV_API_KEY = "AGENTKIT_API_KEY"
-
-TASK_ID = r"(?P<task_id>[^/]+)"
+# The hub's own defaults are the traitlets' defaults: one source for each number.
+_LIMITS = HubLimits()
 
 
 class AgentKitExtension(ExtensionApp):
@@ -86,23 +73,24 @@ class AgentKitExtension(ExtensionApp):
     max_message_size = Int(
         64 * 1024, help="Largest client WebSocket message in bytes; larger ones get an error."
     ).tag(config=True)
-    max_subscribers_per_task = Int(1000, help="WebSocket subscribers allowed per task.").tag(
-        config=True
-    )
+    max_subscribers_per_task = Int(
+        _LIMITS.max_subscribers_per_task, help="WebSocket subscribers allowed per task."
+    ).tag(config=True)
     subscriber_max_lag_messages = Int(
-        5000,
+        _LIMITS.subscriber_max_lag_messages,
         help="A subscriber this many messages behind the live end is closed (4008); it can "
         "resume with ?after=.",
     ).tag(config=True)
     subscriber_max_lag_bytes = Int(
-        4 * 1024 * 1024, help="As subscriber_max_lag_messages, in bytes of pending messages."
+        _LIMITS.subscriber_max_lag_bytes,
+        help="As subscriber_max_lag_messages, in bytes of pending messages.",
     ).tag(config=True)
-    max_events_in_memory = Int(20_000, help="Events of one task kept in memory for replay.").tag(
-        config=True
-    )
-    max_tasks = Int(1000, help="Tasks kept; the oldest finished ones are forgotten first.").tag(
-        config=True
-    )
+    max_events_in_memory = Int(
+        _LIMITS.max_events_in_memory, help="Events of one task kept in memory for replay."
+    ).tag(config=True)
+    max_tasks = Int(
+        _LIMITS.max_tasks, help="Tasks kept; the oldest finished ones are forgotten first."
+    ).tag(config=True)
     client_message_rate = Float(
         50.0, help="Client messages per second allowed per connection (bursts of twice that)."
     ).tag(config=True)
@@ -110,7 +98,7 @@ class AgentKitExtension(ExtensionApp):
         None,
         allow_none=True,
         help="Optional extra secret every task WebSocket must present, as the seed service "
-        "did: header 'X-AgentKit-Api-Key' (or 'Authorization: ApiKey <key>'); the 'api_key' "
+        f"did: header '{API_KEY_HEADER}' (or 'Authorization: ApiKey <key>'); the 'api_key' "
         "query parameter is accepted for old clients. Jupyter's own auth always applies. "
         f"Default: the {ENV_API_KEY} environment variable (preferred: a key given on the "
         "command line or in a config file shows up in Jupyter's DEBUG log).",
@@ -236,17 +224,8 @@ class AgentKitExtension(ExtensionApp):
         self._retention.start()
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(
-            [
-                (r"/agentkit/api/agents", AgentsHandler),
-                (r"/agentkit/api/tasks", TasksHandler),
-                (rf"/agentkit/api/tasks/{TASK_ID}", TaskHandler),
-                (rf"/agentkit/api/tasks/{TASK_ID}/cancel", TaskCancelHandler),
-                (r"/agentkit/api/kernel-tasks", KernelTasksHandler),
-                (rf"/agentkit/ws/tasks/{TASK_ID}", TaskStreamHandler),
-                (rf"/agentkit/ws/publish/{TASK_ID}", PublishHandler),
-            ]
-        )
+        self.handlers.extend(rest.default_handlers)
+        self.handlers.extend(websocket.default_handlers)
 
     async def stop_extension(self) -> None:
         retention = getattr(self, "_retention", None)

@@ -1,5 +1,6 @@
 """Tasks: created once, run once, streamed to any number of subscribers. No Tornado here."""
 
+from ..protocol import TaskStatus
 from .hub import (
     HubLimits,
     PublishError,
@@ -7,7 +8,6 @@ from .hub import (
     Task,
     TaskFinishedError,
     TaskHub,
-    TaskStatus,
     TooManySubscribersError,
     UnknownTaskError,
 )

@@ -9,11 +9,12 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
+from typing import Any, cast
+
+import agentkit_jupyter.protocol as protocol
 
 from ..core import AgentPool, CancellationToken, EventType, StepEvent
-from . import protocol
+from ..protocol import TaskStatus
 from .log import EventLog, LogEntry
 from .store import StoredTask, TaskStore
 
@@ -31,20 +32,6 @@ RUN_TIME_SLICE = 0.002
 # Subscribers are checked for lag after this many events or bytes.
 LAG_CHECK_EVERY = 64
 LAG_CHECK_BYTES = 256 * 1024
-
-
-class TaskStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    # It was running when the server stopped; its events up to then are kept.
-    INTERRUPTED = "interrupted"
-
-    @property
-    def finished(self) -> bool:
-        return self not in (TaskStatus.QUEUED, TaskStatus.RUNNING)
 
 
 class UnknownTaskError(KeyError):
@@ -255,7 +242,11 @@ class Task:
             raise TaskFinishedError(f"task {self.task_id} is finished")
         seq = self.log.last_seq + 1
         entry = self._append(
-            protocol.dumps(protocol.step_message(self.task_id, seq, event.to_dict()))
+            protocol.dumps(
+                protocol.step_message(
+                    self.task_id, seq, cast(protocol.StepEventData, event.to_dict())
+                )
+            )
         )
         # Looking at every subscriber costs O(subscribers): do it every few events or
         # bytes, not per event. A laggard overshoots the caps by at most that much.
@@ -284,8 +275,9 @@ class Task:
         self.status = status
         self.finished_at = time.time()
         self.result = {"status": status.value, "task_id": self.task_id, **result}
+        data = cast(protocol.ResultData, self.result)
         seq = self.log.last_seq + 1
-        self._append(protocol.dumps(protocol.result_message(self.task_id, seq, self.result)))
+        self._append(protocol.dumps(protocol.result_message(self.task_id, seq, data)))
         self.save()
         self._done.set()
         return True

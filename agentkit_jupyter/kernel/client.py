@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -13,12 +14,28 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 import websockets
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as aconnect
 from websockets.sync.client import connect as sconnect
 
-ENV_SERVER_URL = "AGENTKIT_SERVER_URL"
-ENV_SERVER_TOKEN = "AGENTKIT_SERVER_TOKEN"
+from ..protocol import (
+    API_PREFIX,
+    ENV_SERVER_TOKEN,
+    ENV_SERVER_URL,
+    RECORD_ONLY_LIMIT,
+    TASK_WS_PREFIX,
+    CloseCode,
+    ErrorCode,
+    dumps,
+)
+
+# Consecutive failed (re)connections before a stream gives up; a message received
+# resets the count, so a long run may lose its connection any number of times.
 RECONNECT_ATTEMPTS = 5
+# A quiet run (a long tool call) must not end the stream on the server's heartbeat
+# timeout (60 s without a client message): both iterators ping this often.
+PING_INTERVAL = 20.0
+_PING = dumps({"type": "ping"})
 
 
 class ServerNotFoundError(RuntimeError):
@@ -50,7 +67,7 @@ class ServerInfo:
         return {"Authorization": f"token {self.token}"} if self.token else {}
 
     def api(self, path: str) -> str:
-        return urljoin(self.url, "agentkit/api/" + path)
+        return urljoin(self.url, API_PREFIX + path)
 
     def ws_path(self, path: str) -> str:
         """A WebSocket URL for an absolute path on this server (as the API returns them)."""
@@ -61,17 +78,19 @@ class ServerInfo:
     def ws(self, task_id: str, after: int = 0) -> str:
         base = "ws" + self.url[len("http") :] if self.url.startswith("http") else self.url
         query = f"?{urlencode({'after': after})}" if after else ""
-        return urljoin(base, f"agentkit/ws/tasks/{quote(task_id, safe='')}") + query
+        return urljoin(base, TASK_WS_PREFIX + quote(task_id, safe="")) + query
 
 
 class TaskClient(Protocol):
     """What a view of one task needs: the task's record, its stream, and cancel.
 
-    :class:`AgentKitClient` answers from the server; ``runner.LocalRunClient`` from a
+    :class:`AgentKitClient` answers from the server; ``local_run.LocalRunClient`` from a
     run in this process that the server does not see.
     """
 
-    def get_task(self, task_id: str, after: int | None = None) -> dict[str, Any]: ...
+    def get_task(
+        self, task_id: str, after: int | None = None, limit: int | None = None
+    ) -> dict[str, Any]: ...
 
     def cancel_task(self, task_id: str) -> dict[str, Any]: ...
 
@@ -156,7 +175,7 @@ class AgentKitClient:
     def register_kernel_task(
         self, agent: str, user_input: str, description: str = ""
     ) -> dict[str, Any]:
-        """Register a run this process will publish itself (see ``runner.LocalRun``).
+        """Register a run this process will publish itself (see ``local_run.LocalRun``).
 
         The answer holds ``publish_url`` and the ``publish_token`` only this caller gets.
         """
@@ -166,9 +185,17 @@ class AgentKitClient:
     def list_tasks(self) -> list[dict[str, Any]]:
         return list(self._request("GET", "tasks").json()["tasks"])
 
-    def get_task(self, task_id: str, after: int | None = None) -> dict[str, Any]:
-        params = {"after": after} if after is not None else None
-        return dict(self._request("GET", f"tasks/{quote(task_id, safe='')}", params=params).json())
+    def get_task(
+        self, task_id: str, after: int | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """The task's record and its events after ``after`` (at most ``limit``)."""
+        params = {k: v for k, v in (("after", after), ("limit", limit)) if v is not None}
+        path = f"tasks/{quote(task_id, safe='')}"
+        return dict(self._request("GET", path, params=params or None).json())
+
+    def get_record(self, task_id: str) -> dict[str, Any]:
+        """The task's record (status, result, ...) without its events."""
+        return self.get_task(task_id, limit=RECORD_ONLY_LIMIT)
 
     def cancel_task(self, task_id: str) -> dict[str, Any]:
         return dict(self._request("POST", f"tasks/{quote(task_id, safe='')}/cancel").json())
@@ -183,71 +210,128 @@ class AgentKitClient:
     ) -> Iterator[dict[str, Any]]:
         """Server messages of the task after ``after``, until its result.
 
-        Reconnects with ``?after=`` the last ``seq`` seen when the connection drops.
+        Any close before the result (a dropped connection, a heartbeat timeout, a
+        server restart) reconnects with ``?after=`` the last ``seq`` seen; see
+        :class:`Resume`.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        attempts = 0
+        resume = Resume(task_id, after)
         while True:
             try:
                 with sconnect(
-                    self.server.ws(task_id, after),
+                    self.server.ws(task_id, resume.after),
                     additional_headers=self.server.headers(),
                     open_timeout=self.timeout,
                     max_size=None,
                 ) as ws:
-                    attempts = 0
                     while True:
                         remaining = None if deadline is None else deadline - time.monotonic()
                         if remaining is not None and remaining <= 0:
                             raise TimeoutError(f"task {task_id} did not finish in {timeout} s")
-                        message = json.loads(ws.recv(timeout=remaining))
-                        after = max(after, int(message.get("seq") or 0))
-                        yield message
+                        wait = PING_INTERVAL if remaining is None else min(remaining, PING_INTERVAL)
+                        try:
+                            raw = ws.recv(timeout=wait)
+                        except TimeoutError:
+                            ws.send(_PING)
+                            continue
+                        message = json.loads(raw)
+                        if resume.accept(message):
+                            yield message
                         if message.get("type") == "result":
                             return
-            except websockets.ConnectionClosed as exc:
-                if exc.rcvd is not None and exc.rcvd.code == 4004:
-                    raise AgentKitAPIError(404, "unknown_task", "No task with that id.") from exc
-                attempts += 1
-                if attempts > RECONNECT_ATTEMPTS:
-                    raise
-                time.sleep(min(0.2 * 2**attempts, 5.0))
+            except (OSError, websockets.WebSocketException) as exc:
+                time.sleep(resume.retry_after(exc))
 
     async def subscribe(self, task_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
-        """Async :meth:`iter_messages`."""
-        import asyncio
-
-        attempts = 0
+        """Async :meth:`iter_messages`, with the same reconnect policy."""
+        resume = Resume(task_id, after)
         while True:
             try:
                 async with aconnect(
-                    self.server.ws(task_id, after),
+                    self.server.ws(task_id, resume.after),
                     additional_headers=self.server.headers(),
                     open_timeout=self.timeout,
                     max_size=None,
                 ) as ws:
-                    attempts = 0
-                    async for raw in ws:
-                        message = json.loads(raw)
-                        after = max(after, int(message.get("seq") or 0))
-                        yield message
-                        if message.get("type") == "result":
-                            return
-                    return
-            except websockets.ConnectionClosed as exc:
-                if exc.rcvd is not None and exc.rcvd.code == 4004:
-                    raise AgentKitAPIError(404, "unknown_task", "No task with that id.") from exc
-                attempts += 1
-                if attempts > RECONNECT_ATTEMPTS:
-                    raise
-                await asyncio.sleep(min(0.2 * 2**attempts, 5.0))
+                    pinger = asyncio.create_task(_ping_forever(ws))
+                    try:
+                        while True:
+                            message = json.loads(await ws.recv())
+                            if resume.accept(message):
+                                yield message
+                            if message.get("type") == "result":
+                                return
+                    finally:
+                        pinger.cancel()
+            except (OSError, websockets.WebSocketException) as exc:
+                await asyncio.sleep(resume.retry_after(exc))
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the task ends; returns its result (``status``, ``output``, ...)."""
-        task = self.get_task(task_id, after=1 << 62)
+        task = self.get_record(task_id)
         if task["result"] is not None:
             return dict(task["result"])
         for message in self.iter_messages(task_id, after=task["last_seq"], timeout=timeout):
             if message.get("type") == "result":
                 return dict(message["data"])
         raise RuntimeError("the stream ended without a result")  # pragma: no cover
+
+
+async def _ping_forever(ws: ClientConnection) -> None:
+    try:
+        while True:
+            await asyncio.sleep(PING_INTERVAL)
+            await ws.send(_PING)
+    except websockets.ConnectionClosed:
+        return  # the reader sees the close and decides
+
+
+class Resume:
+    """The one reconnect policy of both stream iterators.
+
+    It remembers the last ``seq`` seen (the next connection asks for ``?after=`` it,
+    so nothing is missed or repeated) and decides after each failure: the task is
+    gone (``CloseCode.UNKNOWN_TASK``) or access is refused (``UNAUTHENTICATED``,
+    ``FORBIDDEN``, an HTTP 4xx at the handshake):
+    raise; anything else before the result (a drop, a 1000 on heartbeat timeout, a
+    restarting server): wait a growing delay and reconnect, giving up after
+    ``RECONNECT_ATTEMPTS`` failures in a row.
+    """
+
+    def __init__(self, task_id: str, after: int) -> None:
+        self.task_id = task_id
+        self.after = after
+        self.failures = 0
+
+    def accept(self, message: dict[str, Any]) -> bool:
+        """Note a received message; False for a log message already seen."""
+        self.failures = 0
+        seq = message.get("seq")
+        if isinstance(seq, int) and message.get("type") in ("step", "result"):
+            if seq <= self.after:
+                return False
+            self.after = seq
+        return True
+
+    def retry_after(self, exc: Exception) -> float:
+        """Seconds to wait before reconnecting after ``exc``; raises when it is final."""
+        if isinstance(exc, websockets.ConnectionClosed) and exc.rcvd is not None:
+            code = exc.rcvd.code
+            if code == CloseCode.UNKNOWN_TASK:
+                raise AgentKitAPIError(
+                    404, ErrorCode.UNKNOWN_TASK.value, "No task with that id."
+                ) from exc
+            if code in (CloseCode.UNAUTHENTICATED, CloseCode.FORBIDDEN):
+                raise AgentKitAPIError(
+                    403, ErrorCode.FORBIDDEN.value, f"The server refused the stream: {exc}"
+                ) from exc
+        if isinstance(exc, websockets.InvalidStatus):
+            status = exc.response.status_code
+            if 400 <= status < 500:
+                raise AgentKitAPIError(
+                    status, ErrorCode.FORBIDDEN.value, f"The server refused the stream: {exc}"
+                ) from exc
+        self.failures += 1
+        if self.failures > RECONNECT_ATTEMPTS:
+            raise exc
+        return min(0.2 * 2.0**self.failures, 5.0)

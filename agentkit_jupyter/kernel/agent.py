@@ -2,7 +2,7 @@
 
 ``Agent("analyst", gateway, tools=[...]).run("question")`` starts the ReAct loop on
 a background thread of the kernel (the cell returns at once, other cells keep
-running) and shows the same live :class:`~agentkit_jupyter.widget.TaskWidget` as a
+running) and shows the same live :class:`~agentkit_jupyter.kernel.widget.TaskWidget` as a
 server-side task. When the kernel was started by a Jupyter server with the
 extension, the run is registered in the server's hub, so every viewer sees it and a
 Cancel from any of them reaches the kernel; otherwise it runs here alone and
@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import agent as core_agent
 from .client import AgentKitClient, ServerInfo, TaskClient
-from .core import agent as core_agent
-from .runner import LocalRun, LocalRunClient
+from .local_run import LocalRun, LocalRunClient
 from .widget import DisplayKind, TaskWidget, Transport
 
 __all__ = ["Agent", "KernelTaskWidget", "in_kernel"]

@@ -1,341 +1,63 @@
-"""REST and WebSocket handlers: thin adapters from HTTP to the task hub."""
+"""The task WebSocket (``agentkit/ws/tasks/{id}``: replay, live events, ping, cancel)
+and the publish WebSocket a kernel sends its own run's events on."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import json
-import re
-import struct
 import time
-from collections.abc import Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-import pydantic
 from jupyter_core.utils import ensure_async
-from jupyter_server.auth.decorator import authorized, ws_authenticated
-from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.auth.decorator import ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
-from jupyter_server.extension.handler import ExtensionHandlerMixin
-from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
-from tornado.websocket import (
-    WebSocketClosedError,
-    WebSocketHandler,
-    WebSocketProtocol,
-    WebSocketProtocol13,
-    _WebSocketParams,
-)
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
-from ..core import UnknownAgentError
+from ..protocol import (
+    API_KEY_AUTH_SCHEME,
+    API_KEY_HEADER,
+    API_KEY_QUERY,
+    PONG,
+    PUBLISH_TOKEN_HEADER,
+    PUBLISH_WS_PREFIX,
+    TASK_WS_PREFIX,
+    CancelMessage,
+    ClientMessageError,
+    CloseCode,
+    ErrorCode,
+    ServerMessage,
+    connected_message,
+    dumps,
+    error_message,
+    parse_client_message,
+    publish_cancel_message,
+)
 from ..tasks import (
     PublishError,
     Subscription,
     Task,
     TaskFinishedError,
-    TaskHub,
     TooManySubscribersError,
     UnknownTaskError,
 )
-from ..tasks.protocol import (
-    PONG,
-    CancelMessage,
-    ClientMessageError,
-    CloseCode,
-    ErrorCode,
-    connected_message,
-    dumps,
-    error_message,
-    parse_client_message,
+from .base import (
+    AUTH_RESOURCE,
+    INTERNAL_ERROR_TEXT,
+    AgentKitHandlerMixin,
+    header_bytes,
+    parse_nonnegative_int,
 )
+from .frames import TextFrameProtocol, cut, text_frame_protocol
 
-if TYPE_CHECKING:
-    from .app import AgentKitExtension
-
-AUTH_RESOURCE = "agentkit"
-MAX_INPUT_CHARS = 100_000
+TASK_ID = r"(?P<task_id>[^/]+)"
 
 
-class ApiError(web.HTTPError):
-    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
-        super().__init__(status, reason=None)
-        self.code = code
-        self.message = message
-
-
-class CreateTaskBody(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="ignore", strict=True)
-
-    agent: str = pydantic.Field(min_length=1, max_length=200)
-    input: str = pydantic.Field(max_length=MAX_INPUT_CHARS)
-
-
-class CreateKernelTaskBody(CreateTaskBody):
-    description: str = pydantic.Field(default="", max_length=2000)
-
-
-PUBLISH_SECRET_HEADER = "X-AgentKit-Publish-Token"
-INTERNAL_ERROR_TEXT = "Internal server error; the details are in the server log."
-
-# Tornado's "Invalid unicode in token: b'...'" quotes (part of) the value it could not decode.
-_QUOTED_VALUE = re.compile(r"^(Invalid unicode in [^:]+):.*$", re.DOTALL)
-
-
-def header_bytes(value: str) -> bytes:
-    """The bytes a client sent in a header (Tornado decodes header lines as latin-1)."""
-    try:
-        return value.encode("latin-1")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogatepass")
-
-
-class _AgentKitMixin(ExtensionHandlerMixin):
-    auth_resource = AUTH_RESOURCE
-
-    def log_exception(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Log without the query string: it may hold ``?token=`` or ``?api_key=``.
-
-        Tornado's own version logs the request's full URI (and, for an undecodable
-        argument, part of its value); Jupyter scrubs only its access log lines.
-        """
-        request = self.request  # type: ignore[attr-defined]
-        where = f"{request.method} {request.path} ({request.remote_ip})"
-        log = self.log
-        if isinstance(value, web.HTTPError):
-            message = value.get_message()
-            if message:
-                message = _QUOTED_VALUE.sub(r"\1", message)
-                log.warning("%d %s: %s", value.status_code, where, message)
-        else:
-            log.error("Uncaught exception %s", where, exc_info=value)
-
-    def raw_query_argument(self, name: str) -> bytes | None:
-        """The last ``?name=`` value as raw bytes (no decoding, so no decoding error)."""
-        values = self.request.query_arguments.get(name)  # type: ignore[attr-defined]
-        return values[-1] if values else None
-
-    @property
-    def agentkit(self) -> AgentKitExtension:
-        return self.settings["agentkit"]  # type: ignore[no-any-return]
-
-    @property
-    def hub(self) -> TaskHub:
-        return self.agentkit.hub
-
-    def ws_path(self, task_id: str) -> str:
-        return url_path_join(self.base_url, "agentkit/ws/tasks", task_id)  # type: ignore[no-any-return]
-
-    def task_json(self, task: Task) -> dict[str, Any]:
-        return {**task.to_dict(), "ws_url": self.ws_path(task.task_id)}
-
-
-class _APIBase(_AgentKitMixin, APIHandler):
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            code, message = exc.code.value, exc.message
-        elif isinstance(exc, web.HTTPError) and status_code < 500:
-            code = {403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND}.get(
-                status_code, ErrorCode.BAD_REQUEST
-            ).value
-            # log_message is for the log: it can quote request data (e.g. a token).
-            message = f"{self._reason}."
-        else:  # never send an internal exception's text
-            code, message = ErrorCode.INTERNAL_ERROR.value, INTERNAL_ERROR_TEXT
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": {"code": code, "message": message}}))
-
-    def find_task(self, task_id: str) -> Task:
-        try:
-            return self.hub.get(task_id)
-        except UnknownTaskError:
-            raise ApiError(404, ErrorCode.UNKNOWN_TASK, "No task with that id.") from None
-
-    def parse_after(self) -> int | None:
-        raw = self.raw_query_argument("after")
-        if raw is None:
-            return None
-        try:
-            return parse_after_value(raw)
-        except ValueError:
-            raise ApiError(
-                400, ErrorCode.INVALID_AFTER, "'after' must be an integer >= 0."
-            ) from None
-
-
-def parse_after_value(raw: bytes) -> int:
-    """``?after=`` as an integer >= 0 (ASCII digits only), or ValueError."""
-    raw = raw.strip()
-    if not raw.isdigit():  # bytes.isdigit: ASCII digits only, so no sign, no blanks
-        raise ValueError("not a non-negative integer")
-    return int(raw)  # ValueError beyond Python's digit limit
-
-
-class AgentsHandler(_APIBase):
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        self.finish({"agents": [agent.summary() for agent in self.hub.agents]})
-
-
-class TasksHandler(_APIBase):
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        self.finish({"tasks": [self.task_json(task) for task in self.hub.all()]})
-
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        try:
-            body = CreateTaskBody.model_validate_json(self.request.body or b"")
-        except pydantic.ValidationError as exc:
-            fields = sorted({".".join(map(str, e["loc"])) or "body" for e in exc.errors()})
-            raise ApiError(
-                400,
-                ErrorCode.INVALID_BODY,
-                "Expected a JSON object {'agent': str, 'input': str}; problem with: "
-                + ", ".join(fields),
-            ) from None
-        try:
-            task = self.hub.create_task(body.agent, body.input)
-        except UnknownAgentError as exc:
-            raise ApiError(404, ErrorCode.UNKNOWN_AGENT, exc.message) from None
-        self.set_status(201)
-        self.set_header("Location", url_path_join(self.request.path, task.task_id))
-        self.finish(self.task_json(task))
-
-
-class KernelTasksHandler(_APIBase):
-    """``POST kernel-tasks``: a kernel registers a run it will publish itself."""
-
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        try:
-            body = CreateKernelTaskBody.model_validate_json(self.request.body or b"")
-        except pydantic.ValidationError as exc:
-            fields = sorted({".".join(map(str, e["loc"])) or "body" for e in exc.errors()})
-            raise ApiError(
-                400,
-                ErrorCode.INVALID_BODY,
-                "Expected a JSON object {'agent': str, 'input': str, 'description'?: str}; "
-                "problem with: " + ", ".join(fields),
-            ) from None
-        task = self.hub.create_external_task(body.agent, body.input, origin="kernel")
-        self.set_status(201)
-        self.finish(
-            {
-                **self.task_json(task),
-                "publish_url": url_path_join(self.base_url, "agentkit/ws/publish", task.task_id),
-                "publish_token": task.publish_secret,
-            }
-        )
-
-
-class TaskHandler(_APIBase):
-    @web.authenticated
-    @authorized
-    async def get(self, task_id: str) -> None:
-        task = self.find_task(task_id)
-        after = self.parse_after() or 0
-        body = self.task_json(task)
-        body["events"] = [json.loads(e.data) for e in task.log.read_after(after, limit=1 << 30)]
-        self.finish(body)
-
-    @web.authenticated
-    @authorized
-    async def delete(self, task_id: str) -> None:
-        self.find_task(task_id)
-        self.hub.delete(task_id)
-        self.set_status(204)
-        self.finish()
-
-
-class TaskCancelHandler(_APIBase):
-    @web.authenticated
-    @authorized
-    async def post(self, task_id: str) -> None:
-        task = self.find_task(task_id)
-        try:
-            self.hub.cancel(task_id, reason="cancelled through the REST API")
-        except TaskFinishedError:
-            raise ApiError(
-                409, ErrorCode.TASK_FINISHED, f"The task already ended ({task.status.value})."
-            ) from None
-        self.set_status(202)
-        self.finish(self.task_json(task))
-
-
-class _ExplainingProtocol(WebSocketProtocol13):
-    """Tornado drops a text frame of invalid UTF-8 by cutting the TCP connection.
-
-    RFC 6455 does require failing the connection, but the client deserves to know
-    why: send an ``error`` (``invalid_utf8``) and a proper close (1007) first. The
-    client can reconnect with ``?after=``; nothing of the run is lost.
-    """
-
-    def _handle_message(self, opcode: int, data: bytes) -> Any:
-        if opcode == 0x1 and not self.client_terminated:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                self.write_message(
-                    dumps(error_message(ErrorCode.INVALID_UTF8, "Text frames must be UTF-8."))
-                )
-                self.close(CloseCode.INVALID_DATA, "Invalid UTF-8")
-                return None
-        return super()._handle_message(opcode, data)
-
-    def write_text_frames(self, payloads: Sequence[bytes]) -> asyncio.Future[None]:
-        """Send each UTF-8 payload as one text frame, all in one write to the socket.
-
-        ``write_message`` costs a future, a task and a ``send()`` per message; a batch
-        of the task's log goes out here at once, as the same frames. The connection
-        is never compressed (``get_compression_options`` is None) and a server never
-        masks, so a frame is its header and the payload as is.
-        """
-        if self.is_closing() or self._compressor is not None:
-            raise WebSocketClosedError()
-        parts: list[bytes] = []
-        size = 0
-        for payload in payloads:
-            length = len(payload)
-            size += length
-            if length < 126:
-                parts.append(_SMALL_TEXT_HEADERS[length])
-            elif length <= 0xFFFF:
-                parts.append(struct.pack("!BBH", 0x81, 126, length))
-            else:
-                parts.append(struct.pack("!BBQ", 0x81, 127, length))
-            parts.append(payload)
-        frames = b"".join(parts)
-        self._message_bytes_out += size
-        self._wire_bytes_out += len(frames)
-        try:
-            return self.stream.write(frames)
-        except StreamClosedError:
-            raise WebSocketClosedError() from None
-
-
-# FIN + text opcode, then the payload length (unmasked) when it fits in 7 bits.
-_SMALL_TEXT_HEADERS = [bytes((0x81, length)) for length in range(126)]
-
-
-def _cut(connection: WebSocketProtocol) -> None:
-    """Drop the TCP connection (Tornado then runs the handler's on_close)."""
-    if connection.stream is not None and not connection.stream.closed():
-        connection.stream.close()
-
-
-class _SocketBase(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+class _SocketBase(AgentKitHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
     """What both WebSockets share: closing for sure, and failing without leaking."""
 
     def get_compression_options(self) -> dict[str, Any] | None:
@@ -347,7 +69,7 @@ class _SocketBase(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHandl
         except WebSocketClosedError:
             pass
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: ServerMessage) -> None:
         self._send_text(dumps(message))
 
     def _close(self, code: int, reason: str) -> None:
@@ -356,7 +78,7 @@ class _SocketBase(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHandl
         connection = self.ws_connection  # close() forgets it
         self.close(code, reason[:120])
         if connection is not None:
-            asyncio.get_running_loop().call_later(1.0, _cut, connection)
+            asyncio.get_running_loop().call_later(1.0, cut, connection)
 
     def _internal_error(self, doing: str) -> None:
         """An unexpected exception: its traceback goes to the log, never to the client."""
@@ -364,8 +86,8 @@ class _SocketBase(_AgentKitMixin, WebSocketMixin, WebSocketHandler, JupyterHandl
         self._send(error_message(ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_TEXT))
         self._close(CloseCode.INTERNAL_ERROR, "Internal server error")
 
-    async def open(self, task_id: str) -> None:  # type: ignore[override]
-        super().open()  # type: ignore[no-untyped-call]  # starts WebSocket pings
+    async def open(self, task_id: str) -> None:
+        super().open()  # starts WebSocket pings
         try:
             self._start(task_id)
         except WebSocketClosedError:
@@ -395,14 +117,7 @@ class TaskStreamHandler(_SocketBase):
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         if self.request.headers.get("Sec-WebSocket-Version") != "13":
             return None
-        params = _WebSocketParams(
-            # Jupyter's WebSocketMixin pings (its ping_interval is in ms, Tornado's in s).
-            ping_interval=None,
-            ping_timeout=None,
-            max_message_size=self.max_message_size,
-            compression_options=self.get_compression_options(),
-        )
-        return _ExplainingProtocol(self, False, params)
+        return text_frame_protocol(self, self.max_message_size)
 
     subscription: Subscription | None = None
     _writer: asyncio.Task[None] | None = None
@@ -415,7 +130,7 @@ class TaskStreamHandler(_SocketBase):
         )
         if not allowed:
             raise web.HTTPError(403)
-        await super().get(task_id)  # type: ignore[no-untyped-call]
+        await super().get(task_id)
 
     # -- connection lifecycle ---------------------------------------------------------
 
@@ -498,7 +213,7 @@ class TaskStreamHandler(_SocketBase):
 
     def _write_frames(self, payloads: list[bytes]) -> asyncio.Future[None]:
         connection = self.ws_connection
-        if not isinstance(connection, _ExplainingProtocol):
+        if not isinstance(connection, TextFrameProtocol):
             raise WebSocketClosedError()
         return connection.write_text_frames(payloads)
 
@@ -584,19 +299,19 @@ class TaskStreamHandler(_SocketBase):
 
     def _parse_after(self) -> int:
         raw = self.raw_query_argument("after")
-        return 0 if raw is None else parse_after_value(raw)
+        return 0 if raw is None else parse_nonnegative_int(raw)
 
     def _presented_api_key(self) -> bytes | None:
         """The key as the client sent it, in bytes: header, ``ApiKey`` scheme, or query."""
         headers = self.request.headers
-        value = headers.get("X-AgentKit-Api-Key")
+        value = headers.get(API_KEY_HEADER)
         if value is None:
             scheme, _, rest = headers.get("Authorization", "").partition(" ")
-            if scheme.lower() == "apikey":
+            if scheme.lower() == API_KEY_AUTH_SCHEME.lower():
                 value = rest.strip()
         if value is not None:
             return header_bytes(value)
-        return self.raw_query_argument("api_key")  # percent-decoded, not UTF-8-decoded
+        return self.raw_query_argument(API_KEY_QUERY)  # percent-decoded, not UTF-8-decoded
 
     def _api_key_ok(self) -> bool:
         expected = self.agentkit.api_key
@@ -620,7 +335,7 @@ class PublishHandler(_SocketBase):
     """
 
     task: Task | None = None
-    _unregister: Any = None
+    _unregister: Callable[[], None] | None = None
 
     @ws_authenticated
     async def get(self, task_id: str) -> None:
@@ -629,7 +344,7 @@ class PublishHandler(_SocketBase):
         )
         if not allowed:
             raise web.HTTPError(403)
-        await super().get(task_id)  # type: ignore[no-untyped-call]
+        await super().get(task_id)
 
     def _refuse(self, code: ErrorCode, message: str, close: CloseCode) -> None:
         try:
@@ -644,7 +359,7 @@ class PublishHandler(_SocketBase):
         except UnknownTaskError:
             self._refuse(ErrorCode.UNKNOWN_TASK, "No task with that id.", CloseCode.UNKNOWN_TASK)
             return
-        if not task.check_publish_secret(self.request.headers.get(PUBLISH_SECRET_HEADER)):
+        if not task.check_publish_secret(self.request.headers.get(PUBLISH_TOKEN_HEADER)):
             self._refuse(
                 ErrorCode.FORBIDDEN,
                 "Only the kernel that created this task may publish to it.",
@@ -660,7 +375,7 @@ class PublishHandler(_SocketBase):
         loop = asyncio.get_running_loop()
 
         def forward_cancel(reason: str | None) -> None:
-            message = dumps({"type": "cancel", "reason": reason})
+            message = dumps(publish_cancel_message(reason))
             loop.call_soon_threadsafe(self._send_text, message)
 
         self._unregister = task.token.add_callback(forward_cancel)
@@ -706,3 +421,11 @@ class PublishHandler(_SocketBase):
             self._unregister()
         if self.task is not None:
             self.task.publisher_lost()
+
+
+_WS = "/" + TASK_WS_PREFIX
+_PUBLISH = "/" + PUBLISH_WS_PREFIX
+default_handlers: list[tuple[str, type[WebSocketHandler]]] = [
+    (rf"{_WS}{TASK_ID}", TaskStreamHandler),
+    (rf"{_PUBLISH}{TASK_ID}", PublishHandler),
+]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import html
 import json
 import logging
 import queue
@@ -32,15 +31,21 @@ from typing import Any, Literal
 import anywidget
 import traitlets
 
+from ..protocol import (
+    RECORD_ONLY_LIMIT,
+    TASK_MIMETYPE,
+    ErrorCode,
+    RelayBatch,
+    RelayError,
+)
 from .client import AgentKitAPIError, AgentKitClient, ServerInfo, TaskClient
+from .static_html import render_static_html
 
 __all__ = ["TASK_MIMETYPE", "TaskWidget", "render_static_html", "run"]
 
 log = logging.getLogger(__name__)
 
-TASK_MIMETYPE = "application/vnd.agentkit.task+json"
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
-FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
 DisplayKind = Literal["auto", "widget"]
 Transport = Literal["auto", "direct", "relay"]
@@ -85,7 +90,7 @@ def _current_cell() -> object:
     return msg_id or ("execution", shell.execution_count)
 
 
-class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class TaskWidget(anywidget.AnyWidget):
     """A live view of one agent task on the Jupyter server.
 
     ``TaskWidget(task_id)`` attaches to an existing task; :func:`run` starts one.
@@ -100,7 +105,7 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
     agent = traitlets.Unicode("", help="The agent running the task.").tag(sync=True)
     input = traitlets.Unicode("", help="The task's input.").tag(sync=True)
     status = traitlets.Unicode(
-        "queued", help="queued, running, succeeded, failed or cancelled."
+        "queued", help="queued, running, succeeded, failed, cancelled or interrupted."
     ).tag(sync=True)
     transport = traitlets.Enum(
         ["auto", "direct", "relay"],
@@ -132,10 +137,10 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
         self._owns_client = client is None
         if task is None:
             try:
-                task = self._client.get_task(task_id, after=1 << 62)
+                task = self._client.get_task(task_id, limit=RECORD_ONLY_LIMIT)
             except AgentKitAPIError as exc:
                 self._close_client()
-                if exc.code != "unknown_task":
+                if exc.code != ErrorCode.UNKNOWN_TASK:
                     raise
                 where = getattr(getattr(self._client, "server", None), "url", None)
                 raise AgentKitAPIError(
@@ -188,7 +193,7 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
     def result(self) -> dict[str, Any] | None:
         """The task's result (``status``, ``output``, ``error``...), ``None`` while it runs."""
         if self._result is None:
-            task = self._client.get_task(self.task_id, after=1 << 62)
+            task = self._client.get_task(self.task_id, limit=RECORD_ONLY_LIMIT)
             if task.get("result") is not None:
                 return dict(task["result"])
         return self._result
@@ -212,7 +217,7 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
         except AgentKitAPIError as exc:
             if exc.status != 409:
                 raise
-            return self._client.get_task(self.task_id, after=1 << 62)
+            return self._client.get_task(self.task_id, limit=RECORD_ONLY_LIMIT)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the task ends; returns its result. Raises ``TimeoutError``."""
@@ -285,14 +290,17 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
             bundle[TASK_MIMETYPE] = {"task_id": self.task_id, "agent": self.agent}
         return bundle
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+    # IPython takes a bundle dict here as well as anywidget's (data, metadata) tuple.
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         return self.mimebundle()
 
     def show(self, display: DisplayKind = "auto") -> Any:
         """Display the widget; returns the ``DisplayHandle`` (updated when the task ends)."""
         from IPython.display import display as ipy_display
 
-        handle = ipy_display(self.mimebundle(display), raw=True, display_id=True)
+        handle = ipy_display(  # type: ignore[no-untyped-call]
+            self.mimebundle(display), raw=True, display_id=True
+        )
         self._shown_in = _current_cell()
         with self._lock:
             self._handles.append((handle, display))
@@ -383,7 +391,7 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
 
     def _finish(self, result: dict[str, Any]) -> None:
         try:
-            record = self._client.get_task(self.task_id, after=1 << 62)
+            record = self._client.get_task(self.task_id, limit=RECORD_ONLY_LIMIT)
             record.pop("events", None)
             record.pop("ws_url", None)
         except Exception:
@@ -454,18 +462,18 @@ class TaskWidget(anywidget.AnyWidget):  # type: ignore[misc]
         with self._lock:
             task = dict(self._task)
         for start in range(0, max(len(messages), 1), RELAY_BATCH):
-            self.send(
-                {
-                    "type": "relay_batch",
-                    "task_id": self.task_id,
-                    "task": task,
-                    "messages": messages[start : start + RELAY_BATCH],
-                }
-            )
+            batch: RelayBatch = {
+                "type": "relay_batch",
+                "task_id": self.task_id,
+                "task": task,
+                "messages": messages[start : start + RELAY_BATCH],
+            }
+            self.send(batch)
 
     def _relay_error(self, text: str) -> None:
         if self._relaying and self.comm is not None and not self._closing.is_set():
-            self.send({"type": "relay_error", "task_id": self.task_id, "error": text})
+            error: RelayError = {"type": "relay_error", "task_id": self.task_id, "error": text}
+            self.send(error)
 
 
 def run(
@@ -500,129 +508,3 @@ def run(
     if display:
         widget.show("auto" if display is True else display)
     return widget
-
-
-# -- the static copy ---------------------------------------------------------------
-
-_BOX = (
-    "font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px;"
-    "border:1px solid rgba(127,127,127,.35);border-radius:6px;padding:8px 10px;margin:2px 0"
-)
-_PRE = (
-    "white-space:pre-wrap;overflow-wrap:anywhere;margin:2px 0;padding:4px 6px;"
-    "background:rgba(127,127,127,.1);border-radius:3px;font-size:12px"
-)
-_MUTED = "color:#6e7781"
-_COLLAPSE_CHARS = 600
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    try:
-        return json.dumps(value, indent=2, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-
-
-def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> str:
-    """A self-contained HTML rendering of a task's steps (for GitHub, nbviewer)."""
-    esc = html.escape
-    status = str(task.get("status") or "")
-    result: dict[str, Any] = {}
-    steps: dict[int, list[str]] = {}
-    drafts: dict[int, str] = {}
-    max_step = 0
-    for message in messages:
-        if message.get("type") == "result":
-            result = dict(message.get("data") or {})
-            continue
-        event = message.get("data") or {}
-        step = int(event.get("step") or 0)
-        max_step = max(max_step, step)
-        data = event.get("data") or {}
-        kind = event.get("event_type")
-        parts = steps.setdefault(step, [])
-        if kind == "token":
-            drafts[step] = drafts.get(step, "") + _text(data.get("delta"))
-        elif kind == "thought":
-            drafts.pop(step, None)
-            parts.append(f"<div style='white-space:pre-wrap'>{esc(_text(data.get('text')))}</div>")
-        elif kind == "tool_call":
-            parts.append(
-                f"<div><span style='{_MUTED}'>Tool</span> <code><b>{esc(_text(data.get('name')))}"
-                f"</b></code><pre style='{_PRE}'>{esc(_text(data.get('arguments')))}</pre></div>"
-            )
-        elif kind == "observation":
-            output = _text(data.get("output"))
-            label = "Tool error" if data.get("is_error") else "Result"
-            color = "color:#d32f2f;" if data.get("is_error") else ""
-            pre = f"<pre style='{_PRE}{color}'>{esc(output)}</pre>"
-            if len(output) > _COLLAPSE_CHARS or output.count("\n") > 12:
-                pre = (
-                    f"<details><summary>{label} ({len(output)} characters)</summary>{pre}</details>"
-                )
-            else:
-                pre = f"<span style='{_MUTED}'>{label}</span>{pre}"
-            parts.append(f"<div>{pre}</div>")
-        elif kind == "final_answer":
-            drafts.pop(step, None)
-        elif kind in ("error", "cancelled"):
-            color = "#d32f2f" if kind == "error" else "#e65100"
-            label = "Error" if kind == "error" else "Cancelled"
-            parts.append(
-                f"<div style='color:{color}'><b>{label}:</b> {esc(_text(data.get('message')))}"
-                "</div>"
-            )
-    for step, draft in drafts.items():
-        if draft:
-            steps.setdefault(step, []).append(
-                f"<div style='white-space:pre-wrap;{_MUTED}'>{esc(draft)} …</div>"
-            )
-
-    tokens = result.get("total_tokens")
-    meta = [f"{max_step} step{'s' if max_step != 1 else ''}"]
-    if isinstance(tokens, int) and tokens:
-        meta.append(f"{tokens:,} tokens")
-    started, finished = task.get("started_at"), task.get("finished_at")
-    if isinstance(started, int | float) and isinstance(finished, int | float):
-        meta.append(_duration(max(0.0, finished - started)))
-    out = [
-        f"<div class='agentkit-static' data-task-id='{esc(str(task.get('task_id', '')))}' "
-        f"style='{_BOX}'>",
-        f"<div><b>Agent {esc(str(task.get('agent', '')))}</b> · <b>{esc(status)}</b> · "
-        f"<span style='{_MUTED}'>{esc(' · '.join(meta))}</span></div>",
-    ]
-    if task.get("input"):
-        out.append(f"<div><span style='{_MUTED}'>Input:</span> {esc(str(task['input']))}</div>")
-    if steps:
-        out.append("<ol style='margin:6px 0;padding-left:1.6em'>")
-        for step in sorted(steps):
-            if steps[step]:
-                out.append(f"<li value='{step}' style='margin:4px 0'>{''.join(steps[step])}</li>")
-        out.append("</ol>")
-    if result.get("output") is not None and result.get("status") == "succeeded":
-        out.append(
-            "<div style='border-top:1px solid rgba(127,127,127,.35);padding-top:6px'>"
-            f"<b>Answer:</b> <span style='white-space:pre-wrap'>{esc(_text(result['output']))}"
-            "</span></div>"
-        )
-    elif result.get("status") == "failed":
-        error = result.get("error")
-        reason = error.get("message") if isinstance(error, dict) else error
-        out.append(f"<div style='color:#d32f2f'><b>Failed:</b> {esc(_text(reason))}</div>")
-    if status not in FINAL_STATUSES:
-        out.append(
-            f"<div style='{_MUTED};font-style:italic'>Running: this static copy is updated "
-            "when the task ends. The live view needs JupyterLab with agentkit-jupyter.</div>"
-        )
-    out.append("</div>")
-    return "".join(out)

@@ -23,15 +23,20 @@ from typing import Any, TypeVar
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from ..core import Agent, CancellationToken, StepEvent
+from ..protocol import (
+    PUBLISH_TOKEN_HEADER,
+    RECORD_ONLY_LIMIT,
+    ErrorCode,
+    dumps,
+    publish_event_message,
+)
+from ..tasks import HubLimits, Task
 from .client import AgentKitAPIError, AgentKitClient, ServerInfo, ServerNotFoundError
-from .core import Agent, CancellationToken, StepEvent
-from .tasks import HubLimits, Task
-from .tasks.protocol import ErrorCode
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-PUBLISH_SECRET_HEADER = "X-AgentKit-Publish-Token"
 
 
 class _LoopThread:
@@ -102,9 +107,11 @@ class LocalRun:
     def done(self) -> bool:
         return self._future.done()
 
-    def messages(self, after: int = 0) -> list[dict[str, Any]]:
-        """The run's wire messages (``step``s, then the ``result``) with ``seq > after``."""
-        return [json.loads(e.text) for e in self.task.log.read_after(after, limit=1 << 30)]
+    def messages(self, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """The run's wire messages (``step``s, then the ``result``) with ``seq > after``
+        (at most ``limit``)."""
+        entries = self.task.log.read_after(after, limit=1 << 30 if limit is None else limit)
+        return [json.loads(e.text) for e in entries]
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -201,7 +208,7 @@ class LocalRun:
         url = self.server.ws_path(self._publish_target["publish_url"])
         headers = {
             **self.server.headers(),
-            PUBLISH_SECRET_HEADER: self._publish_target["publish_token"],
+            PUBLISH_TOKEN_HEADER: self._publish_target["publish_token"],
         }
         try:
             async with connect(url, additional_headers=headers, max_size=None) as ws:
@@ -212,9 +219,7 @@ class LocalRun:
                         for entry in batch:
                             message = json.loads(entry.text)
                             if message["type"] == "step":
-                                await ws.send(
-                                    json.dumps({"type": "event", "event": message["data"]})
-                                )
+                                await ws.send(dumps(publish_event_message(message["data"])))
                 finally:
                     listener.cancel()
         except (OSError, websockets.WebSocketException) as exc:
@@ -235,24 +240,28 @@ class LocalRun:
 
 
 class LocalRunClient:
-    """Answers a :class:`~agentkit_jupyter.widget.TaskWidget` from a run in this
+    """Answers a :class:`~agentkit_jupyter.kernel.widget.TaskWidget` from a run in this
     process, for runs the server does not see (no server, or ``share=False``)."""
 
     def __init__(self, run: LocalRun) -> None:
         self.run = run
 
-    def get_task(self, task_id: str, after: int | None = None) -> dict[str, Any]:
+    def get_task(
+        self, task_id: str, after: int | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
         self._check(task_id)
         record = self.run.task.to_dict()
-        record["events"] = self.run.messages(after or 0)
+        record["events"] = self.run.messages(after or 0, limit)
         return record
 
     def cancel_task(self, task_id: str) -> dict[str, Any]:
         self._check(task_id)
         if self.run.done:
-            raise AgentKitAPIError(409, "task_finished", f"Task {task_id} has already finished.")
+            raise AgentKitAPIError(
+                409, ErrorCode.TASK_FINISHED.value, f"Task {task_id} has already finished."
+            )
         self.run.cancel()
-        return self.get_task(task_id, after=1 << 62)
+        return self.get_task(task_id, limit=RECORD_ONLY_LIMIT)
 
     def iter_messages(
         self, task_id: str, after: int = 0, timeout: float | None = None
@@ -278,4 +287,6 @@ class LocalRunClient:
 
     def _check(self, task_id: str) -> None:
         if task_id != self.run.task_id:
-            raise AgentKitAPIError(404, "unknown_task", f"No task {task_id!r} in this process.")
+            raise AgentKitAPIError(
+                404, ErrorCode.UNKNOWN_TASK.value, f"No task {task_id!r} in this process."
+            )

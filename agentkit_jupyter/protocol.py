@@ -1,0 +1,400 @@
+"""Wire protocol v1: the whole contract between the layers, in one place.
+
+Statuses, error and close codes, every message the server, the browser, the kernel
+and the widget relay exchange, header and environment variable names, URL
+prefixes. Every layer takes the contract from here, and
+``labextension/src/protocol.generated.ts`` is generated from this module
+(``python scripts/generate_protocol_ts.py``; a test checks the committed copy).
+
+Server messages are plain ``TypedDict``s built here and serialised once per event
+(the same bytes go to every subscriber); client messages are parsed into pydantic
+models, and every way a client message can be wrong maps to one stable error code.
+
+This module imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
+
+import pydantic
+
+PROTOCOL_VERSION = 1
+
+
+# -- statuses -------------------------------------------------------------------------
+
+
+class TaskStatus(StrEnum):
+    """The lifecycle of a task."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    # It was running when the server stopped; its events up to then are kept.
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES: frozenset[TaskStatus] = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.INTERRUPTED}
+)
+
+
+def is_final(status: str | None) -> bool:
+    """Whether ``status`` (a wire string) is one a task ends in."""
+    return status in _FINAL_VALUES
+
+
+_FINAL_VALUES = frozenset(s.value for s in FINAL_STATUSES)
+
+
+# -- codes ----------------------------------------------------------------------------
+
+
+class ErrorCode(StrEnum):
+    """Codes of ``{"type": "error"}`` messages, of REST errors and of failed results."""
+
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_TYPE = "missing_type"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_MESSAGE = "invalid_message"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    BINARY_NOT_SUPPORTED = "binary_not_supported"
+    INVALID_UTF8 = "invalid_utf8"
+    RATE_LIMITED = "rate_limited"
+    UNKNOWN_TASK = "unknown_task"
+    UNKNOWN_AGENT = "unknown_agent"
+    TASK_FINISHED = "task_finished"
+    FORBIDDEN = "forbidden"
+    UNAUTHENTICATED = "unauthenticated"
+    TOO_MANY_SUBSCRIBERS = "too_many_subscribers"
+    SUBSCRIBER_TOO_SLOW = "subscriber_too_slow"
+    INVALID_AFTER = "invalid_after"
+    INVALID_LIMIT = "invalid_limit"
+    EVENTS_TRUNCATED = "events_truncated"
+    AFTER_BEYOND_LOG = "after_beyond_log"
+    INVALID_BODY = "invalid_body"
+    BAD_REQUEST = "bad_request"
+    NOT_FOUND = "not_found"
+    SERVER_SHUTTING_DOWN = "server_shutting_down"
+    KERNEL_DISCONNECTED = "kernel_disconnected"
+    KERNEL_INTERRUPTED = "kernel_interrupted"
+    SERVER_RESTARTED = "server_restarted"
+    INTERNAL_ERROR = "internal_error"
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server uses."""
+
+    NORMAL = 1000  # after the final result, or heartbeat timeout
+    GOING_AWAY = 1001  # the server is shutting down
+    INVALID_DATA = 1007  # a text frame that is not UTF-8
+    INTERNAL_ERROR = 1011  # an unexpected server error (after error internal_error)
+    UNAUTHENTICATED = 4001  # the seed api_key was missing or wrong
+    FORBIDDEN = 4003  # not allowed (e.g. publishing to another kernel's task)
+    UNKNOWN_TASK = 4004  # no such task, or it was deleted
+    TOO_SLOW = 4008  # fell too far behind; resume with ?after=
+    TOO_MANY_SUBSCRIBERS = 4009
+
+
+# -- names: paths, headers, environment, mimetypes -------------------------------------
+
+# Paths below the server's base_url.
+API_PREFIX = "agentkit/api/"
+TASK_WS_PREFIX = "agentkit/ws/tasks/"
+PUBLISH_WS_PREFIX = "agentkit/ws/publish/"
+
+# The secret a kernel presents on its publish WebSocket (it got it from POST kernel-tasks).
+PUBLISH_TOKEN_HEADER = "X-AgentKit-Publish-Token"
+# Where a client may present the seed api_key: this header, ``Authorization: ApiKey <key>``,
+# or (old clients) the query parameter.
+API_KEY_HEADER = "X-AgentKit-Api-Key"
+API_KEY_AUTH_SCHEME = "ApiKey"
+API_KEY_QUERY = "api_key"
+
+# What a kernel started by the server reads to find it.
+ENV_SERVER_URL = "AGENTKIT_SERVER_URL"
+ENV_SERVER_TOKEN = "AGENTKIT_SERVER_TOKEN"
+# The seed api_key, when not configured otherwise.
+ENV_API_KEY = "AGENTKIT_API_KEY"
+
+# The output mimetype a notebook carries to re-attach a task view by id.
+TASK_MIMETYPE = "application/vnd.agentkit.task+json"
+
+# ``GET tasks/{id}?limit=0``: the task's record without any of its events.
+RECORD_ONLY_LIMIT = 0
+
+
+# -- server -> client: the task WebSocket ------------------------------------------------
+
+
+class StepEventData(TypedDict):
+    """``StepEvent.to_dict()`` of the runtime."""
+
+    event_type: str
+    step: int
+    data: dict[str, Any]
+    timestamp: float
+
+
+class StepMessage(TypedDict):
+    type: Literal["step"]
+    seq: int
+    task_id: str
+    data: StepEventData
+
+
+class ResultData(TypedDict):
+    status: str
+    task_id: str
+    output: NotRequired[str | None]
+    total_steps: NotRequired[int | None]
+    total_tokens: NotRequired[int | None]
+    error: NotRequired[dict[str, Any] | None]
+    reason: NotRequired[str | None]
+
+
+class ResultMessage(TypedDict):
+    type: Literal["result"]
+    seq: int
+    task_id: str
+    data: ResultData
+
+
+class ConnectedMessage(TypedDict):
+    type: Literal["connected"]
+    task_id: str
+    agent: str
+    status: str
+    last_seq: int
+    after: int
+    protocol: int
+
+
+class ErrorData(TypedDict):
+    code: str
+    message: str
+    last_seq: NotRequired[int]
+    first_seq: NotRequired[int]
+
+
+class ErrorMessage(TypedDict):
+    type: Literal["error"]
+    data: ErrorData
+
+
+class PongMessage(TypedDict):
+    type: Literal["pong"]
+
+
+ServerMessage = StepMessage | ResultMessage | ConnectedMessage | ErrorMessage | PongMessage
+SERVER_MESSAGE_TYPES = ("connected", "step", "result", "error", "pong")
+
+
+def step_message(task_id: str, seq: int, event: StepEventData) -> StepMessage:
+    return {"type": "step", "seq": seq, "task_id": task_id, "data": event}
+
+
+def result_message(task_id: str, seq: int, result: ResultData) -> ResultMessage:
+    return {"type": "result", "seq": seq, "task_id": task_id, "data": result}
+
+
+def connected_message(
+    task_id: str, agent: str, status: str, last_seq: int, after: int
+) -> ConnectedMessage:
+    return {
+        "type": "connected",
+        "task_id": task_id,
+        "agent": agent,
+        "status": status,
+        "last_seq": last_seq,
+        "after": after,
+        "protocol": PROTOCOL_VERSION,
+    }
+
+
+def error_message(code: ErrorCode, message: str, **extra: int) -> ErrorMessage:
+    data: dict[str, Any] = {"code": code.value, "message": message, **extra}
+    return {"type": "error", "data": data}  # type: ignore[typeddict-item]
+
+
+# -- client -> server: the task WebSocket ------------------------------------------------
+
+
+class _ClientMessage(pydantic.BaseModel):
+    # Seed clients may send extra fields; they are ignored, not an error.
+    model_config = pydantic.ConfigDict(extra="ignore", strict=True)
+
+
+class PingMessage(_ClientMessage):
+    type: Literal["ping"]
+
+
+class CancelMessage(_ClientMessage):
+    type: Literal["cancel"]
+    reason: str | None = pydantic.Field(default=None, max_length=500)
+
+
+ClientMessage = Annotated[PingMessage | CancelMessage, pydantic.Field(discriminator="type")]
+_client_adapter: pydantic.TypeAdapter[PingMessage | CancelMessage] = pydantic.TypeAdapter(
+    ClientMessage
+)
+CLIENT_MESSAGE_TYPES = ("ping", "cancel")
+
+
+class ClientMessageError(ValueError):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_client_message(raw: str | bytes, max_size: int) -> PingMessage | CancelMessage:
+    """Parse one client frame, or raise :class:`ClientMessageError` with a stable code."""
+    if isinstance(raw, bytes):
+        raise ClientMessageError(
+            ErrorCode.BINARY_NOT_SUPPORTED, "Binary frames are not supported; send JSON text."
+        )
+    if len(raw.encode("utf-8", "surrogatepass")) > max_size:
+        raise ClientMessageError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"Messages are limited to {max_size} bytes."
+        )
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise ClientMessageError(ErrorCode.INVALID_JSON, "The message is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise ClientMessageError(ErrorCode.NOT_AN_OBJECT, "The message must be a JSON object.")
+    kind = value.get("type")
+    if not isinstance(kind, str):
+        raise ClientMessageError(ErrorCode.MISSING_TYPE, "The message needs a string field 'type'.")
+    if kind not in CLIENT_MESSAGE_TYPES:
+        known = ", ".join(CLIENT_MESSAGE_TYPES)
+        raise ClientMessageError(
+            ErrorCode.UNKNOWN_TYPE, f"Unknown message type; expected one of: {known}."
+        )
+    try:
+        return _client_adapter.validate_python(value)
+    except pydantic.ValidationError as exc:
+        fields = ", ".join(sorted({".".join(map(str, e["loc"][1:])) for e in exc.errors()}))
+        raise ClientMessageError(
+            ErrorCode.INVALID_MESSAGE, f"Invalid field(s) in {kind!r} message: {fields}."
+        ) from None
+
+
+# -- the publish WebSocket (a kernel publishing its own run) -------------------------------
+
+
+class PublishEventMessage(TypedDict):
+    """Kernel -> server: one step event of the kernel's run."""
+
+    type: Literal["event"]
+    event: StepEventData
+
+
+class PublishCancelMessage(TypedDict):
+    """Server -> kernel: a viewer cancelled the run."""
+
+    type: Literal["cancel"]
+    reason: str | None
+
+
+def publish_event_message(event: StepEventData) -> PublishEventMessage:
+    return {"type": "event", "event": event}
+
+
+def publish_cancel_message(reason: str | None) -> PublishCancelMessage:
+    return {"type": "cancel", "reason": reason}
+
+
+# -- the widget relay (the kernel streams to a view that cannot reach the server) ----------
+
+
+class RelayRequest(TypedDict):
+    """View -> kernel: send the task's messages after ``after``, then the live ones."""
+
+    type: Literal["relay"]
+    after: int
+
+
+class RelayCancel(TypedDict):
+    """View -> kernel: cancel the task (the Cancel button, on the relay path)."""
+
+    type: Literal["cancel"]
+
+
+class RelayBatch(TypedDict):
+    """Kernel -> view: the task's record and a batch of its log messages."""
+
+    type: Literal["relay_batch"]
+    task_id: str
+    task: dict[str, Any]
+    messages: list[dict[str, Any]]
+
+
+class RelayError(TypedDict):
+    """Kernel -> view: the kernel lost the stream (or a cancel failed)."""
+
+    type: Literal["relay_error"]
+    task_id: str
+    error: str
+
+
+# -- serialisation: strict JSON, valid text ----------------------------------------------
+
+# Built once: json.dumps() with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+
+
+def dumps(message: Any) -> str:
+    """Compact JSON text of a message: strict JSON and valid Unicode, whatever it holds.
+
+    The one rule for everything sent or stored: a non-finite number (``NaN``,
+    ``Infinity``, which browsers refuse to parse) becomes the string ``"NaN"``,
+    ``"Infinity"`` or ``"-Infinity"``; a lone UTF-16 surrogate (a broken filename,
+    half an emoji) becomes U+FFFD.
+    """
+    try:
+        text = _ENCODER.encode(message)
+    except ValueError:  # an out-of-range float (nothing else raises it here)
+        text = _ENCODER.encode(strict_json(message))
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = valid_text(text)
+    return text
+
+
+def valid_text(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (a split pair is rejoined)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with non-finite floats as strings, so it serialises as strict JSON."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(item) for item in value]
+    return value
+
+
+PONG = dumps(PongMessage(type="pong"))
