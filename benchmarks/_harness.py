@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import resource
 import secrets
 import socket
@@ -224,10 +225,14 @@ class StreamStats:
     errors: list[str] = field(default_factory=list)
     result: bool = False
     resumes: int = 0  # reconnections with ?after= after a 4008 (too far behind)
+    # time.time() at which the source started producing (the firehose's answer says
+    # it): the clock starts there, so events queued before the first arrival count.
+    source_started: float | None = None
 
     @property
     def seconds(self) -> float:
-        return self.last_at - self.first_at
+        start = self.source_started if self.source_started is not None else self.first_at
+        return self.last_at - start
 
     @property
     def rate(self) -> float:
@@ -325,6 +330,7 @@ async def read_stream(
                 if text.startswith(RESULT_PREFIX):
                     stats.result = True
                     stats.last_at = now
+                    stats.source_started = _source_started(text)
                     break
                 if latency:
                     stats.latencies.append(now - json.loads(text)["data"]["timestamp"])
@@ -342,6 +348,15 @@ async def read_stream(
     if current is not ws:
         await current.close()
     return stats
+
+
+_STARTED = re.compile(r"started (\d+\.\d+)")
+
+
+def _source_started(result_text: str) -> float | None:
+    output = json.loads(result_text)["data"].get("output")
+    match = _STARTED.search(output) if isinstance(output, str) else None
+    return float(match.group(1)) if match else None
 
 
 def check_streams(streams: Sequence[StreamStats], expected: int) -> str:
@@ -405,18 +420,24 @@ def firehose_rate(server: ServerProcess, events: int) -> tuple[float, float, flo
 
 
 class BareServer:
-    """``ws://127.0.0.1:PORT/firehose/N``: a plain Tornado WebSocketHandler in its own
-    process that sends ``connected``, N step messages shaped exactly like the
-    extension's (built and serialised in the loop by the same protocol functions),
-    and a ``result``, then closes; it awaits the write every 500 messages, as the
-    extension's writer awaits the last write of each batch."""
+    """A plain Tornado WebSocketHandler in its own process that sends ``connected``, N
+    step messages shaped exactly like the extension's (built and serialised in the
+    loop by the same protocol functions), and a ``result``, then closes.
+
+    - ``ws://127.0.0.1:PORT/firehose/N``: one ``write_message`` per message, awaiting
+      the write every 500 messages;
+    - ``ws://127.0.0.1:PORT/firehose-batched/N``: the same frames, 500 at a time in
+      one socket write through the extension's own frame writer
+      (``server/frames.py``), awaiting each write, as the extension's writer does.
+    """
 
     def __init__(self) -> None:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def url(self, count: int) -> str:
-        return f"ws://127.0.0.1:{self.port}/firehose/{count}"
+    def url(self, count: int, batched: bool = False) -> str:
+        path = "firehose-batched" if batched else "firehose"
+        return f"ws://127.0.0.1:{self.port}/{path}/{count}"
 
     def start(self) -> BareServer:
         self.proc = subprocess.Popen(
@@ -453,6 +474,20 @@ def _serve_bare(port: int) -> None:
         result_message,
         step_message,
     )
+    from agentkit_jupyter.server.frames import TextFrameProtocol, text_frame_protocol
+
+    def step(task_id: str, seq: int) -> str:
+        event = {
+            "event_type": "token",
+            "step": 1,
+            "data": {"delta": "tok "},
+            "timestamp": time.time(),
+        }
+        return dumps(step_message(task_id, seq, event))  # type: ignore[arg-type]
+
+    def result(task_id: str, seq: int, started: str) -> str:
+        data = {"status": "succeeded", "task_id": task_id, "output": f"done; {started}"}
+        return dumps(result_message(task_id, seq, data))  # type: ignore[arg-type]
 
     class Firehose(tornado.websocket.WebSocketHandler):
         async def open(self, count: str) -> None:  # type: ignore[override]
@@ -461,22 +496,37 @@ def _serve_bare(port: int) -> None:
         async def stream(self, count: int) -> None:
             task_id = secrets.token_hex(8)
             self.write_message(dumps(connected_message(task_id, "bare", "running", 0, 0)))
+            started = f"started {time.time():.6f}"
             for seq in range(1, count + 1):
-                event = {
-                    "event_type": "token",
-                    "step": 1,
-                    "data": {"delta": "tok "},
-                    "timestamp": time.time(),
-                }
-                written = self.write_message(dumps(step_message(task_id, seq, event)))
+                written = self.write_message(step(task_id, seq))
                 if seq % 500 == 0:
                     await written
-            result = {"status": "succeeded", "task_id": task_id, "output": "done"}
-            await self.write_message(dumps(result_message(task_id, count + 1, result)))
+            await self.write_message(result(task_id, count + 1, started))
+            self.close(1000, "Task finished")
+
+    class BatchedFirehose(Firehose):
+        def get_websocket_protocol(self) -> TextFrameProtocol:  # type: ignore[override]
+            return text_frame_protocol(self, 64 * 1024)
+
+        async def stream(self, count: int) -> None:
+            task_id = secrets.token_hex(8)
+            self.write_message(dumps(connected_message(task_id, "bare", "running", 0, 0)))
+            protocol = self.ws_connection
+            assert isinstance(protocol, TextFrameProtocol)
+            started = f"started {time.time():.6f}"
+            batch: list[bytes] = []
+            for seq in range(1, count + 2):
+                text = step(task_id, seq) if seq <= count else result(task_id, seq, started)
+                batch.append(text.encode())
+                if len(batch) == 500 or seq == count + 1:
+                    await protocol.write_text_frames(batch)
+                    batch = []
             self.close(1000, "Task finished")
 
     async def main() -> None:
-        app = tornado.web.Application([(r"/firehose/(\d+)", Firehose)])
+        app = tornado.web.Application(
+            [(r"/firehose/(\d+)", Firehose), (r"/firehose-batched/(\d+)", BatchedFirehose)]
+        )
         app.listen(port, address="127.0.0.1")
         await asyncio.Event().wait()
 

@@ -5,17 +5,24 @@
 In the same run, interleaved so that background load hits all alike, one
 ``websockets`` client reads a whole stream from:
 
-- a bare Tornado WebSocket handler writing the same messages in a loop (the
-  practical ceiling; see ``_harness.BareServer``);
+- a bare Tornado WebSocket handler writing the same messages in a loop, one
+  ``write_message`` per message (see ``_harness.BareServer``);
+- the same bare handler writing the same frames in batches of 500, one socket write
+  per batch through the extension's own frame writer: the like-for-like ceiling,
+  since the extension writes batches too;
 - a real ``jupyter server`` with the extension, ``bench-firehose`` (N token events
   as fast as the stream takes them), the task history off;
 - the same with the task history on (the default configuration).
 
-Rate = messages / (arrival of the result - arrival of the first step); every
-``seq`` is checked. Also the CPU use of the server process and of this client
-process during the stream: the one near 100% is the bottleneck (the machine has
-two cores; the server's share can pass 100% with the history's writer thread and
-the kernel's TCP work). Target: the extension within 1.5x of the ceiling.
+Rate = messages / (arrival of the result - the moment the source started producing,
+which each source writes into its result); so events a source queues before the
+first one arrives are inside the window. Every ``seq`` is checked. Also the CPU use
+of the server process and of this client process during the stream: the one near
+100% is the bottleneck (the machine has two cores; the server's share can pass 100%
+with the history's writer thread and the kernel's TCP work).
+
+Target: the extension within 1.5x of the batched ceiling (the headline compares
+like with like); the per-message handler is shown too.
 """
 
 from __future__ import annotations
@@ -39,8 +46,9 @@ from _harness import (
 TARGET_RATIO = 1.5
 
 
-def run_bare(bare: BareServer, events: int) -> tuple[float, float, float]:
-    return asyncio.run(stream_rate(bare.url(events + 1), {}, bare.pid, events + 2))
+def run_bare(bare: BareServer, events: int, batched: bool) -> tuple[float, float, float]:
+    url = bare.url(events + 1, batched=batched)
+    return asyncio.run(stream_rate(url, {}, bare.pid, events + 2))
 
 
 def main() -> None:
@@ -50,7 +58,12 @@ def main() -> None:
     add_server_args(parser)
     args = parser.parse_args()
     print(machine())
-    names = ["bare Tornado handler (ceiling)", "extension, history off", "extension, history on"]
+    names = [
+        "bare Tornado handler, batched writes (ceiling)",
+        "bare Tornado handler, one write per message",
+        "extension, history off",
+        "extension, history on",
+    ]
     rates: dict[str, list[float]] = {name: [] for name in names}
     cpus: dict[str, list[float]] = {name: [] for name in names}
     clients: dict[str, list[float]] = {name: [] for name in names}
@@ -60,9 +73,10 @@ def main() -> None:
         on = bench_server(Path(tmp) / "on", *args.server_arg)
         try:
             jobs = {
-                names[0]: lambda n: run_bare(bare, n),
-                names[1]: lambda n: firehose_rate(off, n),
-                names[2]: lambda n: firehose_rate(on, n),
+                names[0]: lambda n: run_bare(bare, n, batched=True),
+                names[1]: lambda n: run_bare(bare, n, batched=False),
+                names[2]: lambda n: firehose_rate(off, n),
+                names[3]: lambda n: firehose_rate(on, n),
             }
             for job in jobs.values():
                 job(5000)  # warm up
@@ -93,10 +107,11 @@ def main() -> None:
         )
     print(f"\n{args.events:,} events per stream, median of {args.runs} runs\n")
     print(table(["source", "msgs/s", "range", "server CPU", "client CPU", "ceiling / this"], rows))
-    worst = ceiling / median(rates[names[2]])
+    worst = ceiling / median(rates[names[3]])
     verdict = "met" if worst <= TARGET_RATIO else "missed"
     print(
-        f"\ntarget: within {TARGET_RATIO}x of the ceiling (history on: {worst:.2f}x) -> {verdict}"
+        f"\ntarget: within {TARGET_RATIO}x of the batched ceiling (history on: {worst:.2f}x) "
+        f"-> {verdict}"
     )
 
 

@@ -9,6 +9,7 @@ import math
 import operator
 import re
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -492,6 +493,9 @@ class FirehoseGateway(LLMGateway):
         loop = asyncio.get_running_loop()
         if delay > 0:
             await asyncio.sleep(delay)
+        # The benchmarks' clock starts here (the answer says when), not at the first
+        # step to arrive: the stream may queue tokens before any reaches a subscriber.
+        started = time.time()
         if rate is None:
             for _ in range(count):
                 yield TokenDelta("tok ")
@@ -503,7 +507,7 @@ class FirehoseGateway(LLMGateway):
                 if wait > 0:
                     await asyncio.sleep(wait)
                 yield TokenDelta("tok ")
-        yield ModelTurn(f"streamed {count} tokens", (), Usage(1, count))
+        yield ModelTurn(f"streamed {count} tokens; started {started:.6f}", (), Usage(1, count))
 
 
 def parse_firehose_input(text: str) -> tuple[int, float | None, float]:
