@@ -53,6 +53,8 @@ EVENTS = {1: 50_000, 10: 10_000, 100: 2_000, 1000: 500}
 
 @dataclass
 class Outcome:
+    deliveries: int
+    server_cpu_seconds: float
     deliveries_per_s: float
     median_rate: float
     slowest_rate: float
@@ -61,6 +63,31 @@ class Outcome:
     resumes: int
     status: str
 
+    @property
+    def cpu_ms_per_1000(self) -> float:
+        """Server CPU per 1,000 deliveries: unlike deliveries/s, it does not depend on
+        this one client process being the bottleneck."""
+        return self.server_cpu_seconds / self.deliveries * 1e6
+
+
+PING = '{"type":"ping"}'
+PING_EVERY = 20.0
+
+
+def ignore_pong(text: str) -> None:
+    if not text.startswith('{"type":"pong"'):
+        raise RuntimeError(f"unexpected message: {text[:200]}")
+
+
+async def ping_all(sockets: list[ClientConnection]) -> None:
+    while True:
+        await asyncio.sleep(PING_EVERY)
+        for ws in sockets:
+            try:
+                await ws.send(PING)
+            except Exception:
+                pass  # its reader sees the close
+
 
 def events_for(subscribers: int) -> int:
     return EVENTS.get(subscribers, max(100, 100_000 // subscribers))
@@ -68,7 +95,7 @@ def events_for(subscribers: int) -> int:
 
 async def one_run(server: ServerProcess, subscribers: int) -> Outcome:
     events = events_for(subscribers)
-    delay = 1.0 + subscribers * 0.01  # time to connect them all before the first event
+    delay = 2.0 + subscribers * 0.03  # time to connect them all before the first event
     task_id = create_task(server, firehose_input(events, delay=delay))
     started = time.monotonic()
     sockets = await connect_many(server.ws(task_id), server.headers, subscribers)
@@ -79,7 +106,14 @@ async def one_run(server: ServerProcess, subscribers: int) -> Outcome:
     async def resume(after: int) -> ClientConnection:
         return await open_ws(server.ws(task_id, after), server.headers)
 
-    streams = await asyncio.gather(*(read_stream(ws, reconnect=resume) for ws in sockets))
+    # Like every real client, ping (the server closes a socket silent for 60 s).
+    pinger = asyncio.create_task(ping_all(sockets))
+    try:
+        streams = await asyncio.gather(
+            *(read_stream(ws, reconnect=resume, on_message=ignore_pong) for ws in sockets)
+        )
+    finally:
+        pinger.cancel()
     cpu, client = server_cpu(server) - cpu_before, time.process_time() - client_before
     await asyncio.gather(*(ws.close() for ws in sockets))
     first = min(s.first_at for s in streams)
@@ -89,6 +123,8 @@ async def one_run(server: ServerProcess, subscribers: int) -> Outcome:
     # cpu was measured from the end of connecting, which includes the rest of the delay
     window = last - first
     return Outcome(
+        deliveries=total,
+        server_cpu_seconds=cpu,
         deliveries_per_s=total / window,
         median_rate=median(rates),
         slowest_rate=min(rates),
@@ -134,6 +170,7 @@ def main() -> None:
                         f"{each:,.0f}",
                         f"{median([o.slowest_rate for o in outcomes]):,.0f}",
                         f"{median([o.server_cpu for o in outcomes]) * 100:.0f}%",
+                        f"{median([o.cpu_ms_per_1000 for o in outcomes]):.1f} ms",
                         f"{median([o.client_cpu for o in outcomes]) * 100:.0f}%",
                         "/".join(str(o.resumes) for o in outcomes),
                         "; ".join(statuses),
@@ -156,6 +193,7 @@ def main() -> None:
                 "events/s each",
                 "slowest",
                 "server CPU",
+                "server CPU per 1,000 deliveries",
                 "client CPU",
                 "resumes",
                 "loss / gaps",

@@ -45,9 +45,11 @@ class EventLog:
         self._cumulative = array("q")
         self._evicted_bytes = 0
         self._last_seq = 0
-        # Futures of readers waiting for the next entry; append() resolves them all.
+        # Futures of readers waiting for the next entry, resolved all at once soon after
+        # an append (see append()).
         self._waiters: list[asyncio.Future[None]] = []
         self._prune_at = 64  # drop cancelled waiters when the list gets this long
+        self._wake_scheduled = False
 
     @property
     def last_seq(self) -> int:
@@ -84,12 +86,21 @@ class EventLog:
         self._entries.append(entry)
         self._cumulative.append(total)
         self._evict()
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                if not waiter.done():  # a reader that went away cancelled its own
-                    waiter.set_result(None)
+        if self._waiters and not self._wake_scheduled:
+            # Wake the readers from the event loop, once for everything appended until
+            # then, not here: resolving a thousand futures inside every append would
+            # spend the publisher's turn on wake-ups, so each turn would publish one
+            # event and each reader would write one message per socket write.
+            self._wake_scheduled = True
+            self._waiters[0].get_loop().call_soon(self._wake)
         return entry
+
+    def _wake(self) -> None:
+        self._wake_scheduled = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # a reader that went away cancelled its own
+                waiter.set_result(None)
 
     def read_after(self, after: int, limit: int = 1000) -> list[LogEntry]:
         """Entries with ``seq > after`` still in memory, oldest first (at most ``limit``)."""
@@ -105,7 +116,8 @@ class EventLog:
         return self._cumulative[-1] - self._bytes_before(index)
 
     def waiter(self) -> asyncio.Future[None]:
-        """A future of the caller's own, resolved by the next append.
+        """A future of the caller's own, resolved soon after the next append (in the
+        next turn of the event loop).
 
         One plain future per waiting reader (no task, no shield): a reader that is
         cancelled cancels only its own future, and waking N readers costs N callbacks.
