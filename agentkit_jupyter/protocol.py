@@ -78,9 +78,17 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     UNAUTHENTICATED = "unauthenticated"
     TOO_MANY_SUBSCRIBERS = "too_many_subscribers"
+    # One user's connections to one task reached max_connections_per_user (close 4009).
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    # REST 429: max_running_tasks runs are in flight; retry once one has ended.
+    TOO_MANY_RUNNING_TASKS = "too_many_running_tasks"
+    # REST 429: one user created more than max_creations_per_minute tasks.
+    TOO_MANY_CREATIONS = "too_many_creations"
     SUBSCRIBER_TOO_SLOW = "subscriber_too_slow"
     INVALID_AFTER = "invalid_after"
     INVALID_LIMIT = "invalid_limit"
+    # REST 400: ``GET tasks?since=`` with a cursor that is not one the server gave.
+    INVALID_SINCE = "invalid_since"
     EVENTS_TRUNCATED = "events_truncated"
     AFTER_BEYOND_LOG = "after_beyond_log"
     INVALID_BODY = "invalid_body"
@@ -90,6 +98,8 @@ class ErrorCode(StrEnum):
     KERNEL_DISCONNECTED = "kernel_disconnected"
     KERNEL_INTERRUPTED = "kernel_interrupted"
     SERVER_RESTARTED = "server_restarted"
+    # A stored record or event could not be read back as written (repaired or replaced).
+    DAMAGED_RECORD = "damaged_record"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -104,7 +114,7 @@ class CloseCode(IntEnum):
     FORBIDDEN = 4003  # not allowed (e.g. publishing to another kernel's task)
     UNKNOWN_TASK = 4004  # no such task, or it was deleted
     TOO_SLOW = 4008  # fell too far behind; resume with ?after=
-    TOO_MANY_SUBSCRIBERS = 4009
+    TOO_MANY_SUBSCRIBERS = 4009  # also for max_connections_per_user (too_many_connections)
 
 
 # -- names: paths, headers, environment, mimetypes -------------------------------------
@@ -121,6 +131,13 @@ PUBLISH_TOKEN_HEADER = "X-AgentKit-Publish-Token"
 API_KEY_HEADER = "X-AgentKit-Api-Key"
 API_KEY_AUTH_SCHEME = "ApiKey"
 API_KEY_QUERY = "api_key"
+# What an AgentKitExtension.api_keys key may do: "read" lists and watches tasks;
+# "write" also creates, cancels and deletes them.
+API_KEY_SCOPES = ("read", "write")
+# The user name a request authenticated by the key named N has.
+API_KEY_USER_PREFIX = "apikey:"
+# A REST 429 answer carries this header: seconds after which a retry may succeed.
+RETRY_AFTER_HEADER = "Retry-After"
 
 # What a kernel started by the server reads to find it.
 ENV_SERVER_URL = "AGENTKIT_SERVER_URL"
@@ -133,6 +150,10 @@ TASK_MIMETYPE = "application/vnd.agentkit.task+json"
 
 # ``GET tasks/{id}?limit=0``: the task's record without any of its events.
 RECORD_ONLY_LIMIT = 0
+# One ``GET tasks/{id}`` answers at most this many events, and about this many bytes of
+# them (at least one event); ``has_more`` says whether to ask again after ``next_after``.
+GET_PAGE_MAX_EVENTS = 1000
+GET_PAGE_MAX_BYTES = 4 * 1024 * 1024
 
 
 # -- server -> client: the task WebSocket ------------------------------------------------
@@ -299,10 +320,21 @@ def parse_client_message(raw: str | bytes, max_size: int) -> PingMessage | Cance
 
 
 class PublishEventMessage(TypedDict):
-    """Kernel -> server: one step event of the kernel's run."""
+    """Kernel -> server: one step event of the kernel's run, with its ``seq`` in the
+    kernel's log (the server's copy has the same ``seq``s: one already held is a
+    duplicate from before a reconnect and is skipped)."""
 
     type: Literal["event"]
     event: StepEventData
+    seq: NotRequired[int]
+
+
+class PublishResumeMessage(TypedDict):
+    """Server -> kernel, first on every publish connection: the last ``seq`` the server
+    holds; the publisher sends its events after it (a reconnecting publisher resumes)."""
+
+    type: Literal["resume"]
+    last_seq: int
 
 
 class PublishCancelMessage(TypedDict):
@@ -312,8 +344,15 @@ class PublishCancelMessage(TypedDict):
     reason: str | None
 
 
-def publish_event_message(event: StepEventData) -> PublishEventMessage:
-    return {"type": "event", "event": event}
+def publish_event_message(event: StepEventData, seq: int | None = None) -> PublishEventMessage:
+    message: PublishEventMessage = {"type": "event", "event": event}
+    if seq is not None:
+        message["seq"] = seq
+    return message
+
+
+def publish_resume_message(last_seq: int) -> PublishResumeMessage:
+    return {"type": "resume", "last_seq": last_seq}
 
 
 def publish_cancel_message(reason: str | None) -> PublishCancelMessage:
@@ -351,6 +390,121 @@ class RelayError(TypedDict):
     type: Literal["relay_error"]
     task_id: str
     error: str
+
+
+# -- REST: a page of a task's log, and the server's status ----------------------------------
+
+
+class TaskPage(TypedDict):
+    """What ``GET tasks/{id}`` adds to the task's record: one page of its log."""
+
+    # The step and result messages with ``seq > after``, as the task WebSocket sends them.
+    events: list[dict[str, Any]]
+    # Ask for the next page with ``?after=`` this: the last event's ``seq`` (or ``after``).
+    next_after: int
+    # Whether there are events after ``next_after``.
+    has_more: bool
+
+
+class HistoryState(StrEnum):
+    """Whether the task history (the SQLite file) takes writes."""
+
+    OK = "ok"
+    # Writes fail (disk full, read-only file): they are kept and retried; the stream goes on.
+    FAILING = "failing"
+    # No history this session (db_path '' or the file could not be opened).
+    OFF = "off"
+
+
+class HistoryError(TypedDict):
+    # The last error, as SQLite gave it.
+    message: str
+    # When the failures began (epoch seconds).
+    since: float
+    # Failed attempts so far.
+    failures: int
+
+
+class HistoryStatus(TypedDict):
+    state: HistoryState
+    path: str | None
+    # The write failure in progress, None when writes succeed.
+    error: HistoryError | None
+    # Events and records not yet on disk.
+    pending: int
+    # Said at start-up, e.g. a history file other users may read.
+    warnings: list[str]
+    # Tasks with a record or event that could not be read back as written.
+    damaged_tasks: list[str]
+    # Stored records that could not be read at all (logged, left in the file).
+    skipped_records: int
+
+
+class TaskCounts(TypedDict):
+    total: int
+    running: int
+    # Tasks whose log is held in memory (running ones and a small cache).
+    logs_in_memory: int
+
+
+class StatusResponse(TypedDict):
+    """``GET agentkit/api/status``."""
+
+    protocol: int
+    history: HistoryStatus
+    tasks: TaskCounts
+
+
+# -- REST: the task list (summaries, incremental) -------------------------------------------
+
+# ``GET tasks`` lists summaries: a text field longer than this many characters (the input,
+# the result's output, its error message or cancel reason) is cut to it, and the task's
+# ``truncated`` is true; ``GET tasks/{id}?limit=0`` has the whole record.
+LIST_TEXT_MAX_CHARS = 500
+# ``GET tasks?since=<cursor>``: only what changed since the answer that gave the cursor.
+LIST_SINCE_QUERY = "since"
+# How many deletions the server remembers for ``since``; an older cursor gets a full list.
+LIST_DELETIONS_KEPT = 10_000
+
+
+class TaskSummary(TypedDict):
+    """One task of ``GET tasks``: the record with its long texts cut."""
+
+    task_id: str
+    agent: str
+    status: str
+    origin: str
+    # The input, cut to LIST_TEXT_MAX_CHARS; ``input_chars`` is its whole length.
+    input: str
+    input_chars: int
+    created_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    # The result (None while it runs) without its long texts: ``output``, ``error.message``
+    # and ``reason`` are cut to LIST_TEXT_MAX_CHARS; ``output_chars`` is the output's length.
+    result: dict[str, Any] | None
+    output_chars: int
+    # Whether any text of this summary was cut.
+    truncated: bool
+    last_seq: int
+    first_seq: int
+    damaged: str | None
+    subscribers: int
+    ws_url: str
+
+
+class TaskList(TypedDict):
+    """``GET tasks`` (all tasks) and ``GET tasks?since=<cursor>`` (what changed)."""
+
+    # Oldest first: every task (``full``), or those created or changed since the cursor.
+    tasks: list[TaskSummary]
+    # Ids of tasks deleted since the cursor (always empty when ``full``).
+    deleted: list[str]
+    # Pass it as ``?since=`` next time.
+    cursor: str
+    # True: ``tasks`` is the whole list (no cursor, or one from before a restart or older
+    # than the deletions the server remembers); replace what you hold.
+    full: bool
 
 
 # -- serialisation: strict JSON, valid text ----------------------------------------------

@@ -15,3 +15,10 @@ fi
 # The build hook (hatch-jupyter-builder) installs the npm packages and builds the
 # JupyterLab extension and the anywidget bundle.
 "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+# Serve the front end from the build folder itself (a link, as `jlpm build` writes it),
+# not from the copy the editable install made.
+# (What `jupyter labextension develop` does, without needing the builder on PATH.)
+share="$VENV/share/jupyter/labextensions"
+mkdir -p "$share"
+rm -rf "$share/agentkit-jupyter"
+ln -s "$PWD/agentkit_jupyter/labextension" "$share/agentkit-jupyter"

@@ -1,6 +1,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import { API_PREFIX, TASK_WS_PREFIX } from './protocol';
 import { IRequestInit, ITransport, readResponse } from './transport';
 
 /**
@@ -11,7 +12,7 @@ export class LabTransport implements ITransport {
   constructor(readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
 
   async request<T>(path: string, init: IRequestInit = {}): Promise<T> {
-    const url = URLExt.join(this.settings.baseUrl, 'agentkit/api', path);
+    const url = URLExt.join(this.settings.baseUrl, API_PREFIX, path);
     const request: RequestInit = { method: init.method ?? 'GET', signal: init.signal };
     if (init.body !== undefined) {
       request.body = JSON.stringify(init.body);
@@ -22,7 +23,7 @@ export class LabTransport implements ITransport {
   }
 
   websocketUrl(taskId: string, after: number): string {
-    const url = URLExt.join(this.settings.wsUrl, 'agentkit/ws/tasks', encodeURIComponent(taskId));
+    const url = URLExt.join(this.settings.wsUrl, TASK_WS_PREFIX, encodeURIComponent(taskId));
     const query: { [key: string]: string } = { after: String(after) };
     if (this.settings.appendToken && this.settings.token) {
       query.token = this.settings.token;

@@ -1,3 +1,4 @@
+import { API_PREFIX, TASK_WS_PREFIX } from './protocol';
 import { IRequestInit, ITransport, joinUrl, readResponse } from './transport';
 
 interface IPageConfig {
@@ -62,7 +63,7 @@ export class PageTransport implements ITransport {
       body = JSON.stringify(init.body);
       headers['Content-Type'] = 'application/json';
     }
-    const response = await fetch(joinUrl(this.baseUrl, 'agentkit/api', path), {
+    const response = await fetch(joinUrl(this.baseUrl, API_PREFIX, path), {
       method,
       headers,
       body,
@@ -74,7 +75,7 @@ export class PageTransport implements ITransport {
   }
 
   websocketUrl(taskId: string, after: number): string {
-    const url = new URL(joinUrl(this.wsUrl, 'agentkit/ws/tasks', encodeURIComponent(taskId)));
+    const url = new URL(joinUrl(this.wsUrl, TASK_WS_PREFIX, encodeURIComponent(taskId)));
     url.searchParams.set('after', String(after));
     // As ServerConnection's `appendToken`: the same host sends its cookie, so the
     // token goes into the URL (and the logs) only for another host.

@@ -1,78 +1,89 @@
 /**
  * Wire protocol v1 of the agentkit server, as seen from the browser.
  *
- * One module for every message shape; `parseServerMessage` validates what
- * arrives on the WebSocket (or through the kernel relay) before anything
- * renders it.
+ * The contract itself (statuses, error and close codes, names, message shapes)
+ * is generated from `agentkit_jupyter/protocol.py` into `protocol.generated.ts`;
+ * this module re-exports what the other modules use, narrows a few wire types
+ * to what a parsed message guarantees, and validates what arrives on the
+ * WebSocket (or through the kernel relay) before anything renders it.
  */
 
-/** The lifecycle of a task on the server. */
-export type TaskStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+import {
+  ErrorCode,
+  FINAL_STATUSES,
+  PROTOCOL_VERSION,
+  TASK_STATUSES,
+  TaskStatus
+} from './protocol.generated';
+import type {
+  FinalStatus,
+  IConnectedMessage as IWireConnectedMessage,
+  IErrorMessage,
+  IPongMessage,
+  IRelayBatch,
+  IRelayError,
+  IResultData as IWireResultData,
+  IResultMessage as IWireResultMessage,
+  IStepEventData,
+  IStepMessage,
+  ITaskPage
+} from './protocol.generated';
 
-/** The terminal statuses a `result` message carries. */
-export type FinalStatus = 'succeeded' | 'failed' | 'cancelled';
+export {
+  API_PREFIX,
+  CloseCode,
+  ErrorCode,
+  FINAL_STATUSES,
+  PROTOCOL_VERSION,
+  TASK_MIMETYPE,
+  TASK_STATUSES,
+  TASK_WS_PREFIX,
+  TaskStatus
+} from './protocol.generated';
+export type {
+  FinalStatus,
+  ICancelMessage,
+  IErrorMessage,
+  IPingMessage,
+  IPongMessage,
+  IRelayBatch,
+  IRelayCancel,
+  IRelayError,
+  IRelayRequest,
+  IStepEventData,
+  IStepMessage
+} from './protocol.generated';
 
 /** A JSON object with unknown members. */
 export type JSONRecord = { [key: string]: unknown };
 
-/** `StepEvent.to_dict()` of the Python runtime. */
-export interface IStepEvent {
-  event_type: string;
-  step: number;
-  data: JSONRecord;
-  timestamp: number;
-}
-
-export interface IStepMessage {
-  type: 'step';
-  seq: number;
-  task_id: string;
-  data: IStepEvent;
-}
-
-export interface IResultData {
+/** A parsed `result`: its status is one a task ends in. */
+export interface IResultData extends IWireResultData {
   status: FinalStatus;
-  task_id: string;
-  output?: string;
-  total_steps?: number;
-  total_tokens?: number;
-  error?: unknown;
 }
 
-export interface IResultMessage {
-  type: 'result';
-  seq: number;
-  task_id: string;
+export interface IResultMessage extends IWireResultMessage {
   data: IResultData;
 }
 
-export interface IConnectedMessage {
-  type: 'connected';
-  task_id: string;
-  agent: string;
+/** A parsed `connected` greeting: its status is a known one. */
+export interface IConnectedMessage extends IWireConnectedMessage {
   status: TaskStatus;
-  last_seq: number;
-}
-
-export interface IErrorMessage {
-  type: 'error';
-  data: { code: string; message: string };
-}
-
-export interface IPongMessage {
-  type: 'pong';
 }
 
 /** A message of a task's log: what REST `events` and the relay carry. */
 export type TaskLogMessage = IStepMessage | IResultMessage;
 
-/** Everything the server sends on a task's WebSocket. */
+/** Everything the server sends on a task's WebSocket, as parsed here. */
 export type ServerMessage =
   | IConnectedMessage
   | IStepMessage
   | IResultMessage
   | IErrorMessage
   | IPongMessage;
+
+/** What the kernel sends the view on the relay path. */
+export type RelayMessage = IRelayBatch | IRelayError;
 
 /** A task as `GET agentkit/api/tasks` lists it. */
 export interface ITask {
@@ -83,16 +94,17 @@ export interface ITask {
   created_at?: number | string | null;
   started_at?: number | string | null;
   finished_at?: number | string | null;
-  result?: IResultData | JSONRecord | null;
+  result?: IWireResultData | JSONRecord | null;
   last_seq?: number;
   ws_url?: string;
   origin?: string;
 }
 
-/** `GET agentkit/api/tasks/{id}`: the task and its log. */
-export interface ITaskDetail extends ITask {
-  events?: unknown[];
-}
+/**
+ * `GET agentkit/api/tasks/{id}`: the task and one page of its log; `has_more`
+ * when there are events after `next_after` (the WebSocket replays them too).
+ */
+export interface ITaskDetail extends ITask, Partial<ITaskPage> {}
 
 export interface IToolInfo {
   name: string;
@@ -105,20 +117,23 @@ export interface IAgentInfo {
   tools?: IToolInfo[];
 }
 
-/** The custom mimetype a notebook output carries to re-attach a task view. */
-export const TASK_MIMETYPE = 'application/vnd.agentkit.task+json';
-
 /** The data of a `TASK_MIMETYPE` output. */
 export interface ITaskReference {
   task_id: string;
   agent?: string;
 }
 
-const FINAL: ReadonlySet<string> = new Set(['succeeded', 'failed', 'cancelled']);
+const STATUSES: ReadonlySet<unknown> = new Set<unknown>(TASK_STATUSES);
+const FINAL: ReadonlySet<unknown> = new Set<unknown>(FINAL_STATUSES);
 
-/** Whether a status is terminal. */
-export function isFinal(status: string | null | undefined): boolean {
-  return status !== null && status !== undefined && FINAL.has(status);
+/** Whether a value is a status of the protocol. */
+export function isTaskStatus(status: unknown): status is TaskStatus {
+  return STATUSES.has(status);
+}
+
+/** Whether a status is one a task ends in (`interrupted` included). */
+export function isFinal(status: unknown): status is FinalStatus {
+  return FINAL.has(status);
 }
 
 /** Whether a value is a plain JSON object. */
@@ -126,13 +141,42 @@ export function isRecord(value: unknown): value is JSONRecord {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function isStepEvent(value: unknown): value is IStepEvent {
+function isStepEvent(value: unknown): value is IStepEventData {
   return (
     isRecord(value) &&
     typeof value.event_type === 'string' &&
     typeof value.step === 'number' &&
     (value.data === undefined || isRecord(value.data))
   );
+}
+
+/**
+ * The data of a `result`, checked field by field. A status that is not a final
+ * one (a newer or broken server) reads as `failed`: the run is over either way.
+ */
+function parseResultData(data: JSONRecord, taskId: string): IResultData {
+  const result: IResultData = {
+    status: isFinal(data.status) ? data.status : TaskStatus.FAILED,
+    task_id: typeof data.task_id === 'string' ? data.task_id : taskId
+  };
+  if (typeof data.output === 'string') {
+    result.output = data.output;
+  }
+  if (typeof data.total_steps === 'number') {
+    result.total_steps = data.total_steps;
+  }
+  if (typeof data.total_tokens === 'number') {
+    result.total_tokens = data.total_tokens;
+  }
+  if (isRecord(data.error)) {
+    result.error = data.error;
+  } else if (typeof data.error === 'string' && data.error) {
+    result.error = { message: data.error };
+  }
+  if (typeof data.reason === 'string') {
+    result.reason = data.reason;
+  }
+  return result;
 }
 
 /**
@@ -165,16 +209,12 @@ export function parseServerMessage(raw: unknown): ServerMessage | null {
       if (typeof raw.seq !== 'number' || !isRecord(raw.data)) {
         return null;
       }
-      const status = String(raw.data.status ?? 'failed');
+      const taskId = String(raw.task_id ?? raw.data.task_id ?? '');
       return {
         type: 'result',
         seq: raw.seq,
-        task_id: String(raw.task_id ?? raw.data.task_id ?? ''),
-        data: {
-          ...raw.data,
-          status: (FINAL.has(status) ? status : 'failed') as FinalStatus,
-          task_id: String(raw.data.task_id ?? raw.task_id ?? '')
-        }
+        task_id: taskId,
+        data: parseResultData(raw.data, taskId)
       };
     }
     case 'connected':
@@ -182,18 +222,27 @@ export function parseServerMessage(raw: unknown): ServerMessage | null {
         type: 'connected',
         task_id: String(raw.task_id ?? ''),
         agent: String(raw.agent ?? ''),
-        status: String(raw.status ?? 'running') as TaskStatus,
-        last_seq: typeof raw.last_seq === 'number' ? raw.last_seq : 0
+        status: isTaskStatus(raw.status) ? raw.status : TaskStatus.RUNNING,
+        last_seq: typeof raw.last_seq === 'number' ? raw.last_seq : 0,
+        after: typeof raw.after === 'number' ? raw.after : 0,
+        protocol: typeof raw.protocol === 'number' ? raw.protocol : PROTOCOL_VERSION
       };
     case 'error': {
       const data = isRecord(raw.data) ? raw.data : {};
-      return {
+      const message: IErrorMessage = {
         type: 'error',
         data: {
-          code: String(data.code ?? 'error'),
+          code: typeof data.code === 'string' ? data.code : ErrorCode.INTERNAL_ERROR,
           message: String(data.message ?? 'Unknown error')
         }
       };
+      if (typeof data.last_seq === 'number') {
+        message.data.last_seq = data.last_seq;
+      }
+      if (typeof data.first_seq === 'number') {
+        message.data.first_seq = data.first_seq;
+      }
+      return message;
     }
     case 'pong':
       return { type: 'pong' };
@@ -206,6 +255,30 @@ export function parseServerMessage(raw: unknown): ServerMessage | null {
 export function parseLogMessage(raw: unknown): TaskLogMessage | null {
   const msg = parseServerMessage(raw);
   return msg && (msg.type === 'step' || msg.type === 'result') ? msg : null;
+}
+
+/**
+ * Validate a message of the kernel relay (`relay_batch` or `relay_error`);
+ * `null` for anything else. A missing `task_id` reads as `''`.
+ */
+export function parseRelayMessage(raw: unknown): RelayMessage | null {
+  if (!isRecord(raw)) {
+    return null;
+  }
+  const taskId = typeof raw.task_id === 'string' ? raw.task_id : '';
+  switch (raw.type) {
+    case 'relay_batch':
+      return {
+        type: 'relay_batch',
+        task_id: taskId,
+        task: isRecord(raw.task) ? raw.task : {},
+        messages: Array.isArray(raw.messages) ? raw.messages.filter(isRecord) : []
+      };
+    case 'relay_error':
+      return { type: 'relay_error', task_id: taskId, error: errorText(raw.error) };
+    default:
+      return null;
+  }
 }
 
 /** Seconds since the epoch from a number (seconds) or an ISO date string. */

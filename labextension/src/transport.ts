@@ -6,6 +6,8 @@
  * (page-transport.ts), so that bundle stays free of JupyterLab packages.
  */
 
+import { ErrorCode } from './protocol';
+
 export interface IRequestInit {
   method?: 'GET' | 'POST' | 'DELETE';
   body?: unknown;
@@ -56,7 +58,7 @@ export async function readResponse<T>(response: Response): Promise<T> {
     throw new ApiError(response.status, code, message);
   }
   if (body === undefined && text) {
-    throw new ApiError(response.status, 'invalid_json', 'The server did not answer JSON.');
+    throw new ApiError(response.status, ErrorCode.INVALID_JSON, 'The server did not answer JSON.');
   }
   return body as T;
 }

@@ -1,0 +1,406 @@
+// Generated from agentkit_jupyter/protocol.py by scripts/generate_protocol_ts.py; do not edit.
+// Regenerate with `python scripts/generate_protocol_ts.py` after changing protocol.py.
+
+/** The version of the wire protocol (`connected` messages carry it). */
+export const PROTOCOL_VERSION = 1;
+
+// -- TaskStatus ---------------------------------------------------------------
+
+/** The lifecycle of a task. */
+export const TaskStatus = {
+  QUEUED: 'queued',
+  RUNNING: 'running',
+  SUCCEEDED: 'succeeded',
+  FAILED: 'failed',
+  CANCELLED: 'cancelled',
+  /** It was running when the server stopped; its events up to then are kept. */
+  INTERRUPTED: 'interrupted'
+} as const;
+export type TaskStatus = (typeof TaskStatus)[keyof typeof TaskStatus];
+
+/** Every status, in lifecycle order. */
+export const TASK_STATUSES = [
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'cancelled',
+  'interrupted'
+] as const;
+
+/** The statuses a task ends in (it never changes again). */
+export const FINAL_STATUSES = ['succeeded', 'failed', 'cancelled', 'interrupted'] as const;
+export type FinalStatus = (typeof FINAL_STATUSES)[number];
+
+// -- ErrorCode ----------------------------------------------------------------
+
+/** Codes of `{"type": "error"}` messages, of REST errors and of failed results. */
+export const ErrorCode = {
+  INVALID_JSON: 'invalid_json',
+  NOT_AN_OBJECT: 'not_an_object',
+  MISSING_TYPE: 'missing_type',
+  UNKNOWN_TYPE: 'unknown_type',
+  INVALID_MESSAGE: 'invalid_message',
+  MESSAGE_TOO_LARGE: 'message_too_large',
+  BINARY_NOT_SUPPORTED: 'binary_not_supported',
+  INVALID_UTF8: 'invalid_utf8',
+  RATE_LIMITED: 'rate_limited',
+  UNKNOWN_TASK: 'unknown_task',
+  UNKNOWN_AGENT: 'unknown_agent',
+  TASK_FINISHED: 'task_finished',
+  FORBIDDEN: 'forbidden',
+  UNAUTHENTICATED: 'unauthenticated',
+  TOO_MANY_SUBSCRIBERS: 'too_many_subscribers',
+  /** One user's connections to one task reached max_connections_per_user (close 4009). */
+  TOO_MANY_CONNECTIONS: 'too_many_connections',
+  /** REST 429: max_running_tasks runs are in flight; retry once one has ended. */
+  TOO_MANY_RUNNING_TASKS: 'too_many_running_tasks',
+  /** REST 429: one user created more than max_creations_per_minute tasks. */
+  TOO_MANY_CREATIONS: 'too_many_creations',
+  SUBSCRIBER_TOO_SLOW: 'subscriber_too_slow',
+  INVALID_AFTER: 'invalid_after',
+  INVALID_LIMIT: 'invalid_limit',
+  /** REST 400: `GET tasks?since=` with a cursor that is not one the server gave. */
+  INVALID_SINCE: 'invalid_since',
+  EVENTS_TRUNCATED: 'events_truncated',
+  AFTER_BEYOND_LOG: 'after_beyond_log',
+  INVALID_BODY: 'invalid_body',
+  BAD_REQUEST: 'bad_request',
+  NOT_FOUND: 'not_found',
+  SERVER_SHUTTING_DOWN: 'server_shutting_down',
+  KERNEL_DISCONNECTED: 'kernel_disconnected',
+  KERNEL_INTERRUPTED: 'kernel_interrupted',
+  SERVER_RESTARTED: 'server_restarted',
+  /** A stored record or event could not be read back as written (repaired or replaced). */
+  DAMAGED_RECORD: 'damaged_record',
+  INTERNAL_ERROR: 'internal_error'
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+// -- CloseCode ----------------------------------------------------------------
+
+/** WebSocket close codes the server uses. */
+export const CloseCode = {
+  /** after the final result, or heartbeat timeout */
+  NORMAL: 1000,
+  /** the server is shutting down */
+  GOING_AWAY: 1001,
+  /** a text frame that is not UTF-8 */
+  INVALID_DATA: 1007,
+  /** an unexpected server error (after error internal_error) */
+  INTERNAL_ERROR: 1011,
+  /** the seed api_key was missing or wrong */
+  UNAUTHENTICATED: 4001,
+  /** not allowed (e.g. publishing to another kernel's task) */
+  FORBIDDEN: 4003,
+  /** no such task, or it was deleted */
+  UNKNOWN_TASK: 4004,
+  /** fell too far behind; resume with ?after= */
+  TOO_SLOW: 4008,
+  /** also for max_connections_per_user (too_many_connections) */
+  TOO_MANY_SUBSCRIBERS: 4009
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+// -- HistoryState -------------------------------------------------------------
+
+/** Whether the task history (the SQLite file) takes writes. */
+export const HistoryState = {
+  OK: 'ok',
+  /** Writes fail (disk full, read-only file): they are kept and retried; the stream goes on. */
+  FAILING: 'failing',
+  /** No history this session (db_path '' or the file could not be opened). */
+  OFF: 'off'
+} as const;
+export type HistoryState = (typeof HistoryState)[keyof typeof HistoryState];
+
+// -- names: paths, headers, environment, mimetypes, message types -------------
+
+/** Paths below the server's base_url. */
+export const API_PREFIX = 'agentkit/api/';
+export const TASK_WS_PREFIX = 'agentkit/ws/tasks/';
+export const PUBLISH_WS_PREFIX = 'agentkit/ws/publish/';
+
+/** The secret a kernel presents on its publish WebSocket (it got it from POST kernel-tasks). */
+export const PUBLISH_TOKEN_HEADER = 'X-AgentKit-Publish-Token';
+
+/**
+ * Where a client may present the seed api_key: this header, `Authorization: ApiKey <key>`, or (old
+ * clients) the query parameter.
+ */
+export const API_KEY_HEADER = 'X-AgentKit-Api-Key';
+export const API_KEY_AUTH_SCHEME = 'ApiKey';
+export const API_KEY_QUERY = 'api_key';
+
+/**
+ * What an AgentKitExtension.api_keys key may do: "read" lists and watches tasks; "write" also
+ * creates, cancels and deletes them.
+ */
+export const API_KEY_SCOPES = ['read', 'write'] as const;
+
+/** The user name a request authenticated by the key named N has. */
+export const API_KEY_USER_PREFIX = 'apikey:';
+
+/** A REST 429 answer carries this header: seconds after which a retry may succeed. */
+export const RETRY_AFTER_HEADER = 'Retry-After';
+
+/** What a kernel started by the server reads to find it. */
+export const ENV_SERVER_URL = 'AGENTKIT_SERVER_URL';
+export const ENV_SERVER_TOKEN = 'AGENTKIT_SERVER_TOKEN';
+
+/** The seed api_key, when not configured otherwise. */
+export const ENV_API_KEY = 'AGENTKIT_API_KEY';
+
+/** The output mimetype a notebook carries to re-attach a task view by id. */
+export const TASK_MIMETYPE = 'application/vnd.agentkit.task+json';
+
+/** `GET tasks/{id}?limit=0`: the task's record without any of its events. */
+export const RECORD_ONLY_LIMIT = 0;
+
+/**
+ * One `GET tasks/{id}` answers at most this many events, and about this many bytes of them (at
+ * least one event); `has_more` says whether to ask again after `next_after`.
+ */
+export const GET_PAGE_MAX_EVENTS = 1000;
+export const GET_PAGE_MAX_BYTES = 4194304;
+
+export const SERVER_MESSAGE_TYPES = ['connected', 'step', 'result', 'error', 'pong'] as const;
+export type ServerMessageType = (typeof SERVER_MESSAGE_TYPES)[number];
+
+export const CLIENT_MESSAGE_TYPES = ['ping', 'cancel'] as const;
+export type ClientMessageType = (typeof CLIENT_MESSAGE_TYPES)[number];
+
+/**
+ * `GET tasks` lists summaries: a text field longer than this many characters (the input, the
+ * result's output, its error message or cancel reason) is cut to it, and the task's `truncated` is
+ * true; `GET tasks/{id}?limit=0` has the whole record.
+ */
+export const LIST_TEXT_MAX_CHARS = 500;
+
+/** `GET tasks?since=<cursor>`: only what changed since the answer that gave the cursor. */
+export const LIST_SINCE_QUERY = 'since';
+
+/** How many deletions the server remembers for `since`; an older cursor gets a full list. */
+export const LIST_DELETIONS_KEPT = 10000;
+
+// -- messages -----------------------------------------------------------------
+
+/** `StepEvent.to_dict()` of the runtime. */
+export interface IStepEventData {
+  event_type: string;
+  step: number;
+  data: { [key: string]: unknown };
+  timestamp: number;
+}
+
+export interface IStepMessage {
+  type: 'step';
+  seq: number;
+  task_id: string;
+  data: IStepEventData;
+}
+
+export interface IResultData {
+  status: string;
+  task_id: string;
+  output?: string | null;
+  total_steps?: number | null;
+  total_tokens?: number | null;
+  error?: { [key: string]: unknown } | null;
+  reason?: string | null;
+}
+
+export interface IResultMessage {
+  type: 'result';
+  seq: number;
+  task_id: string;
+  data: IResultData;
+}
+
+export interface IConnectedMessage {
+  type: 'connected';
+  task_id: string;
+  agent: string;
+  status: string;
+  last_seq: number;
+  after: number;
+  protocol: number;
+}
+
+export interface IErrorData {
+  code: string;
+  message: string;
+  last_seq?: number;
+  first_seq?: number;
+}
+
+export interface IErrorMessage {
+  type: 'error';
+  data: IErrorData;
+}
+
+export interface IPongMessage {
+  type: 'pong';
+}
+
+export interface IPingMessage {
+  type: 'ping';
+}
+
+export interface ICancelMessage {
+  type: 'cancel';
+  reason?: string | null;
+}
+
+/**
+ * Kernel -> server: one step event of the kernel's run, with its `seq` in the kernel's log (the
+ * server's copy has the same `seq`s: one already held is a duplicate from before a reconnect and is
+ * skipped).
+ */
+export interface IPublishEventMessage {
+  type: 'event';
+  event: IStepEventData;
+  seq?: number;
+}
+
+/**
+ * Server -> kernel, first on every publish connection: the last `seq` the server holds; the
+ * publisher sends its events after it (a reconnecting publisher resumes).
+ */
+export interface IPublishResumeMessage {
+  type: 'resume';
+  last_seq: number;
+}
+
+/** Server -> kernel: a viewer cancelled the run. */
+export interface IPublishCancelMessage {
+  type: 'cancel';
+  reason: string | null;
+}
+
+/** View -> kernel: send the task's messages after `after`, then the live ones. */
+export interface IRelayRequest {
+  type: 'relay';
+  after: number;
+}
+
+/** View -> kernel: cancel the task (the Cancel button, on the relay path). */
+export interface IRelayCancel {
+  type: 'cancel';
+}
+
+/** Kernel -> view: the task's record and a batch of its log messages. */
+export interface IRelayBatch {
+  type: 'relay_batch';
+  task_id: string;
+  task: { [key: string]: unknown };
+  messages: { [key: string]: unknown }[];
+}
+
+/** Kernel -> view: the kernel lost the stream (or a cancel failed). */
+export interface IRelayError {
+  type: 'relay_error';
+  task_id: string;
+  error: string;
+}
+
+/** What `GET tasks/{id}` adds to the task's record: one page of its log. */
+export interface ITaskPage {
+  /** The step and result messages with `seq > after`, as the task WebSocket sends them. */
+  events: { [key: string]: unknown }[];
+  /** Ask for the next page with `?after=` this: the last event's `seq` (or `after`). */
+  next_after: number;
+  /** Whether there are events after `next_after`. */
+  has_more: boolean;
+}
+
+export interface IHistoryError {
+  /** The last error, as SQLite gave it. */
+  message: string;
+  /** When the failures began (epoch seconds). */
+  since: number;
+  /** Failed attempts so far. */
+  failures: number;
+}
+
+export interface IHistoryStatus {
+  state: HistoryState;
+  path: string | null;
+  /** The write failure in progress, None when writes succeed. */
+  error: IHistoryError | null;
+  /** Events and records not yet on disk. */
+  pending: number;
+  /** Said at start-up, e.g. a history file other users may read. */
+  warnings: string[];
+  /** Tasks with a record or event that could not be read back as written. */
+  damaged_tasks: string[];
+  /** Stored records that could not be read at all (logged, left in the file). */
+  skipped_records: number;
+}
+
+export interface ITaskCounts {
+  total: number;
+  running: number;
+  /** Tasks whose log is held in memory (running ones and a small cache). */
+  logs_in_memory: number;
+}
+
+/** `GET agentkit/api/status`. */
+export interface IStatusResponse {
+  protocol: number;
+  history: IHistoryStatus;
+  tasks: ITaskCounts;
+}
+
+/** One task of `GET tasks`: the record with its long texts cut. */
+export interface ITaskSummary {
+  task_id: string;
+  agent: string;
+  status: string;
+  origin: string;
+  /** The input, cut to LIST_TEXT_MAX_CHARS; `input_chars` is its whole length. */
+  input: string;
+  input_chars: number;
+  created_at: number | null;
+  started_at: number | null;
+  finished_at: number | null;
+  /**
+   * The result (None while it runs) without its long texts: `output`, `error.message` and `reason`
+   * are cut to LIST_TEXT_MAX_CHARS; `output_chars` is the output's length.
+   */
+  result: { [key: string]: unknown } | null;
+  output_chars: number;
+  /** Whether any text of this summary was cut. */
+  truncated: boolean;
+  last_seq: number;
+  first_seq: number;
+  damaged: string | null;
+  subscribers: number;
+  ws_url: string;
+}
+
+/** `GET tasks` (all tasks) and `GET tasks?since=<cursor>` (what changed). */
+export interface ITaskList {
+  /** Oldest first: every task (`full`), or those created or changed since the cursor. */
+  tasks: ITaskSummary[];
+  /** Ids of tasks deleted since the cursor (always empty when `full`). */
+  deleted: string[];
+  /** Pass it as `?since=` next time. */
+  cursor: string;
+  /**
+   * True: `tasks` is the whole list (no cursor, or one from before a restart or older than the
+   * deletions the server remembers); replace what you hold.
+   */
+  full: boolean;
+}
+
+// -- message unions -----------------------------------------------------------
+
+export type ServerMessage =
+  | IStepMessage
+  | IResultMessage
+  | IConnectedMessage
+  | IErrorMessage
+  | IPongMessage;
+
+export type ClientMessage = IPingMessage | ICancelMessage;
