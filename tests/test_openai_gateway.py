@@ -379,7 +379,7 @@ def test_stream_without_finish_is_an_error(llm_server: FakeLLMServer) -> None:
 
     error = failing(gateway(llm_server))
 
-    assert error.code == "llm_error"
+    assert error.code == "model_stream_ended"
     assert "ended before the model finished" in str(error)
 
 

@@ -5,7 +5,16 @@ from .cancellation import CancellationToken, OperationCancelled
 from .demo import demo_agents
 from .engine import ReActEngine
 from .events import ErrorCode, EventType, StepEvent
-from .llm import LLMError, LLMGateway, ModelRequest, ModelTurn, TokenDelta, ToolCall, Usage
+from .llm import (
+    LLMError,
+    LLMGateway,
+    ModelRequest,
+    ModelTurn,
+    TokenDelta,
+    ToolCall,
+    Usage,
+    redact_url,
+)
 from .openai_gateway import OpenAIGateway
 from .scripted import ScriptContext, ScriptedGateway, ScriptedTurn
 from .tools import Tool, ToolArgumentError, tool
@@ -34,5 +43,6 @@ __all__ = [
     "Usage",
     "UnknownAgentError",
     "demo_agents",
+    "redact_url",
     "tool",
 ]

@@ -439,8 +439,10 @@ DEMO_TURNS = 3  # the longest path: look up two cities, divide, answer
 
 def _slow_turn(n: int, total: int) -> Callable[[ScriptContext], ScriptedTurn]:
     def turn(ctx: ScriptContext) -> ScriptedTurn:
+        # "Search n of total", not "Step": the answer is one more step (model turn).
+        again = "" if n == 1 else " again"
         return ScriptedTurn(
-            f"Step {n} of {total}: I search the archive again, this time for part {n} "
+            f"Search {n} of {total}: I search the archive{again}, this time for part {n} "
             f"of {ctx.question!r}, to gather more evidence.",
             [("slow_search", {"query": f"{ctx.question} (part {n})", "seconds": 1.0})],
         )

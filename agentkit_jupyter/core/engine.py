@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from .cancellation import CancellationToken
 from .events import ErrorCode, EventType, StepEvent
 from .llm import LLMError, LLMGateway, Message, ModelRequest, ModelTurn, TokenDelta, ToolCall, Usage
 from .tools import Tool, ToolArgumentError, as_tools
+from .workers import run_in_process, run_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,21 @@ class _Cancelled:
 
 
 _CANCELLED = _Cancelled()
+
+
+class _Ended:
+    """Queue sentinel: the gateway's stream ended without a :class:`ModelTurn`."""
+
+
+_ENDED = _Ended()
+
+# The most model items (tokens) buffered between the gateway and the run.
+MODEL_QUEUE_SIZE = 256
+
+_LLM_CODES = {
+    ErrorCode.LLM_TIMEOUT.value: ErrorCode.LLM_TIMEOUT,
+    ErrorCode.MODEL_STREAM_ENDED.value: ErrorCode.MODEL_STREAM_ENDED,
+}
 
 
 @dataclass(slots=True)
@@ -43,8 +58,8 @@ class _RunState:
     tools: dict[str, Tool]
     step: int = 0
     usage: Usage = field(default_factory=Usage)
-    # Worker threads of sync tools: a cancel abandons them, and we say so.
-    tool_threads: dict[str, list[threading.Thread]] = field(default_factory=dict)
+    # Pool jobs of sync tools: a cancel abandons the running ones, and we say so.
+    tool_jobs: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class ReActEngine:
@@ -161,23 +176,35 @@ class ReActEngine:
     ) -> AsyncIterator[StepEvent | ModelTurn]:
         """Stream one model call: token events, then the turn; or a terminal event."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[TokenDelta | ModelTurn | LLMError | _Cancelled] = asyncio.Queue()
+        # Bounded: a gateway that streams faster than the run consumes waits (backpressure)
+        # instead of piling tokens up in memory.
+        queue: asyncio.Queue[TokenDelta | ModelTurn | LLMError | _Cancelled | _Ended] = (
+            asyncio.Queue(MODEL_QUEUE_SIZE)
+        )
 
         async def pump() -> None:
             try:
                 async for item in self.gateway.stream(request):
-                    queue.put_nowait(item)
+                    await queue.put(item)
+                    if isinstance(item, ModelTurn):
+                        return
             except LLMError as exc:
-                queue.put_nowait(exc)
+                await queue.put(exc)
+                return
             except Exception:
                 log.exception("model gateway %s failed", type(self.gateway).__name__)
-                queue.put_nowait(LLMError("The model call failed unexpectedly."))
+                await queue.put(LLMError("The model call failed unexpectedly."))
+                return
+            await queue.put(_ENDED)  # the stream ended without its turn
 
         producer = asyncio.create_task(pump())
 
         def stop(_reason: str | None) -> None:
             def interrupt() -> None:
                 producer.cancel()
+                # Make room: the queue is bounded and the consumer must see the cancel now.
+                while not queue.empty():
+                    queue.get_nowait()
                 queue.put_nowait(_CANCELLED)
 
             _call_on_loop(loop, interrupt)
@@ -202,10 +229,16 @@ class ReActEngine:
                 if isinstance(item, _Cancelled):
                     yield self._cancelled_event(state, "llm_call", [])
                     return
-                if isinstance(item, LLMError):
-                    code = (
-                        ErrorCode.LLM_TIMEOUT if item.code == "llm_timeout" else ErrorCode.LLM_ERROR
+                if isinstance(item, _Ended):
+                    yield self._error(
+                        state,
+                        ErrorCode.MODEL_STREAM_ENDED,
+                        f"The model's stream ({type(self.gateway).__name__}) ended without "
+                        "a complete answer.",
                     )
+                    return
+                if isinstance(item, LLMError):
+                    code = _LLM_CODES.get(item.code, ErrorCode.LLM_ERROR)
                     yield self._error(state, code, f"The model call failed: {item}")
                     return
                 if isinstance(item, TokenDelta):
@@ -282,8 +315,14 @@ class ReActEngine:
         try:
             if tool.is_async:
                 result = await asyncio.wait_for(tool.func(**kwargs), tool.timeout)
+            elif tool.isolate == "process":
+                # A cancel or timeout kills the worker process: nothing is left running.
+                result = await asyncio.wait_for(run_in_process(tool.func, kwargs), tool.timeout)
             else:
-                result = await asyncio.wait_for(_run_in_thread(tool, kwargs, state), tool.timeout)
+                jobs = state.tool_jobs.setdefault(tool.name, [])
+                result = await asyncio.wait_for(
+                    run_in_thread(tool.func, kwargs, tool.name, jobs), tool.timeout
+                )
         except TimeoutError:
             return failed(
                 ErrorCode.TOOL_TIMEOUT, f"{tool.name} timed out after {tool.timeout:g} s."
@@ -301,9 +340,7 @@ class ReActEngine:
 
     def _cancelled_event(self, state: _RunState, interrupted: str, tools: list[str]) -> StepEvent:
         background = sorted(
-            name
-            for name, threads in state.tool_threads.items()
-            if any(thread.is_alive() for thread in threads)
+            name for name, jobs in state.tool_jobs.items() if any(job.running for job in jobs)
         )
         if interrupted == "llm_call":
             message = "Cancelled during the model call; the request was aborted."
@@ -329,35 +366,6 @@ class ReActEngine:
                 "message": message,
             },
         )
-
-
-async def _run_in_thread(tool: Tool, kwargs: dict[str, Any], state: _RunState) -> Any:
-    """Run a sync tool in a daemon thread, so an abandoned call never blocks exit."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def deliver(ok: bool, value: Any) -> None:
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-    def target() -> None:
-        try:
-            outcome = (True, tool.func(**kwargs))
-        except BaseException as exc:  # delivered to the awaiting coroutine
-            outcome = (False, exc)
-        try:
-            loop.call_soon_threadsafe(deliver, *outcome)
-        except RuntimeError:
-            pass  # the loop closed while the tool ran: nobody is waiting
-
-    thread = threading.Thread(target=target, name=f"agentkit-tool-{tool.name}", daemon=True)
-    state.tool_threads.setdefault(tool.name, []).append(thread)
-    thread.start()
-    return await future
 
 
 def _call_on_loop(loop: asyncio.AbstractEventLoop, func: Callable[[], None]) -> None:

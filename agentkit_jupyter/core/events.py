@@ -27,6 +27,8 @@ class ErrorCode(StrEnum):
     # End the run
     LLM_ERROR = "llm_error"
     LLM_TIMEOUT = "llm_timeout"
+    # The model's stream ended cleanly but without a complete turn (no finish).
+    MODEL_STREAM_ENDED = "model_stream_ended"
     EMPTY_RESPONSE = "empty_response"
     MAX_STEPS_EXCEEDED = "max_steps_exceeded"
     INTERNAL_ERROR = "internal_error"

@@ -105,3 +105,34 @@ class LLMGateway(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default holds none."""
+
+
+# Query parameters whose name contains one of these hold credentials.
+_SECRET_PARAMS = ("key", "token", "secret", "auth", "pass", "sig", "credential")
+REDACTED = "[secret]"
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown or logged: a ``user:password@`` becomes ``[secret]@``
+    and the value of a query parameter named like a credential (``api-key``, ``token``,
+    ``sig``...) becomes ``[secret]``; the rest is kept."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = REDACTED + "@" + netloc.rpartition("@")[2]
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode(
+                [
+                    (name, REDACTED if any(s in name.lower() for s in _SECRET_PARAMS) else value)
+                    for name, value in pairs
+                ],
+                safe="[]",
+            )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:  # not a URL one can take apart: show nothing of it
+        return REDACTED

@@ -140,8 +140,12 @@ class OpenAIGateway(LLMGateway):
         if not builder.finished:
             raise LLMError(
                 f"The stream from {self._endpoint} ended before the model finished its answer "
-                "(it was cut short mid-stream)."
+                "(it was cut short mid-stream).",
+                code="model_stream_ended",
             )
+        held = builder.flush()
+        if held:
+            yield TokenDelta(held)
         yield builder.turn()
 
     async def aclose(self) -> None:
@@ -239,6 +243,9 @@ class _TurnBuilder:
     calls: dict[int, _PendingCall] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     finished: bool = False
+    # A high surrogate that ended the last chunk: the other half of the pair (an emoji
+    # split across two chunks) comes in the next one.
+    held: str = ""
 
     def add(self, chunk: ChatCompletionChunk) -> str:
         """Take one chunk; return its new text (may be empty)."""
@@ -260,9 +267,21 @@ class _TurnBuilder:
                 new_text += delta.content
             for piece in delta.tool_calls or ():
                 self._add_call_piece(piece.index, piece.id, piece.function)
+        if self.held:
+            new_text, self.held = self.held + new_text, ""
+        if new_text and "\ud800" <= new_text[-1] <= "\udbff":
+            new_text, self.held = new_text[:-1], new_text[-1]
+        new_text = join_surrogates(new_text)
         if new_text:
             self.text.append(new_text)
         return new_text
+
+    def flush(self) -> str:
+        """What :meth:`add` held back at the end of the stream (a lone half)."""
+        held, self.held = self.held, ""
+        if held:
+            self.text.append(held)
+        return held
 
     def _add_call_piece(self, index: int | None, call_id: str | None, function: Any) -> None:
         if index is None:  # non-standard servers: a new id starts a new call
@@ -290,11 +309,20 @@ class _TurnBuilder:
             ToolCall(
                 call_id=pending.call_id or f"call_{index}",
                 name=pending.name,
-                arguments="".join(pending.arguments),
+                arguments=join_surrogates("".join(pending.arguments)),
             )
             for index, pending in sorted(self.calls.items())
         )
-        return ModelTurn("".join(self.text), calls, self.usage)
+        return ModelTurn(join_surrogates("".join(self.text)), calls, self.usage)
+
+
+def join_surrogates(text: str) -> str:
+    """``text`` with each UTF-16 surrogate pair (the two halves of an emoji that JSON
+    escapes as ``\\ud83d\\ude00``, maybe sent in two chunks) made one character; a
+    lone half is left as it is (the wire rule in ``protocol.dumps`` replaces it)."""
+    if text.isascii() or not any("\ud800" <= c <= "\udfff" for c in text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
 def _display_url(url: str) -> str:

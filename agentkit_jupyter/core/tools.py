@@ -7,12 +7,17 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, get_type_hints, overload
+from typing import Any, Literal, get_type_hints, overload
 
 import docstring_parser
 import pydantic
 
+from .workers import abandoned_threads, configure_tool_workers, worker_stats
+
 _NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+# Where a sync tool runs: a pool thread (the default), or a worker process.
+Isolation = Literal["thread", "process"]
 
 
 class ToolArgumentError(ValueError):
@@ -28,6 +33,7 @@ class Tool:
     func: Callable[..., Any]
     arguments_model: type[pydantic.BaseModel]
     timeout: float | None = None
+    isolate: Isolation = "thread"
 
     @property
     def is_async(self) -> bool:
@@ -84,11 +90,19 @@ class _ArgumentsBase(pydantic.BaseModel):
 
 
 def _build_tool(
-    func: Callable[..., Any], name: str | None, description: str | None, timeout: float | None
+    func: Callable[..., Any],
+    name: str | None,
+    description: str | None,
+    timeout: float | None,
+    isolate: Isolation = "thread",
 ) -> Tool:
     tool_name = name or func.__name__
     if not _NAME_PATTERN.match(tool_name):
         raise ValueError(f"tool name {tool_name!r} must match {_NAME_PATTERN.pattern}")
+    if isolate not in ("thread", "process"):
+        raise ValueError(f"tool {tool_name!r}: isolate must be 'thread' or 'process'")
+    if isolate == "process" and inspect.iscoroutinefunction(func):
+        raise ValueError(f"tool {tool_name!r}: isolate='process' is for sync functions")
     doc = docstring_parser.parse(inspect.getdoc(func) or "")
     param_docs = {p.arg_name: (p.description or "").strip() for p in doc.params}
     hints = get_type_hints(func)
@@ -112,6 +126,7 @@ def _build_tool(
         func=func,
         arguments_model=model,
         timeout=timeout,
+        isolate=isolate,
     )
 
 
@@ -121,7 +136,11 @@ def tool(func: Callable[..., Any], /) -> Tool: ...
 
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, timeout: float | None = None
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    isolate: Isolation = "thread",
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -132,18 +151,26 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    isolate: Isolation = "thread",
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a plain (sync or async) function into a :class:`Tool`.
 
     Use bare (``@tool``) or with options (``@tool(timeout=5)``). The schema comes from
     the type hints; the description and per-argument help from the docstring
-    (Google, NumPy or reST style). Sync tools run in a worker thread.
+    (Google, NumPy or reST style).
+
+    Sync tools run on a bounded pool of worker threads; a cancel or a timeout abandons
+    a running call (a thread cannot be stopped). A CPU-bound sync tool holds the GIL
+    and so stalls everything else in the process (in a Jupyter server: every user).
+    ``isolate="process"`` runs it in a pooled worker process instead, which a cancel or
+    a timeout kills; its function must be importable (top level of a module), its
+    arguments and result picklable.
     """
     if func is not None:
-        return _build_tool(func, name, description, timeout)
+        return _build_tool(func, name, description, timeout, isolate)
 
     def decorate(f: Callable[..., Any]) -> Tool:
-        return _build_tool(f, name, description, timeout)
+        return _build_tool(f, name, description, timeout, isolate)
 
     return decorate
 
@@ -159,4 +186,13 @@ def as_tools(items: Iterable[Tool | Callable[..., Any]]) -> dict[str, Tool]:
     return tools
 
 
-__all__ = ["Tool", "ToolArgumentError", "as_tools", "tool"]
+__all__ = [
+    "Isolation",
+    "Tool",
+    "ToolArgumentError",
+    "abandoned_threads",
+    "as_tools",
+    "configure_tool_workers",
+    "tool",
+    "worker_stats",
+]
