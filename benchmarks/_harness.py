@@ -157,8 +157,16 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
 
 
 def bench_server(home: Path, *extra_args: str, history: bool = True) -> ServerProcess:
-    """A started ``jupyter server`` with ``load_bench_agents``; history in ``home`` or off."""
-    args = ["--AgentKitExtension.load_bench_agents=True"]
+    """A started ``jupyter server`` with ``load_bench_agents``; history in ``home`` or off.
+
+    All of a benchmark's clients are one user: the per-user caps (connections to one
+    task, creations per minute) are lifted, the per-task ones stay.
+    """
+    args = [
+        "--AgentKitExtension.load_bench_agents=True",
+        "--AgentKitExtension.max_connections_per_user=100000",
+        "--AgentKitExtension.max_creations_per_minute=100000",
+    ]
     if not history:
         args.append("--AgentKitExtension.db_path=")
     return ServerProcess(home, *args, *extra_args).start()

@@ -10,8 +10,9 @@ and reads its resident memory (RSS) from /proc:
   connected and idle; RSS growth / 1,000. Target: under 32 KiB each, under 50 MB
   for the 1,000.
 - finished tasks: 100 runs of ``bench-firehose`` with 1,000 events each, every one
-  finished (its log of 1,002 messages kept in memory for replay, and written to the
-  SQLite history); RSS growth / 100. RSS also keeps what the allocator got for the
+  finished and written to the SQLite history (since issue 13 only the 16 most
+  recently finished keep their log of 1,002 messages in memory; the others are
+  replayed from SQLite); RSS growth / 100. RSS also keeps what the allocator got for the
   runs' short-lived objects, so this is an upper bound; next to it, the Python heap
   a finished task really keeps (tracemalloc), measured on the server's own TaskHub
   and TaskStore run in this process with the same agent. No target; the issue

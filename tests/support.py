@@ -57,6 +57,26 @@ def blob(size: int) -> str:
     return "x" * size
 
 
+@tool
+def broken_filename() -> str:
+    """A file name as os.fsdecode gives it for bytes that are not UTF-8: a lone surrogate."""
+    return "report-\udcff.txt and \ud800"
+
+
+def surrogate_agent() -> Agent:
+    """A server agent whose tool output and final answer hold lone surrogates."""
+    return Agent(
+        "surrogate",
+        ScriptedGateway(
+            [
+                ScriptedTurn("Listing.", [("broken_filename", {})]),
+                ScriptedTurn("Found report-\udcff.txt \ud800"),
+            ]
+        ),
+        tools=[broken_filename],
+    )
+
+
 def bulky_agent(steps: int = 300, size: int = 64 * 1024) -> Agent:
     """Emits far more bytes than socket buffers hold, to stall a client that does not read."""
     turns = [ScriptedTurn("", [("blob", {"size": size})]) for _ in range(steps)]
@@ -114,6 +134,7 @@ def test_agents() -> list[Agent]:
         Agent("broken", BrokenGateway()),
         firehose_agent(),
         bulky_agent(),
+        surrogate_agent(),
         Agent(
             "long-stream",
             ScriptedGateway([ScriptedTurn("word " * 20_000)], token_delay=0.0005),

@@ -4,6 +4,7 @@ wrong) is ever echoed to the client or written to the log."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import types
 from typing import Any
@@ -13,9 +14,8 @@ import pytest
 from hardening_support import server_log
 from raw_ws import close_code, raw_connect, raw_http
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
-from agentkit_jupyter.server import websocket
+from agentkit_jupyter.server import base
 
 API_KEY = "clé-ключ-🔑-7f3a"  # non-ASCII on purpose
 REFUSAL = {"code": "unauthenticated", "message": "Missing or wrong api_key."}
@@ -96,13 +96,28 @@ async def test_guessed_keys_get_the_same_refusal_never_a_500_never_echoed_nor_lo
                 opcode, payload = await sock.frame()
                 answers.append((sock.status, message, close_code(payload) if opcode == 8 else None))
                 sock.abort()
-        # No key at all, through the seed client's library.
-        url = f"ws://127.0.0.1:{jp_http_port}{path}"
-        ws = await connect(url, additional_headers=jp_auth_header)
-        assert json.loads(await ws.recv())["data"] == REFUSAL
-        with pytest.raises(ConnectionClosed):
-            await ws.recv()
-        assert ws.close_code == 4001
+        # The same guesses without Jupyter's token: the same refusal (a key alone
+        # authenticates, so a wrong one is told so, not sent a bare 403).
+        for guess in GUESSES[:4]:
+            sock = await raw_connect(jp_http_port, path, {"X-AgentKit-Api-Key": guess or b"x"})
+            message = await sock.message()
+            opcode, payload = await sock.frame()
+            assert (sock.status, message, close_code(payload)) == (
+                101,
+                {"type": "error", "data": REFUSAL},
+                4001,
+            )
+            sock.abort()
+        # A wrong key on REST: 401 unauthenticated, with the same text.
+        for guess in GUESSES[1:4]:
+            status, body = await raw_http(
+                jp_http_port,
+                "GET",
+                f"{jp_base_url}agentkit/api/tasks",
+                {"X-AgentKit-Api-Key": guess.decode("latin-1")},
+            )
+            assert status == 401
+            assert json.loads(body)["error"] == REFUSAL
     assert len(answers) == 2 * len(GUESSES) - 1
     for status, message, code in answers:
         assert status == 101  # authenticated with Jupyter: the key is checked after upgrade
@@ -132,7 +147,7 @@ async def test_the_key_is_compared_in_constant_time_on_bytes(
         calls.append((a, b))
         return hmac.compare_digest(a, b)
 
-    monkeypatch.setattr(websocket, "hmac", types.SimpleNamespace(compare_digest=spy))
+    monkeypatch.setattr(base, "hmac", types.SimpleNamespace(compare_digest=spy))
     task_id = await create(api)
     for key in ("wrong", API_KEY):
         ws = await connect(ws_url(task_id, api_key=quote(key)), additional_headers=jp_auth_header)
@@ -142,8 +157,10 @@ async def test_the_key_is_compared_in_constant_time_on_bytes(
     await ws.recv()
     await ws.close()
     assert len(calls) == 3
+    # Digests of equal length, so the time says nothing of the key's length or bytes.
     assert all(isinstance(a, bytes) and isinstance(b, bytes) for a, b in calls)
-    assert all(b == API_KEY.encode("utf-8") for _, b in calls)
+    assert all(b == hashlib.sha256(API_KEY.encode("utf-8")).digest() for _, b in calls)
+    assert calls[1][0] == calls[1][1] and calls[0][0] != calls[0][1]
 
 
 async def test_an_undecodable_query_value_is_refused_without_being_quoted(

@@ -10,7 +10,9 @@ from conftest import read_until_result
 
 @pytest.fixture
 def agentkit_config() -> dict[str, Any]:
-    return {"max_events_in_memory": 100}
+    # No history: what left memory is gone (with one, a resume is served from disk:
+    # see test_history_bounds.py).
+    return {"max_events_in_memory": 100, "db_path": ""}
 
 
 async def test_a_resume_point_older_than_memory_is_announced(api: Any, ws_connect: Any) -> None:

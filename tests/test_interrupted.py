@@ -32,7 +32,9 @@ def _interrupted_task(tmp_path: Path) -> tuple[dict[str, object], list[dict[str,
     hub = TaskHub(AgentPool(), store=TaskStore(path))
     try:
         task = hub.get(task_id)
-        messages = [json.loads(e.data) for e in task.log.read_after(0, limit=100)]
+        # The events before the restart are read back from the history (not memory).
+        entries = asyncio.run(task.read_page(0, 100, 1 << 30))
+        messages = [json.loads(e.data) for e in entries]
         return task.to_dict(), messages
     finally:
         assert hub.store is not None

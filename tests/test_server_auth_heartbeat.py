@@ -31,14 +31,16 @@ async def create(api: Any, agent: str) -> str:
     return str(body["task_id"])
 
 
-async def test_api_key_is_required_when_configured(
+async def test_a_presented_api_key_must_be_right_and_jupyter_auth_needs_none(
     api: Any, ws_connect: Any, ws_url: Any, jp_auth_header: dict[str, str]
 ) -> None:
     from websockets.asyncio.client import connect
 
     task_id = await create(api, "hang-llm")
+    # The built-in views send Jupyter's auth and no key: they keep working with a key on.
+    async with await connect(ws_url(task_id), additional_headers=jp_auth_header) as ws:
+        assert json.loads(await ws.recv())["type"] == "connected"
     refused = [
-        ws_url(task_id),
         ws_url(task_id, api_key="guess"),
         ws_url(task_id, api_key=quote("s3cret-ключ")),  # non-ASCII guess: refused, no 500
         ws_url(task_id, api_key=quote(API_KEY[:-1])),
@@ -56,8 +58,12 @@ async def test_api_key_is_required_when_configured(
     ws = await ws_connect(task_id, headers=key_header("wrong"))
     assert json.loads(await ws.recv())["data"]["code"] == "unauthenticated"
 
-    # Accepted: the header, "Authorization: ApiKey" (Jupyter's token then in the query),
+    # Accepted: the header, "Authorization: ApiKey" (with or without Jupyter's token),
     # and the seed's query parameter.
+    async with await connect(
+        ws_url(task_id), additional_headers={"Authorization": f"ApiKey {API_KEY}"}
+    ) as ws:
+        assert json.loads(await ws.recv())["type"] == "connected"
     async with await ws_connect(task_id, headers=key_header()) as ws:
         assert json.loads(await ws.recv())["type"] == "connected"
     token = jp_auth_header["Authorization"].split()[1]

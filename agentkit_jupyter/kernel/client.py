@@ -188,10 +188,23 @@ class AgentKitClient:
     def get_task(
         self, task_id: str, after: int | None = None, limit: int | None = None
     ) -> dict[str, Any]:
-        """The task's record and its events after ``after`` (at most ``limit``)."""
+        """The task's record and its events after ``after``: at most ``limit``, or
+        (``limit=None``) all of them, fetched page by page (the server answers at most
+        ``GET_PAGE_MAX_EVENTS`` a call; ``has_more`` and ``next_after`` say what is left)."""
         params = {k: v for k, v in (("after", after), ("limit", limit)) if v is not None}
         path = f"tasks/{quote(task_id, safe='')}"
-        return dict(self._request("GET", path, params=params or None).json())
+        task = dict(self._request("GET", path, params=params or None).json())
+        if limit is not None:
+            return task
+        events = list(task.get("events") or [])
+        while task.get("has_more") and task.get("next_after") is not None:
+            page = self._request("GET", path, params={"after": task["next_after"]}).json()
+            if int(page["next_after"]) <= int(task["next_after"]):
+                break  # no progress: never loop forever on a confused server
+            events.extend(page.get("events") or [])
+            task = dict(page)
+        task["events"] = events
+        return task
 
     def get_record(self, task_id: str) -> dict[str, Any]:
         """The task's record (status, result, ...) without its events."""

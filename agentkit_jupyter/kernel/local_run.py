@@ -24,9 +24,11 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from ..core import Agent, CancellationToken, StepEvent
+from ..core.llm import REDACTED
 from ..protocol import (
     PUBLISH_TOKEN_HEADER,
     RECORD_ONLY_LIMIT,
+    CloseCode,
     ErrorCode,
     dumps,
     publish_event_message,
@@ -37,6 +39,18 @@ from .client import AgentKitAPIError, AgentKitClient, ServerInfo, ServerNotFound
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The publisher's reconnect backoff (seconds), and how long it waits for the server's
+# resume offer (or, at the end, for the server to close).
+PUBLISH_RETRY_MIN = 0.1
+PUBLISH_RETRY_MAX = 2.0
+PUBLISH_RESUME_TIMEOUT = 30.0
+# How long wait() also waits for the server to have the whole run.
+PUBLISH_FLUSH_TIMEOUT = 30.0
+
+
+class _Refused(Exception):
+    """The server will not take this task's events (any more)."""
 
 
 class _LoopThread:
@@ -63,6 +77,14 @@ class _LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
 
+def _redactor(token: str | None) -> Callable[[str], str] | None:
+    """The server's token out of every message, as the server's hub does with its copy
+    (so both logs stay identical, and a tool printing its environment leaks nothing)."""
+    if not token or len(token) < 8:
+        return None
+    return lambda text: text.replace(token, REDACTED) if token in text else text
+
+
 class LocalRun:
     """An agent run in this process; ``shared`` says whether the server's hub sees it."""
 
@@ -85,10 +107,21 @@ class LocalRun:
         else:
             self.not_shared_reason = "sharing was turned off (share=False)"
         task_id = registration["task_id"] if registration else f"local-{secrets.token_hex(6)}"
-        self.task = Task(task_id, agent.name, user_input, HubLimits(), origin="kernel")
+        token = self.server.token if self.server is not None else None
+        self.task = Task(
+            task_id, agent.name, user_input, HubLimits(), origin="kernel", redact=_redactor(token)
+        )
         self._threads = _LoopThread.get()
         self._publish_target = registration
         self.shared = registration is not None
+        self._publisher: asyncio.Task[None] | None = None
+        self._publishing = self.shared
+        self._forwarded = 0  # the last seq the publisher sent
+        self._connection: ClientConnection | None = None  # the publish socket, if any
+        self._progress = asyncio.Event()  # set (on the run's loop) as the publisher sends
+        self._published: concurrent.futures.Future[None] = concurrent.futures.Future()
+        if not self.shared:
+            self._published.set_result(None)
         self._future = self._threads.submit(self._drive())
 
     @property
@@ -137,11 +170,15 @@ class LocalRun:
         """
         try:
             self._future.result(timeout)
+            # Let the server get the end too (a script exits after this); a publisher
+            # still at it after that goes on in the background while the process lives.
+            self._published.result(PUBLISH_FLUSH_TIMEOUT if timeout is None else 0.1)
         except KeyboardInterrupt:
             self.abort("The kernel was interrupted during the run.")
             raise
         except concurrent.futures.TimeoutError:
-            raise TimeoutError(f"the run did not finish in {timeout} s") from None
+            if not self._future.done():
+                raise TimeoutError(f"the run did not finish in {timeout} s") from None
         assert self.task.result is not None
         return self.task.result
 
@@ -185,47 +222,125 @@ class LocalRun:
             return None
 
     async def _drive(self) -> None:
-        publisher = asyncio.create_task(self._publish()) if self._publish_target else None
-        try:
-            await self.task.run(self._source)
-        finally:
-            if publisher is not None:
-                try:
-                    await asyncio.wait_for(publisher, 5)
-                except (TimeoutError, asyncio.CancelledError):
-                    publisher.cancel()
+        if self._publish_target:
+            # Not awaited: the run ends when the agent does; the publisher goes on until
+            # the server has the whole log (as long as this process lives).
+            self._publisher = asyncio.create_task(self._publish())
+            self._publisher.add_done_callback(lambda _: self._published.set_result(None))
+        await self.task.run(self._source)
 
-    def _source(self, token: CancellationToken) -> AsyncIterator[StepEvent]:
-        return self.agent.stream(self.input, token)
+    async def _source(self, token: CancellationToken) -> AsyncIterator[StepEvent]:
+        async for event in self.agent.stream(self.input, token):
+            yield event
+            if self._publishing and self._backlog_too_big():
+                # Backpressure: the run waits for the publisher rather than letting
+                # the log's window evict events the server has not got yet.
+                await self._caught_up(token)
 
     async def _abort(self, message: str) -> None:
         self.task.token.cancel(message)
         self.task.fail(message, code=ErrorCode.KERNEL_INTERRUPTED)
 
+    # -- publishing to the server ---------------------------------------------------
+
+    @property
+    def publish_done(self) -> bool:
+        """Whether the publisher is over: the server has the whole run, or gave up."""
+        return self._publisher is None or self._publisher.done()
+
+    def _backlog_too_big(self) -> bool:
+        log_ = self.task.log
+        return (
+            log_.last_seq - self._forwarded > log_.max_entries // 2
+            or log_.lag_bytes(self._forwarded) > log_.max_bytes // 2
+        )
+
+    async def _caught_up(self, token: CancellationToken) -> None:
+        while self._publishing and self._backlog_too_big() and not token.cancelled:
+            self._progress.clear()
+            stop = asyncio.ensure_future(token.wait())
+            try:
+                await asyncio.wait(
+                    {stop, asyncio.ensure_future(self._progress.wait())},
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                stop.cancel()
+
     async def _publish(self) -> None:
-        """Forward every step of the local log to the server; take cancels back."""
+        """Forward every step of the local log to the server; take cancels back.
+
+        The server says first where to resume (the last ``seq`` it holds); after a
+        dropped connection this reconnects (backing off up to ``PUBLISH_RETRY_MAX``
+        seconds) and resumes there. It ends when the server has the run's end, or
+        refuses the task (it failed it, or it was deleted).
+        """
         assert self._publish_target is not None and self.server is not None
         url = self.server.ws_path(self._publish_target["publish_url"])
         headers = {
             **self.server.headers(),
             PUBLISH_TOKEN_HEADER: self._publish_target["publish_token"],
         }
+        delay = PUBLISH_RETRY_MIN
         try:
-            async with connect(url, additional_headers=headers, max_size=None) as ws:
-                listener = asyncio.create_task(self._listen(ws))
+            while True:
                 try:
-                    subscription = self.task.subscribe(0)
-                    async for batch in subscription.batches():
-                        for entry in batch:
-                            message = json.loads(entry.text)
-                            if message["type"] == "step":
-                                await ws.send(dumps(publish_event_message(message["data"])))
-                finally:
-                    listener.cancel()
-        except (OSError, websockets.WebSocketException) as exc:
-            self.shared = False
-            self.not_shared_reason = f"lost the connection to the server: {exc}"
-            log.warning("agentkit: task %s: %s", self.task_id, self.not_shared_reason)
+                    async with connect(url, additional_headers=headers, max_size=None) as ws:
+                        if await self._forward(ws):
+                            return
+                        delay = PUBLISH_RETRY_MIN
+                except _Refused as exc:
+                    self._stop_sharing(f"the server refused the task's events: {exc}")
+                    return
+                except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+                    log.info("agentkit: task %s: publish connection lost (%s)", self.task_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, PUBLISH_RETRY_MAX)
+        finally:
+            self._publishing = False
+            self._progress.set()
+
+    async def _forward(self, ws: ClientConnection) -> bool:
+        """One connection: resume where the server is, forward until the run's end.
+        Returns True when the server has it all."""
+        first = json.loads(await asyncio.wait_for(ws.recv(), PUBLISH_RESUME_TIMEOUT))
+        if first.get("type") != "resume":
+            raise _Refused((first.get("data") or {}).get("message") or "no resume offer")
+        cursor = int(first["last_seq"])
+        self._connection = ws
+        listener = asyncio.create_task(self._listen(ws))
+        log_ = self.task.log
+        try:
+            while True:
+                if cursor + 1 < log_.first_seq:
+                    raise _Refused(f"events {cursor + 1} to {log_.first_seq - 1} were lost")
+                entries = log_.read_after(cursor, 500)
+                for entry in entries:
+                    message = json.loads(entry.data)
+                    if message["type"] == "step":
+                        await ws.send(dumps(publish_event_message(message["data"], entry.seq)))
+                    cursor = entry.seq
+                    self._forwarded = max(self._forwarded, cursor)
+                if entries:
+                    self._progress.set()
+                    continue
+                if self.task.finished and cursor >= log_.last_seq:
+                    # Everything is sent; the server closes when it has the end.
+                    await asyncio.wait_for(ws.wait_closed(), PUBLISH_RESUME_TIMEOUT)
+                    return ws.close_code == CloseCode.NORMAL
+                waiter = log_.waiter()
+                await asyncio.wait({waiter, listener}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if listener.done():
+                    listener.result()  # the connection ended: raise why
+                    raise websockets.ConnectionClosedError(None, None)
+        finally:
+            listener.cancel()
+
+    def _stop_sharing(self, reason: str) -> None:
+        self.shared = False
+        self.not_shared_reason = reason
+        log.warning("agentkit: task %s: %s", self.task_id, reason)
 
     async def _listen(self, ws: ClientConnection) -> None:
         async for raw in ws:
@@ -236,7 +351,10 @@ class LocalRun:
             if message.get("type") == "cancel":
                 self.task.cancel(message.get("reason") or "cancelled by a viewer")
             elif message.get("type") == "error":
-                log.warning("agentkit: the server refused an event: %s", message.get("data"))
+                data = message.get("data") or {}
+                if data.get("code") in (ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TASK):
+                    raise _Refused(str(data.get("message")))
+                log.warning("agentkit: the server refused an event: %s", data)
 
 
 class LocalRunClient:

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Generator
+from collections import deque
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,7 +53,7 @@ WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 DisplayKind = Literal["auto", "widget"]
 Transport = Literal["auto", "direct", "relay"]
 
-_STATIC_ESM = Path(__file__).parent / "static" / "widget.js"
+_STATIC_ESM = Path(__file__).parent.parent / "static" / "widget.js"
 _MISSING_ESM = """
 export default {
   render({ model, el }) {
@@ -66,6 +69,81 @@ RELAY_PAUSE = 0.03
 # consecutive failures.
 POLL_INTERVAL = 1.0
 POLL_FAILURES = 30
+
+
+# The most messages a widget keeps in the kernel (the server has them all): `steps`,
+# `to_dict()`, a relay from an early seq and the static copy fetch what is older.
+MAX_KEPT_MESSAGES = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Gap:
+    """Relay queue item: messages this widget no longer keeps, to fetch from the server."""
+
+    after: int
+    until: int
+
+
+_subshell_lock = threading.Lock()
+_subshell_id: str | None = None
+
+
+def _widget_subshell() -> str | None:
+    """A kernel subshell (ipykernel 7+) for widget messages while a cell blocks; made
+    once per kernel. ``None`` outside a kernel, or where subshells do not exist.
+
+    jupyter-ui-poll would process the messages in the blocked cell instead, but its
+    hook (``Kernel.do_one_iteration``) is gone from ipykernel 7.
+    """
+    global _subshell_id
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return None
+    shell = get_ipython()
+    kernel = getattr(shell, "kernel", None) if shell is not None else None
+    channel = getattr(kernel, "shell_channel_thread", None)
+    if not getattr(kernel, "_supports_kernel_subshells", False) or channel is None:
+        return None
+    with _subshell_lock:
+        if _subshell_id is not None:
+            return _subshell_id
+        made: dict[str, str] = {}
+        ready = threading.Event()
+
+        def create() -> None:  # the manager's own thread: the shell channel's
+            try:
+                made["id"] = channel.manager._create_subshell()
+            finally:
+                ready.set()
+
+        try:
+            channel.io_loop.add_callback(create)
+        except Exception:  # pragma: no cover - another ipykernel layout
+            log.debug("no kernel subshell for widget messages", exc_info=True)
+            return None
+        if ready.wait(5):
+            _subshell_id = made.get("id")
+        return _subshell_id
+
+
+@contextlib.contextmanager
+def _comms_on_a_subshell(widget: anywidget.AnyWidget) -> Iterator[None]:
+    """While the block runs, route the widget's incoming comm messages to a subshell."""
+    comm = widget.comm
+    subshell = _widget_subshell() if comm is not None else None
+    if subshell is None:
+        yield
+        return
+    # ipykernel asks the comm where its messages go (a method; shadowed for the block).
+    comm._reply_subshell_for = lambda _data, _default: subshell
+    try:
+        yield
+    finally:
+        with contextlib.suppress(AttributeError):
+            del comm._reply_subshell_for
 
 
 def _esm() -> Path | str:
@@ -168,13 +246,16 @@ class TaskWidget(anywidget.AnyWidget):
             k: v for k, v in task.items() if k not in ("events", "ws_url")
         }
         self._lock = threading.Lock()
-        self._messages: list[dict[str, Any]] = []
+        # The newest MAX_KEPT_MESSAGES messages; older ones are fetched from the server
+        # when needed (a relay from an early seq, the static copy).
+        self._messages: deque[dict[str, Any]] = deque(maxlen=MAX_KEPT_MESSAGES)
+        self._last_seq = 0
         self._result: dict[str, Any] | None = None
         self._future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
         self._handles: list[tuple[Any, DisplayKind]] = []
         self._shown_in: object = None
         self._closing = threading.Event()
-        self._relay_queue: queue.Queue[list[dict[str, Any]] | None] = queue.Queue()
+        self._relay_queue: queue.Queue[list[dict[str, Any]] | _Gap | None] = queue.Queue()
         self._relay_thread: threading.Thread | None = None
         self._relaying = False
         self.on_msg(self._on_custom_msg)
@@ -220,9 +301,15 @@ class TaskWidget(anywidget.AnyWidget):
             return self._client.get_task(self.task_id, limit=RECORD_ONLY_LIMIT)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
-        """Block until the task ends; returns its result. Raises ``TimeoutError``."""
+        """Block until the task ends; returns its result. Raises ``TimeoutError``.
+
+        In a cell the kernel is busy meanwhile; on ipykernel 7 (kernel subshells) this
+        widget's messages are handled on a subshell thread while it blocks, so the
+        view's Cancel button and its relay requests work during ``wait()``.
+        """
         try:
-            return self._future.result(timeout)
+            with _comms_on_a_subshell(self):
+                return self._future.result(timeout)
         except concurrent.futures.TimeoutError:
             raise TimeoutError(f"task {self.task_id} did not finish within {timeout} s") from None
 
@@ -277,6 +364,13 @@ class TaskWidget(anywidget.AnyWidget):
         with self._lock:
             messages = list(self._messages)
             task = dict(self._task)
+        if messages and messages[0]["seq"] > 1:
+            # Past the cap: the static copy still shows the whole run.
+            try:
+                record = self._client.get_task(self.task_id)
+                messages = list(record.get("events") or messages)
+            except Exception:
+                log.debug("task %s: no full log for the static copy", self.task_id)
         bundle: dict[str, Any] = {
             "text/plain": repr(self),
             "text/html": render_static_html(task, messages),
@@ -348,7 +442,7 @@ class TaskWidget(anywidget.AnyWidget):
         while not self._closing.is_set() and not self._future.done():
             try:
                 with self._lock:
-                    after = self._messages[-1]["seq"] if self._messages else 0
+                    after = self._last_seq
                 task = self._client.get_task(self.task_id, after=after)
                 failures = 0
             except Exception as exc:
@@ -363,7 +457,7 @@ class TaskWidget(anywidget.AnyWidget):
                 self._on_message(message)
             if task.get("result") is not None and not self._future.done():
                 with self._lock:
-                    seq = (self._messages[-1]["seq"] if self._messages else 0) + 1
+                    seq = self._last_seq + 1
                 self._on_message({"type": "result", "seq": seq, "data": task["result"]})
             time.sleep(POLL_INTERVAL)
 
@@ -377,9 +471,10 @@ class TaskWidget(anywidget.AnyWidget):
         if kind not in ("step", "result"):
             return
         with self._lock:
-            if self._messages and int(message.get("seq", 0)) <= self._messages[-1]["seq"]:
+            if self._last_seq and int(message.get("seq", 0)) <= self._last_seq:
                 return
             self._messages.append(message)
+            self._last_seq = int(message.get("seq", 0))
             if self._relaying:
                 self._relay_queue.put([message])
         if kind == "step":
@@ -426,6 +521,10 @@ class TaskWidget(anywidget.AnyWidget):
     def _start_relay(self, after: int) -> None:
         with self._lock:
             backlog = [m for m in self._messages if m["seq"] > after]
+            first_kept = self._messages[0]["seq"] if self._messages else self._last_seq + 1
+            if after + 1 < first_kept:
+                # Older than what is kept here: the relay fetches it from the server.
+                self._relay_queue.put(_Gap(after, first_kept - 1))
             self._relaying = True
             # Queued under the lock: a message the watcher adds meanwhile comes after
             # the backlog, never before it (the view drops what is older than the
@@ -443,7 +542,11 @@ class TaskWidget(anywidget.AnyWidget):
             item = self._relay_queue.get()
             if item is None:
                 return
+            if isinstance(item, _Gap):
+                self._relay_gap(item)
+                continue
             messages = list(item)
+            gap: _Gap | None = None
             while len(messages) < RELAY_BATCH:
                 try:
                     more = self._relay_queue.get_nowait()
@@ -452,8 +555,31 @@ class TaskWidget(anywidget.AnyWidget):
                 if more is None:
                     self._send_batch(messages)
                     return
+                if isinstance(more, _Gap):
+                    gap = more
+                    break
                 messages.extend(more)
+            self._send_batch(messages)  # even an empty one: the view gets the record
+            if gap is not None:
+                self._relay_gap(gap)
+            time.sleep(RELAY_PAUSE)
+
+    def _relay_gap(self, gap: _Gap) -> None:
+        """Relay the messages ``gap.after < seq <= gap.until`` from the server."""
+        after = gap.after
+        while after < gap.until and not self._closing.is_set():
+            try:
+                record = self._client.get_task(
+                    self.task_id, after=after, limit=min(RELAY_BATCH, gap.until - after)
+                )
+            except Exception as exc:
+                self._relay_error(f"The kernel could not fetch the task's earlier steps: {exc}")
+                return
+            messages = [m for m in record.get("events") or [] if m.get("seq", 0) <= gap.until]
+            if not messages:
+                return
             self._send_batch(messages)
+            after = messages[-1]["seq"]
             time.sleep(RELAY_PAUSE)
 
     def _send_batch(self, messages: list[dict[str, Any]]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -42,8 +42,10 @@ def agents_from(obj: Any, origin: str) -> list[Agent]:
     raise AgentLoadError(f"{origin} gave {type(obj).__name__}, not an Agent or AgentPool")
 
 
-def load_entry_point_agents() -> list[tuple[str, list[Agent]]]:
-    loaded = []
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        loaded.append((point.value, agents_from(point.load(), f"entry point {point.name!r}")))
-    return loaded
+def entry_point_sources() -> list[tuple[str, Callable[[], Any]]]:
+    """``(where, load)`` for each advertised entry point; ``load()`` may raise anything
+    (the caller skips that one agent source, and says so)."""
+    return [
+        (f"entry point {point.name!r} ({point.value})", point.load)
+        for point in entry_points(group=ENTRY_POINT_GROUP)
+    ]

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
+from functools import partial, wraps
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
-from ..core import AgentPool, demo_agents
+from ..core import AgentPool, demo_agents, redact_url
 from ..core.demo import bench_agents
+from ..core.llm import REDACTED
 from ..protocol import API_KEY_HEADER, ENV_API_KEY, ENV_SERVER_TOKEN, ENV_SERVER_URL
 from ..tasks import HubLimits, StoreError, TaskHub, TaskStore
 from . import rest, websocket
-from .agents import AgentLoadError, agents_from, import_object, load_entry_point_agents
+from .agents import AgentLoadError, agents_from, entry_point_sources, import_object
+from .base import CreationLimiter, KeyRing
+
+REDACTED_SECRET = REDACTED
 
 # The hub's own defaults are the traitlets' defaults: one source for each number.
 _LIMITS = HubLimits()
@@ -94,14 +101,40 @@ class AgentKitExtension(ExtensionApp):
     client_message_rate = Float(
         50.0, help="Client messages per second allowed per connection (bursts of twice that)."
     ).tag(config=True)
+    max_running_tasks = Int(
+        _LIMITS.max_running_tasks,
+        help="Runs in flight at once, server and kernel tasks together; one more is refused "
+        "with 429 'too_many_running_tasks' (not queued).",
+    ).tag(config=True)
+    max_creations_per_minute = Float(
+        60.0,
+        help="Tasks one user (or API key) may create per minute, in bursts of as many; "
+        "beyond: 429 'too_many_creations' with Retry-After. 0 disables.",
+    ).tag(config=True)
+    max_connections_per_user = Int(
+        _LIMITS.max_subscribers_per_user,
+        help="Task WebSocket connections one user (or API key) may hold to one task; one "
+        "more gets error 'too_many_connections' and close 4009.",
+    ).tag(config=True)
+    api_keys = Dict(
+        value_trait=Dict(),
+        default_value={},
+        help="Named API keys for programs: {name: {'scope': 'read' | 'write', 'key': KEY}} "
+        "(or 'sha256': the hex SHA-256 of the key's UTF-8 bytes, to keep the key itself "
+        "out of the config). A request presenting a key (header "
+        f"'{API_KEY_HEADER}', 'Authorization: ApiKey <key>', or '?api_key=') may use the "
+        "agentkit REST API and task WebSocket within its scope ('read': list and watch; "
+        "'write': also create, cancel, delete), without a Jupyter token, and nothing else "
+        "of the server.",
+    ).tag(config=True)
     api_key = Unicode(
         None,
         allow_none=True,
-        help="Optional extra secret every task WebSocket must present, as the seed service "
-        f"did: header '{API_KEY_HEADER}' (or 'Authorization: ApiKey <key>'); the 'api_key' "
-        "query parameter is accepted for old clients. Jupyter's own auth always applies. "
-        f"Default: the {ENV_API_KEY} environment variable (preferred: a key given on the "
-        "command line or in a config file shows up in Jupyter's DEBUG log).",
+        help="The seed service's single key: the same as an api_keys entry named 'api_key' "
+        "with scope 'write'. A client of the seed's route works with it unchanged (header "
+        f"'{API_KEY_HEADER}', 'Authorization: ApiKey <key>', or '?api_key='). Default: the "
+        f"{ENV_API_KEY} environment variable (preferred: a key given on the command line or "
+        "in a config file shows up in Jupyter's DEBUG log).",
     ).tag(config=True)
 
     @default("api_key")
@@ -123,9 +156,23 @@ class AgentKitExtension(ExtensionApp):
     ).tag(config=True)
 
     hub: TaskHub
+    key_ring: KeyRing
+    creation_limiter: CreationLimiter
+    # Agent sources that failed to load: [{"source", "message"}], in GET agents.
+    agent_errors: list[dict[str, str]]
 
-    def initialize_settings(self) -> None:
+    def _agent_error(self, source: str, exc: BaseException) -> None:
+        """One agent source failed: log it, report it, and go on with the others."""
+        text = str(exc) if isinstance(exc, AgentLoadError | ImportError) else ""
+        name = type(exc).__name__
+        message = f"{name}: {text}" if text else f"{name} (the details are in the server log)"
+        message = self._redact(message)
+        self.agent_errors.append({"source": source, "message": message})
+        self.log.error("agentkit: skipped %s: %s", source, message, exc_info=exc)
+
+    def _load_agents(self) -> AgentPool:
         pool = AgentPool()
+        self.agent_errors = []
         if self.load_demo_agents:
             for agent in demo_agents():
                 pool.register(agent)
@@ -133,21 +180,54 @@ class AgentKitExtension(ExtensionApp):
             for agent in bench_agents():
                 pool.register(agent)
         if self.llm_base_url:
-            pool.register(self._endpoint_agent(), replace=True)
-        sources: list[tuple[str, Any]] = []
+            try:
+                pool.register(self._endpoint_agent(), replace=True)
+            except Exception as exc:
+                self._agent_error(f"llm_base_url ({redact_url(self.llm_base_url)})", exc)
+        sources: list[tuple[str, Callable[[], Any]]] = []
         if self.load_entry_points:
-            sources.extend(load_entry_point_agents())
-        for spec in self.agents:
             try:
-                sources.append((spec, import_object(spec)))
-            except AgentLoadError as exc:
-                self.log.error("agentkit: %s", exc)
-        for origin, obj in sources:
+                sources.extend(entry_point_sources())
+            except Exception as exc:
+                self._agent_error("entry points 'agentkit_jupyter.agents'", exc)
+        sources.extend((spec, partial(import_object, spec)) for spec in self.agents)
+        for origin, load in sources:
             try:
-                for agent in agents_from(obj, origin):
+                for agent in agents_from(load(), origin):
                     pool.register(agent, replace=True)
-            except AgentLoadError as exc:
-                self.log.error("agentkit: %s", exc)
+            except Exception as exc:  # a broken agent package never disables the rest
+                self._agent_error(origin, exc)
+        return pool
+
+    def _secrets(self) -> list[str]:
+        """What never goes into an event: the server's token, the API keys."""
+        found = []
+        server = self.serverapp
+        token = server.identity_provider.token if server is not None else None
+        if token and len(token) >= 8:
+            found.append(token)
+        for entry in [*self.api_keys.values(), {"key": self.api_key}]:
+            key = entry.get("key") if isinstance(entry, dict) else None
+            if isinstance(key, str) and len(key) >= 8:
+                found.append(key)
+        # Messages are JSON text: a secret with a quote, a backslash or non-ASCII in it
+        # appears there escaped.
+        escaped = [json.dumps(s)[1:-1] for s in found]
+        return found + [e for e in escaped if e not in found]
+
+    def _redact(self, text: str) -> str:
+        for secret in getattr(self, "_known_secrets", ()):
+            if secret in text:
+                text = text.replace(secret, REDACTED_SECRET)
+        return text
+
+    def initialize_settings(self) -> None:
+        self._known_secrets = self._secrets()
+        pool = self._load_agents()
+        self.key_ring, problems = KeyRing.from_config(self.api_keys, self.api_key)
+        for problem in problems:
+            self.log.error("agentkit: API key left out: %s", problem)
+        self.creation_limiter = CreationLimiter(self.max_creations_per_minute)
         self.hub = TaskHub(
             pool,
             HubLimits(
@@ -156,8 +236,11 @@ class AgentKitExtension(ExtensionApp):
                 subscriber_max_lag_messages=self.subscriber_max_lag_messages,
                 subscriber_max_lag_bytes=self.subscriber_max_lag_bytes,
                 max_tasks=self.max_tasks,
+                max_running_tasks=self.max_running_tasks,
+                max_subscribers_per_user=self.max_connections_per_user,
             ),
             store=self._open_store(),
+            redact=self._redact if self._known_secrets else None,
         )
         self.settings["agentkit"] = self
         self._apply_retention()
@@ -195,7 +278,8 @@ class AgentKitExtension(ExtensionApp):
 
         return Agent(
             name="assistant",
-            description=f"{self.default_model} at {self.llm_base_url}, with the demo tools.",
+            description=f"{self.default_model} at {redact_url(self.llm_base_url or '')}, "
+            "with the demo tools.",
             gateway=OpenAIGateway(
                 base_url=self.llm_base_url,
                 api_key=self.llm_api_key,
@@ -208,18 +292,31 @@ class AgentKitExtension(ExtensionApp):
         )
 
     def _advertise_to_kernels(self) -> None:
-        """Kernels inherit the server's environment: tell them where the server is."""
+        """Tell the kernels this server starts where it is, and its token, in their own
+        environment only: the server's ``os.environ`` (which terminals, language servers
+        and every other child inherit) never holds the token."""
         server = self.serverapp
         if server is None:
             return
-        os.environ[ENV_SERVER_URL] = server.connection_url
-        token = server.identity_provider.token
-        if token:
-            os.environ[ENV_SERVER_TOKEN] = token
+        manager = server.kernel_manager
+        if getattr(manager, "_agentkit_env", False):
+            return
+        start = manager.start_kernel
+
+        @wraps(start)
+        async def start_kernel(*args: Any, **kwargs: Any) -> Any:
+            env = dict(kwargs.get("env") or os.environ)
+            env[ENV_SERVER_URL] = server.connection_url
+            token = server.identity_provider.token
+            if token:
+                env[ENV_SERVER_TOKEN] = token
+            kwargs["env"] = env
+            return await start(*args, **kwargs)
+
+        setattr(manager, "start_kernel", start_kernel)  # noqa: B010 - this instance only
+        setattr(manager, "_agentkit_env", True)  # noqa: B010
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        # The port is final only once the server listens.
-        self._advertise_to_kernels()
         self._retention = PeriodicCallback(self._apply_retention, 3600 * 1000)
         self._retention.start()
 
@@ -231,4 +328,7 @@ class AgentKitExtension(ExtensionApp):
         retention = getattr(self, "_retention", None)
         if retention is not None:
             retention.stop()
-        await self.hub.shutdown()
+        # After a failed start there is no hub: stopping must still work (SIGTERM, ^C).
+        hub: TaskHub | None = getattr(self, "hub", None)
+        if hub is not None:
+            await hub.shutdown()

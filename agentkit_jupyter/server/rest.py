@@ -6,15 +6,24 @@ import json
 from typing import Any
 
 import pydantic
-from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+import agentkit_jupyter.protocol as protocol
+
 from ..core import UnknownAgentError
-from ..protocol import API_PREFIX, PUBLISH_WS_PREFIX, ErrorCode
-from ..tasks import Task, TaskFinishedError, UnknownTaskError
-from .base import INTERNAL_ERROR_TEXT, AgentKitHandlerMixin, ApiError, parse_nonnegative_int
+from ..protocol import API_PREFIX, PUBLISH_WS_PREFIX, RETRY_AFTER_HEADER, ErrorCode
+from ..tasks import Task, TaskFinishedError, TooManyRunningTasksError, UnknownTaskError
+from ..tasks.listing import journal_for, task_summary
+from .base import (
+    INTERNAL_ERROR_TEXT,
+    WRONG_KEY_TEXT,
+    AgentKitHandlerMixin,
+    ApiError,
+    parse_nonnegative_int,
+    requires,
+)
 
 MAX_INPUT_CHARS = 100_000
 TASK_ID = r"(?P<task_id>[^/]+)"
@@ -44,10 +53,42 @@ def _parse_body(model: type[pydantic.BaseModel], body: bytes | None, shape: str)
 
 
 class AgentKitAPIHandler(AgentKitHandlerMixin, APIHandler):
+    def after_key_authentication(self) -> None:
+        if self.api_key_refused:
+            raise ApiError(401, ErrorCode.UNAUTHENTICATED, WRONG_KEY_TEXT)
+        self.check_origin()  # a key request from a browser page of another origin: 403
+
+    def check_origin(self, origin_to_satisfy_tornado: str = "") -> bool:
+        """Jupyter's origin check, answered 403 (Jupyter answers 404) as security.md says."""
+        if not super().check_origin(origin_to_satisfy_tornado):
+            raise ApiError(
+                403,
+                ErrorCode.FORBIDDEN,
+                "Cross-origin request refused: its Origin is not this server's.",
+            )
+        return True
+
+    def create_guard(self) -> None:
+        """Before creating a task: the user's creation rate, then the running-task cap."""
+        wait = self.agentkit.creation_limiter.take(self.limit_owner)
+        if wait > 0:
+            raise ApiError(
+                429,
+                ErrorCode.TOO_MANY_CREATIONS,
+                "You are creating tasks too fast (max_creations_per_minute); "
+                f"retry in {wait:.1f} s.",
+                retry_after=max(1, round(wait)),
+            )
+
+    def running_cap(self, exc: TooManyRunningTasksError) -> ApiError:
+        return ApiError(429, ErrorCode.TOO_MANY_RUNNING_TASKS, str(exc), retry_after=5)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             code, message = exc.code.value, exc.message
+            if exc.retry_after is not None:
+                self.set_header(RETRY_AFTER_HEADER, str(exc.retry_after))
         elif isinstance(exc, web.HTTPError) and status_code < 500:
             code = {403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND}.get(
                 status_code, ErrorCode.BAD_REQUEST
@@ -76,26 +117,44 @@ class AgentKitAPIHandler(AgentKitHandlerMixin, APIHandler):
 
 
 class AgentsHandler(AgentKitAPIHandler):
-    @web.authenticated
-    @authorized
+    @requires("read")
     async def get(self) -> None:
-        self.finish({"agents": [agent.summary() for agent in self.hub.agents]})
+        self.finish(
+            {
+                "agents": [agent.summary() for agent in self.hub.agents],
+                "errors": self.agentkit.agent_errors,
+            }
+        )
 
 
 class TasksHandler(AgentKitAPIHandler):
-    @web.authenticated
-    @authorized
+    @requires("read")
     async def get(self) -> None:
-        self.finish({"tasks": [self.task_json(task) for task in self.hub.all()]})
+        """Summaries of every task (``protocol.TaskList``), or with ``?since=<cursor>``
+        only those created or changed since, and the ids deleted since."""
+        raw = self.raw_query_argument(protocol.LIST_SINCE_QUERY)
+        summaries = [task_summary(self.task_json(task)) for task in self.hub.all()]
+        try:
+            since = None if raw is None else raw.decode("ascii")
+            body = journal_for(self.hub).answer(summaries, since)
+        except ValueError:  # UnicodeDecodeError included
+            raise ApiError(
+                400, ErrorCode.INVALID_SINCE, "'since' must be a cursor from an earlier answer."
+            ) from None
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(protocol.dumps(body))
 
-    @web.authenticated
-    @authorized
+    @requires("write")
     async def post(self) -> None:
         body = _parse_body(CreateTaskBody, self.request.body, "{'agent': str, 'input': str}")
         try:
+            self.hub.agents.get(body.agent)  # a typo costs none of the creation budget
+            self.create_guard()
             task = self.hub.create_task(body.agent, body.input)
         except UnknownAgentError as exc:
             raise ApiError(404, ErrorCode.UNKNOWN_AGENT, exc.message) from None
+        except TooManyRunningTasksError as exc:
+            raise self.running_cap(exc) from None
         self.set_status(201)
         self.set_header("Location", url_path_join(self.request.path, task.task_id))
         self.finish(self.task_json(task))
@@ -104,15 +163,18 @@ class TasksHandler(AgentKitAPIHandler):
 class KernelTasksHandler(AgentKitAPIHandler):
     """``POST kernel-tasks``: a kernel registers a run it will publish itself."""
 
-    @web.authenticated
-    @authorized
+    @requires("write")
     async def post(self) -> None:
         body = _parse_body(
             CreateKernelTaskBody,
             self.request.body,
             "{'agent': str, 'input': str, 'description'?: str}",
         )
-        task = self.hub.create_external_task(body.agent, body.input, origin="kernel")
+        self.create_guard()
+        try:
+            task = self.hub.create_external_task(body.agent, body.input, origin="kernel")
+        except TooManyRunningTasksError as exc:
+            raise self.running_cap(exc) from None
         self.set_status(201)
         self.finish(
             {
@@ -124,21 +186,33 @@ class KernelTasksHandler(AgentKitAPIHandler):
 
 
 class TaskHandler(AgentKitAPIHandler):
-    @web.authenticated
-    @authorized
+    @requires("read")
     async def get(self, task_id: str) -> None:
-        """The task's record and its events after ``?after=`` (at most ``?limit=``;
-        ``limit=0``: the record only)."""
+        """The task's record and one page of its events after ``?after=``: at most
+        ``?limit=`` and ``GET_PAGE_MAX_EVENTS`` (``limit=0``: the record only);
+        ``next_after`` and ``has_more`` say where the next page starts."""
         task = self.find_task(task_id)
         after = self.int_argument("after", ErrorCode.INVALID_AFTER) or 0
         limit = self.int_argument("limit", ErrorCode.INVALID_LIMIT)
+        cap = protocol.GET_PAGE_MAX_EVENTS
+        if limit is not None:
+            cap = min(limit, cap)
+        # Memory or the history (read on a worker thread): the stored bytes, never
+        # parsed and serialised again.
+        entries = await task.read_page(after, cap, protocol.GET_PAGE_MAX_BYTES)
+        next_after = entries[-1].seq if entries else after
         body = self.task_json(task)
-        entries = task.log.read_after(after, limit=1 << 30 if limit is None else limit)
-        body["events"] = [json.loads(e.data) for e in entries]
-        self.finish(body)
+        body["next_after"] = next_after
+        body["has_more"] = next_after < task.log.last_seq
+        head = protocol.dumps(body).encode("utf-8")
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(
+            b"".join(
+                (head[:-1], b',"events":[', b",".join(e.data for e in entries), b"]}")
+            )
+        )
 
-    @web.authenticated
-    @authorized
+    @requires("write")
     async def delete(self, task_id: str) -> None:
         self.find_task(task_id)
         self.hub.delete(task_id)
@@ -147,8 +221,7 @@ class TaskHandler(AgentKitAPIHandler):
 
 
 class TaskCancelHandler(AgentKitAPIHandler):
-    @web.authenticated
-    @authorized
+    @requires("write")
     async def post(self, task_id: str) -> None:
         task = self.find_task(task_id)
         try:
@@ -161,6 +234,27 @@ class TaskCancelHandler(AgentKitAPIHandler):
         self.finish(self.task_json(task))
 
 
+class StatusHandler(AgentKitAPIHandler):
+    """``GET status``: whether the task history takes writes, and what memory holds
+    (``protocol.StatusResponse``)."""
+
+    @requires("read")
+    async def get(self) -> None:
+        hub = self.hub
+        tasks = hub.all()
+        body: protocol.StatusResponse = {
+            "protocol": protocol.PROTOCOL_VERSION,
+            "history": hub.history_status(),  # type: ignore[typeddict-item]
+            "tasks": {
+                "total": len(tasks),
+                "running": sum(1 for task in tasks if not task.finished),
+                "logs_in_memory": hub.logs_in_memory(),
+            },
+        }
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(protocol.dumps(body))
+
+
 _API = "/" + API_PREFIX
 default_handlers: list[tuple[str, type[AgentKitAPIHandler]]] = [
     (rf"{_API}agents", AgentsHandler),
@@ -168,4 +262,5 @@ default_handlers: list[tuple[str, type[AgentKitAPIHandler]]] = [
     (rf"{_API}tasks/{TASK_ID}", TaskHandler),
     (rf"{_API}tasks/{TASK_ID}/cancel", TaskCancelHandler),
     (rf"{_API}kernel-tasks", KernelTasksHandler),
+    (rf"{_API}status", StatusHandler),
 ]

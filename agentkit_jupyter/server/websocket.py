@@ -4,14 +4,11 @@ and the publish WebSocket a kernel sends its own run's events on."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-from jupyter_core.utils import ensure_async
-from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
@@ -19,9 +16,6 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
 from ..protocol import (
-    API_KEY_AUTH_SCHEME,
-    API_KEY_HEADER,
-    API_KEY_QUERY,
     PONG,
     PUBLISH_TOKEN_HEADER,
     PUBLISH_WS_PREFIX,
@@ -36,20 +30,21 @@ from ..protocol import (
     error_message,
     parse_client_message,
     publish_cancel_message,
+    publish_resume_message,
 )
 from ..tasks import (
     PublishError,
     Subscription,
     Task,
     TaskFinishedError,
+    TooManyConnectionsError,
     TooManySubscribersError,
     UnknownTaskError,
 )
 from .base import (
-    AUTH_RESOURCE,
     INTERNAL_ERROR_TEXT,
+    WRONG_KEY_TEXT,
     AgentKitHandlerMixin,
-    header_bytes,
     parse_nonnegative_int,
 )
 from .frames import TextFrameProtocol, cut, text_frame_protocol
@@ -99,6 +94,14 @@ class _SocketBase(AgentKitHandlerMixin, WebSocketMixin, WebSocketHandler, Jupyte
         """Set up the connection to ``task_id`` (each socket its own way)."""
         raise NotImplementedError
 
+    async def _check_before_upgrade(self, action: str) -> None:
+        """Authenticated (Jupyter or a key) and allowed ``action``, else 403."""
+        if self.current_user is None:
+            self.log.warning("Couldn't authenticate WebSocket connection")
+            raise web.HTTPError(403)
+        if not await self.is_allowed(action):
+            raise web.HTTPError(403)
+
     def on_close(self) -> None:
         # Jupyter's keep-alive pinger would hold this handler until its next tick.
         if self.ping_callback is not None:
@@ -123,13 +126,11 @@ class TaskStreamHandler(_SocketBase):
     _writer: asyncio.Task[None] | None = None
     _heartbeat: asyncio.Task[None] | None = None
 
-    @ws_authenticated
     async def get(self, task_id: str) -> None:
-        allowed = await ensure_async(
-            self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)
-        )
-        if not allowed:
-            raise web.HTTPError(403)
+        # A wrong key is answered after the upgrade (error unauthenticated, close 4001),
+        # as the seed service did; everything else is checked before it.
+        if not self.api_key_refused:
+            await self._check_before_upgrade("read")
         await super().get(task_id)
 
     # -- connection lifecycle ---------------------------------------------------------
@@ -141,8 +142,8 @@ class TaskStreamHandler(_SocketBase):
         self._last_message_at = time.monotonic()
         self._allowance = self._burst = 2 * self.agentkit.client_message_rate
         self._allowance_at = time.monotonic()
-        if not self._api_key_ok():
-            self._send(error_message(ErrorCode.UNAUTHENTICATED, "Missing or wrong api_key."))
+        if self.api_key_refused:
+            self._send(error_message(ErrorCode.UNAUTHENTICATED, WRONG_KEY_TEXT))
             self.close(CloseCode.UNAUTHENTICATED, "Unauthenticated")
             return
         try:
@@ -166,15 +167,19 @@ class TaskStreamHandler(_SocketBase):
                 last_seq=last,
             )
             after = last
-        elif after + 1 < task.log.first_seq:
-            first = task.log.first_seq
+        elif after + 1 < task.first_seq:  # neither memory nor the history has them
+            first = task.first_seq
             notice = error_message(
                 ErrorCode.EVENTS_TRUNCATED,
                 f"Events before {first} are no longer held; replaying from {first}.",
                 first_seq=first,
             )
         try:
-            self.subscription = task.subscribe(after)
+            self.subscription = task.subscribe(after, owner=self.limit_owner)
+        except TooManyConnectionsError as exc:
+            self._send(error_message(ErrorCode.TOO_MANY_CONNECTIONS, str(exc)))
+            self.close(CloseCode.TOO_MANY_SUBSCRIBERS, "Too many connections from you")
+            return
         except TooManySubscribersError as exc:
             self._send(error_message(ErrorCode.TOO_MANY_SUBSCRIBERS, str(exc)))
             self.close(CloseCode.TOO_MANY_SUBSCRIBERS, "Too many subscribers")
@@ -256,10 +261,7 @@ class TaskStreamHandler(_SocketBase):
             self._send_text(PONG)
 
     async def _cancel(self, message: CancelMessage) -> None:
-        allowed = await ensure_async(
-            self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE)
-        )
-        if not allowed:
+        if not await self.is_allowed("write"):
             self._send(
                 error_message(ErrorCode.FORBIDDEN, "You may watch this task, not cancel it.")
             )
@@ -301,49 +303,26 @@ class TaskStreamHandler(_SocketBase):
         raw = self.raw_query_argument("after")
         return 0 if raw is None else parse_nonnegative_int(raw)
 
-    def _presented_api_key(self) -> bytes | None:
-        """The key as the client sent it, in bytes: header, ``ApiKey`` scheme, or query."""
-        headers = self.request.headers
-        value = headers.get(API_KEY_HEADER)
-        if value is None:
-            scheme, _, rest = headers.get("Authorization", "").partition(" ")
-            if scheme.lower() == API_KEY_AUTH_SCHEME.lower():
-                value = rest.strip()
-        if value is not None:
-            return header_bytes(value)
-        return self.raw_query_argument(API_KEY_QUERY)  # percent-decoded, not UTF-8-decoded
-
-    def _api_key_ok(self) -> bool:
-        expected = self.agentkit.api_key
-        if not expected:
-            return True
-        presented = self._presented_api_key()
-        if presented is None:
-            return False
-        # Constant time on bytes: a non-ASCII key is its UTF-8 bytes; undecodable input
-        # is simply a wrong key. The key (right or wrong) is never logged nor echoed.
-        return hmac.compare_digest(presented, expected.encode("utf-8"))
-
 
 class PublishHandler(_SocketBase):
     """``agentkit/ws/publish/{task_id}``: the kernel that created a task sends its events.
 
-    Kernel -> server: ``{"type": "event", "event": StepEvent.to_dict()}``.
-    Server -> kernel: ``{"type": "cancel", "reason": ...}`` when a viewer cancels, and
-    ``error`` messages for refused events. A publisher that goes away before the
-    run's end fails the task (``kernel_disconnected``).
+    Server -> kernel first: ``{"type": "resume", "last_seq": n}`` (what the server
+    holds). Kernel -> server: ``{"type": "event", "event": StepEvent.to_dict(), "seq":
+    n}`` for each event after that. Server -> kernel: ``{"type": "cancel", "reason":
+    ...}`` when a viewer cancels (also on a reconnect after one), and ``error``
+    messages for refused events. A publisher whose connection drops may reconnect
+    and resume within ``publisher_reconnect_timeout``; after that the task fails
+    (``kernel_disconnected``).
     """
 
     task: Task | None = None
     _unregister: Callable[[], None] | None = None
+    _generation = 0
+    _fatal = False
 
-    @ws_authenticated
     async def get(self, task_id: str) -> None:
-        allowed = await ensure_async(
-            self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE)
-        )
-        if not allowed:
-            raise web.HTTPError(403)
+        await self._check_before_upgrade("write")
         await super().get(task_id)
 
     def _refuse(self, code: ErrorCode, message: str, close: CloseCode) -> None:
@@ -367,11 +346,13 @@ class PublishHandler(_SocketBase):
             )
             return
         try:
-            task.attach_publisher()
+            self._generation = task.attach_publisher()
         except (PublishError, TaskFinishedError) as exc:
             self._refuse(ErrorCode.FORBIDDEN, str(exc), CloseCode.FORBIDDEN)
             return
         self.task = task
+        # Where to resume: a reconnecting publisher sends what comes after this.
+        self._send_text(dumps(publish_resume_message(task.log.last_seq)))
         loop = asyncio.get_running_loop()
 
         def forward_cancel(reason: str | None) -> None:
@@ -388,8 +369,15 @@ class PublishHandler(_SocketBase):
         except Exception:
             self._internal_error("handling an event from")
 
+    def _internal_error(self, doing: str) -> None:
+        self._fatal = True  # our fault, not a dropped connection: no reconnect to wait for
+        super()._internal_error(doing)
+
     def _on_message(self, message: str | bytes) -> None:
         if self.task is None:
+            return
+        if self._generation != self.task.publisher_generation:
+            self._close(CloseCode.FORBIDDEN, "A newer connection of this kernel publishes.")
             return
         try:
             raw = json.loads(message)
@@ -397,7 +385,7 @@ class PublishHandler(_SocketBase):
                 raise PublishError(
                     ErrorCode.INVALID_MESSAGE, "Expected {'type': 'event', 'event': {...}}."
                 )
-            self.task.publish_external(raw.get("event"))
+            self.task.publish_external(raw.get("event"), raw.get("seq"))
         except (ValueError, RecursionError) as exc:
             code = exc.code if isinstance(exc, PublishError) else ErrorCode.INVALID_JSON
             self._send_text(
@@ -420,7 +408,7 @@ class PublishHandler(_SocketBase):
         if self._unregister is not None:
             self._unregister()
         if self.task is not None:
-            self.task.publisher_lost()
+            self.task.publisher_lost(self._generation, at_once=self._fatal)
 
 
 _WS = "/" + TASK_WS_PREFIX

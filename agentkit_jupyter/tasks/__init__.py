@@ -8,6 +8,8 @@ from .hub import (
     Task,
     TaskFinishedError,
     TaskHub,
+    TooManyConnectionsError,
+    TooManyRunningTasksError,
     TooManySubscribersError,
     UnknownTaskError,
 )
@@ -26,6 +28,8 @@ __all__ = [
     "TaskHub",
     "TaskStatus",
     "TaskStore",
+    "TooManyConnectionsError",
+    "TooManyRunningTasksError",
     "TooManySubscribersError",
     "UnknownTaskError",
 ]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import hmac
+import itertools
+import json
 import logging
+import math
 import secrets
 import time
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -16,7 +21,12 @@ import agentkit_jupyter.protocol as protocol
 from ..core import AgentPool, CancellationToken, EventType, StepEvent
 from ..protocol import TaskStatus
 from .log import EventLog, LogEntry
-from .store import StoredTask, TaskStore
+from .store import LoadReport, StoredTask, StoreError, TaskStore
+
+# Pages read from the task history for a replay or a GET (a thread does the reading).
+HISTORY_PAGE_EVENTS = 500
+# How long a reader waits for the writer before it gives up on the history.
+HISTORY_WAIT_SECONDS = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,14 @@ class TooManySubscribersError(RuntimeError):
     pass
 
 
+class TooManyConnectionsError(TooManySubscribersError):
+    """One owner (user) already has ``max_subscribers_per_user`` connections to the task."""
+
+
+class TooManyRunningTasksError(RuntimeError):
+    """``max_running_tasks`` runs are in flight; a new one is refused, not queued."""
+
+
 class PublishError(ValueError):
     """A publisher's event was refused; ``code`` is a protocol error code."""
 
@@ -70,10 +88,21 @@ class HubLimits:
     subscriber_max_lag_messages: int = 5_000
     subscriber_max_lag_bytes: int = 4 * 1024 * 1024
     max_tasks: int = 1000
+    # Finished tasks whose log stays in memory (the most recent ones), by count and by
+    # bytes; the others are served from the task history on disk. Without a history
+    # every finished task's log stays in memory (it is the only copy).
+    max_cached_logs: int = 16
+    max_cached_log_bytes: int = 32 * 1024 * 1024
+    # Runs in flight at once (server and kernel tasks); one more is refused.
+    max_running_tasks: int = 100
+    # Connections one owner (user) may hold to one task.
+    max_subscribers_per_user: int = 100
     # A run that ignores its cancellation token is force-stopped after this long.
     cancel_grace_seconds: float = 2.0
     # A kernel-published task fails if its kernel does not connect within this long.
     publisher_connect_timeout: float = 30.0
+    # A kernel whose publish connection dropped may reconnect (and resume) this long.
+    publisher_reconnect_timeout: float = 5.0
 
 
 class Subscription:
@@ -84,9 +113,11 @@ class Subscription:
     dropped (``dropped`` then says why).
     """
 
-    def __init__(self, task: Task, after: int) -> None:
+    def __init__(self, task: Task, after: int, owner: str | None = None) -> None:
         self.task = task
         self.cursor = after
+        self.owner = owner
+        self.serial = 0  # set by Task.subscribe: orders equal cursors in the lag heap
         self.dropped: protocol.ErrorCode | None = None
         self._wake: asyncio.Future[None] | None = None
         self._on_drop: list[Callable[[protocol.ErrorCode], None]] = []
@@ -102,30 +133,44 @@ class Subscription:
         if self.dropped is not None:
             return
         self.dropped = reason
-        self.task._subscribers.discard(self)
+        self.task._forget(self)
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
         for callback in self._on_drop:
             callback(reason)
 
     def close(self) -> None:
-        self.task._subscribers.discard(self)
+        self.task._forget(self)
 
     async def batches(
         self, limit: int = 500, max_bytes: int = BATCH_MAX_BYTES
     ) -> AsyncIterator[list[LogEntry]]:
         """Batches of at most ``limit`` entries and ``max_bytes`` (or one entry): what a
         writer has in flight, on top of the shared log, stays that small."""
-        log_ = self.task.log
+        task = self.task
         try:
             while self.dropped is None:
+                # Looked up each time: a finished task's log may leave memory meanwhile.
+                log_ = task.log
                 if self.cursor + 1 < log_.first_seq:
-                    # What it has not sent yet left the window: never a silent gap.
-                    self.drop(protocol.ErrorCode.SUBSCRIBER_TOO_SLOW)
-                    break
+                    # Older than what memory holds: from the history on disk, in pages.
+                    entries = await task.read_history(
+                        self.cursor, min(limit, HISTORY_PAGE_EVENTS), max_bytes
+                    )
+                    if self.dropped is not None:
+                        break
+                    if not entries:
+                        # Neither memory nor disk has what it has not sent: never a silent gap.
+                        self.drop(protocol.ErrorCode.SUBSCRIBER_TOO_SLOW)
+                        break
+                    self.cursor = entries[-1].seq
+                    task._track(self)
+                    yield entries
+                    continue
                 entries = _up_to_bytes(log_.read_after(self.cursor, limit), max_bytes)
                 if entries:
                     self.cursor = entries[-1].seq
+                    task._track(self)
                     yield entries
                     continue
                 if self.task.finished and self.cursor >= log_.last_seq:
@@ -137,6 +182,25 @@ class Subscription:
                     self._wake = None
         finally:
             self.close()
+
+
+def _is_clean(value: Any) -> bool:
+    """Whether ``value`` serialises as it is: finite numbers, text without lone surrogates."""
+    if isinstance(value, str):
+        if value.isascii():
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_is_clean(k) and _is_clean(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_is_clean(item) for item in value)
+    return True
 
 
 def _up_to_bytes(entries: list[LogEntry], max_bytes: int) -> list[LogEntry]:
@@ -159,6 +223,7 @@ class Task:
         limits: HubLimits,
         origin: str = "server",
         store: TaskStore | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.task_id = task_id
         self.agent = agent
@@ -173,6 +238,11 @@ class Task:
         self.log = EventLog(limits.max_events_in_memory, limits.max_bytes_in_memory)
         self._limits = limits
         self._subscribers: set[Subscription] = set()
+        self._owners: Counter[str] = Counter()  # connections per owner (user)
+        # Subscribers by cursor, slowest first (stale entries are skipped): the lag check
+        # looks at the slowest only, so its cost does not grow with the subscribers.
+        self._by_cursor: list[tuple[int, int, Subscription]] = []
+        self._serials = itertools.count()
         # Appended since the last look for lagging subscribers (see publish()).
         self._unchecked = 0
         self._unchecked_bytes = 0
@@ -181,7 +251,19 @@ class Task:
         # Set for tasks whose events come from a kernel: only its holder may publish.
         self.publish_secret: str | None = None
         self.publisher_attached = False
+        # Bumped by each (re)connection of the publisher: the current one's number.
+        self.publisher_generation = 0
         self._store = store
+        # The oldest seq the history has (None: no history, memory is all there is).
+        self._history_first: int | None = 1 if store is not None else None
+        # The store's ticket of the last record saved: on disk once store.durable() says so.
+        self._ticket = 0
+        # What could not be read back from the history as written (None: nothing).
+        self.damaged: str | None = None
+        # Called once when the task ends (the hub keeps or drops its log).
+        self.on_finish: Callable[[Task], None] | None = None
+        # Applied to every message before it is logged, stored or sent (known secrets).
+        self._redact = redact
 
     @property
     def finished(self) -> bool:
@@ -190,6 +272,62 @@ class Task:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+    @property
+    def first_seq(self) -> int:
+        """The oldest ``seq`` that can still be read: from the history, or from memory."""
+        if self._store is not None and self._history_first is not None:
+            return min(self._history_first, self.log.first_seq)
+        return self.log.first_seq
+
+    @property
+    def log_in_memory(self) -> bool:
+        return len(self.log) > 0
+
+    def forget_log(self) -> None:
+        """Drop the log from memory (it is on disk): later reads come from the history."""
+        empty = EventLog(self.log.max_entries, self.log.max_bytes)
+        empty.restore(self.log.last_seq + 1, [])
+        self.log = empty
+
+    def detach(self) -> None:
+        """The task was deleted: nothing it does from now on reaches the history."""
+        self._store = None
+        self._history_first = None
+
+    async def read_history(self, after: int, limit: int, max_bytes: int) -> list[LogEntry]:
+        """Entries after ``after`` that memory no longer holds, read from the history
+        (on a worker thread); ``[]`` when it has none."""
+        store = self._store
+        upto = self.log.first_seq - 1
+        if store is None or after >= upto:
+            return []
+        rows, damaged = await asyncio.to_thread(
+            store.read_events, self.task_id, after, upto, limit, max_bytes
+        )
+        if (not rows or rows[0][0] != after + 1) and not store.failing:
+            # Not written yet (the writer commits every few ms): wait for it, once.
+            try:
+                await asyncio.to_thread(store.flush, HISTORY_WAIT_SECONDS)
+            except StoreError:
+                return []
+            rows, damaged = await asyncio.to_thread(
+                store.read_events, self.task_id, after, upto, limit, max_bytes
+            )
+        if damaged and self.damaged is None:
+            self.damaged = "some events could not be read back as written (repaired)"
+        return [LogEntry(seq, data) for seq, data in rows]
+
+    async def read_page(self, after: int, limit: int, max_bytes: int) -> list[LogEntry]:
+        """At most ``limit`` entries after ``after`` (and ``max_bytes``, or one), from
+        memory or the history: the same bytes either way."""
+        if limit <= 0:
+            return []
+        if after + 1 < self.log.first_seq:
+            entries = await self.read_history(after, limit, max_bytes)
+            if entries:
+                return entries
+        return _up_to_bytes(self.log.read_after(after, limit), max_bytes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -203,36 +341,71 @@ class Task:
             "finished_at": self.finished_at,
             "result": self.result,
             "last_seq": self.log.last_seq,
-            "first_seq": self.log.first_seq,
+            "first_seq": self.first_seq,
+            "damaged": self.damaged,
             "subscribers": self.subscriber_count,
         }
 
     # -- subscribers --------------------------------------------------------------
 
-    def subscribe(self, after: int = 0) -> Subscription:
+    def subscribe(self, after: int = 0, owner: str | None = None) -> Subscription:
         if len(self._subscribers) >= self._limits.max_subscribers_per_task:
             raise TooManySubscribersError(
                 f"This task already has {len(self._subscribers)} subscribers."
             )
+        if owner is not None:
+            mine = self._owners[owner]
+            if mine >= self._limits.max_subscribers_per_user:
+                raise TooManyConnectionsError(
+                    f"You already have {mine} connections to this task "
+                    f"(max_connections_per_user); close one first."
+                )
         # Replay starts at the oldest event still held (the caller says so to its client).
-        subscription = Subscription(self, max(after, 0, self.log.first_seq - 1))
+        subscription = Subscription(self, max(after, 0, self.first_seq - 1), owner)
+        subscription.serial = next(self._serials)
         self._subscribers.add(subscription)
+        if owner is not None:
+            self._owners[owner] += 1
+        self._track(subscription)
         return subscription
 
+    def _forget(self, sub: Subscription) -> None:
+        if sub in self._subscribers:
+            self._subscribers.remove(sub)
+            if sub.owner is not None:
+                self._owners[sub.owner] -= 1
+                if not self._owners[sub.owner]:
+                    del self._owners[sub.owner]
+
+    def _track(self, sub: Subscription) -> None:
+        """Note ``sub``'s new cursor in the slowest-first heap."""
+        heap = self._by_cursor
+        heapq.heappush(heap, (sub.cursor, sub.serial, sub))
+        if len(heap) > 4 * len(self._subscribers) + 64:
+            # Mostly stale entries (fast readers' old cursors): rebuild, O(1) a push.
+            heap[:] = [(s.cursor, s.serial, s) for s in self._subscribers]
+            heapq.heapify(heap)
+
     def _check_lagging(self) -> None:
+        """Drop the subscribers beyond the lag caps, looking at the slowest ones only."""
         limits = self._limits
         last = self.log.last_seq
         first = self.log.first_seq
-        for sub in list(self._subscribers):
-            behind = last - sub.cursor
-            if behind <= 16:
-                continue  # cheap common case: nearly caught up
-            if (
+        heap = self._by_cursor
+        while heap:
+            cursor, _, sub = heap[0]
+            if sub.cursor != cursor or sub.dropped is not None or sub not in self._subscribers:
+                heapq.heappop(heap)  # stale: that subscriber moved on or left
+                continue
+            behind = last - cursor
+            if behind <= 16 or not (
                 behind > limits.subscriber_max_lag_messages
-                or sub.cursor + 1 < first
-                or self.log.lag_bytes(sub.cursor) > limits.subscriber_max_lag_bytes
+                or cursor + 1 < first
+                or self.log.lag_bytes(cursor) > limits.subscriber_max_lag_bytes
             ):
-                sub.drop(protocol.ErrorCode.SUBSCRIBER_TOO_SLOW)
+                return  # the slowest is within the caps, so every other one is too
+            heapq.heappop(heap)
+            sub.drop(protocol.ErrorCode.SUBSCRIBER_TOO_SLOW)
 
     # -- the run ------------------------------------------------------------------
 
@@ -248,8 +421,8 @@ class Task:
                 )
             )
         )
-        # Looking at every subscriber costs O(subscribers): do it every few events or
-        # bytes, not per event. A laggard overshoots the caps by at most that much.
+        # Every few events or bytes, not per event: a laggard overshoots the caps by at
+        # most that much.
         self._unchecked += 1
         self._unchecked_bytes += entry.size
         if self._unchecked >= LAG_CHECK_EVERY or self._unchecked_bytes >= LAG_CHECK_BYTES:
@@ -258,6 +431,8 @@ class Task:
         return entry
 
     def _append(self, text: str) -> LogEntry:
+        if self._redact is not None:
+            text = self._redact(text)
         entry = self.log.append(text)
         if self._store is not None:
             self._store.append_event(self.task_id, entry.seq, text)
@@ -266,7 +441,7 @@ class Task:
     def save(self) -> None:
         """Persist the task's record (status, times, result), if there is a store."""
         if self._store is not None:
-            self._store.save_task(self.to_dict())
+            self._ticket = self._store.save_task(self.to_dict())
 
     def finish(self, status: TaskStatus, **result: Any) -> bool:
         """Record the one final result; later calls are ignored (returns False)."""
@@ -275,11 +450,25 @@ class Task:
         self.status = status
         self.finished_at = time.time()
         self.result = {"status": status.value, "task_id": self.task_id, **result}
+        if self._redact is not None:
+            text = protocol.dumps(self.result)
+            redacted = self._redact(text)
+            if redacted != text:  # the record (task lists, history) is redacted as the log is
+                try:
+                    self.result = json.loads(redacted)
+                except ValueError:  # a "secret" that spans JSON syntax: keep the record
+                    pass
+        if not _is_clean(self.result):
+            # The record holds what the log holds: strict JSON, valid text (a lone
+            # surrogate in an output is U+FFFD in both, also after a restart).
+            self.result = json.loads(protocol.dumps(self.result))
         data = cast(protocol.ResultData, self.result)
         seq = self.log.last_seq + 1
         self._append(protocol.dumps(protocol.result_message(self.task_id, seq, data)))
         self.save()
         self._done.set()
+        if self.on_finish is not None:
+            self.on_finish(self)
         return True
 
     def finish_from_event(self, event: StepEvent) -> None:
@@ -307,6 +496,10 @@ class Task:
         turn_ends = loop.time() + RUN_TIME_SLICE
         try:
             async for event in source(self.token):
+                if self.finished:
+                    # Ended from outside (fail(), an interrupted kernel): what the source
+                    # says after that (its ``cancelled``) is not news; end quietly, once.
+                    return
                 self.publish(event)
                 if event.is_terminal:
                     self.finish_from_event(event)
@@ -388,20 +581,39 @@ class Task:
             presented.encode("utf-8", "surrogatepass"), self.publish_secret.encode()
         )
 
-    def attach_publisher(self) -> None:
+    def attach_publisher(self) -> int:
+        """Attach the (re)connecting publisher; returns its generation. A new connection
+        supersedes an older one (only the kernel holding the secret gets here): the
+        publisher of a dropped connection resumes after ``log.last_seq``."""
         if self.finished:
             raise TaskFinishedError(f"task {self.task_id} already {self.status.value}")
-        if self.publisher_attached:
-            raise PublishError(protocol.ErrorCode.FORBIDDEN, "This task already has a publisher.")
         self.publisher_attached = True
+        self.publisher_generation += 1
+        return self.publisher_generation
 
-    def publish_external(self, raw: Any) -> StepEvent:
-        """Validate and append an event sent by the task's publisher."""
+    def publish_external(self, raw: Any, seq: Any = None) -> StepEvent | None:
+        """Validate and append an event sent by the task's publisher.
+
+        ``seq`` (the event's place in the kernel's log) makes a resend after a
+        reconnect harmless: one already held is skipped (returns ``None``).
+        """
         if self.finished:
             raise TaskFinishedError(f"task {self.task_id} already {self.status.value}")
+        if seq is not None:
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+                raise PublishError(
+                    protocol.ErrorCode.INVALID_MESSAGE, "'seq' must be an integer >= 1."
+                )
+            if seq <= self.log.last_seq:
+                return None
+            if seq != self.log.last_seq + 1:
+                raise PublishError(
+                    protocol.ErrorCode.INVALID_MESSAGE,
+                    f"Events after {self.log.last_seq} are missing (got seq {seq}).",
+                )
         try:
             event = StepEvent.from_dict(raw)
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, ValueError, TypeError, OverflowError):  # e.g. "step": 1e999
             raise PublishError(
                 protocol.ErrorCode.INVALID_MESSAGE,
                 "An event needs event_type (a known type), step (int), data (object), "
@@ -412,9 +624,24 @@ class Task:
             self.finish_from_event(event)
         return event
 
-    def publisher_lost(self) -> None:
-        """The publisher went away: a run without its end is failed, never left running."""
-        if self.finished:
+    def publisher_lost(self, generation: int | None = None, *, at_once: bool = False) -> None:
+        """The publisher's connection ended before the run did. It may reconnect within
+        ``publisher_reconnect_timeout`` (and resume); otherwise (or ``at_once``) the
+        run is failed, never left running. A superseded connection's end is no news."""
+        if self.finished or (generation is not None and generation != self.publisher_generation):
+            return
+        self.publisher_attached = False
+        if not at_once and self._limits.publisher_reconnect_timeout > 0:
+            asyncio.get_running_loop().call_later(
+                self._limits.publisher_reconnect_timeout,
+                self._publisher_never_returned,
+                self.publisher_generation,
+            )
+            return
+        self._publisher_never_returned(self.publisher_generation)
+
+    def _publisher_never_returned(self, generation: int) -> None:
+        if self.finished or self.publisher_attached or generation != self.publisher_generation:
             return
         message = (
             "The kernel running this agent went away before the run finished "
@@ -457,17 +684,42 @@ class TaskHub:
         agents: AgentPool,
         limits: HubLimits | None = None,
         store: TaskStore | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.agents = agents
         self.limits = limits or HubLimits()
         self.store = store
+        # Known secrets (the server's token) out of every message: see Task._append.
+        self.redact = redact
         self._tasks: dict[str, Task] = {}
+        # Finished tasks whose log is still in memory, least recently used first.
+        self._cached: OrderedDict[str, Task] = OrderedDict()
+        # Stored records that could not be read at all (see history_status()).
+        self.skipped_records = 0
         if store is not None:
-            for stored in store.load(self.limits.max_events_in_memory):
-                self._restore(stored)
+            # Records only: a finished task's events stay on disk until someone reads them.
+            try:
+                report = store.load()
+            except Exception:
+                log.exception("agentkit: the task history could not be read; starting without it")
+                report = LoadReport(skipped=1)
+            self.skipped_records = report.skipped
+            for stored in report.tasks:
+                try:
+                    self._restore(stored)
+                except Exception:
+                    # Never fail a start on one record: skip it, say so.
+                    self.skipped_records += 1
+                    log.exception("agentkit: a stored task could not be restored; skipped")
 
     def _restore(self, stored: StoredTask) -> None:
         record = stored.record
+        if stored.damaged:
+            log.warning(
+                "agentkit: stored task %s is damaged (%s); restored as far as possible",
+                record["task_id"],
+                stored.damaged,
+            )
         task = Task(
             record["task_id"],
             record["agent"],
@@ -475,11 +727,18 @@ class TaskHub:
             self.limits,
             origin=record["origin"],
             store=self.store,
+            redact=self.redact,
         )
         task.created_at = record["created_at"]
         task.started_at = record["started_at"]
         task.finished_at = record["finished_at"]
-        task.log.restore(stored.first_seq, stored.events)
+        task.damaged = stored.damaged
+        # An empty log at the stored end; what came before is read from the history.
+        task.log.restore(stored.last_seq + 1, [])
+        task._history_first = (
+            stored.last_seq + 1 if stored.first_seq is None else stored.first_seq
+        )
+        task.on_finish = self._remember_finished
         status = TaskStatus(record["status"])
         if status.finished:
             task.status = status
@@ -497,6 +756,8 @@ class TaskHub:
                 },
             )
         self._tasks[task.task_id] = task
+        if task.log_in_memory:  # the result just written for an interrupted run
+            self._remember_finished(task)
 
     def apply_retention(self, max_age_seconds: float | None, max_count: int | None) -> int:
         """Forget finished tasks older than ``max_age_seconds`` or beyond the newest
@@ -546,13 +807,74 @@ class TaskHub:
         )
         return task
 
+    def running_count(self) -> int:
+        return sum(1 for task in self._tasks.values() if not task.finished)
+
     def _new_task(self, agent: str, user_input: str, origin: str) -> Task:
+        running = self.running_count()
+        if running >= self.limits.max_running_tasks:
+            raise TooManyRunningTasksError(
+                f"{running} tasks are running, the most this server allows "
+                "(max_running_tasks); try again when one has ended."
+            )
         self._evict_finished()
         task_id = secrets.token_hex(8)
-        task = Task(task_id, agent, user_input, self.limits, origin=origin, store=self.store)
+        task = Task(
+            task_id,
+            agent,
+            user_input,
+            self.limits,
+            origin=origin,
+            store=self.store,
+            redact=self.redact,
+        )
+        task.on_finish = self._remember_finished
         self._tasks[task_id] = task
         task.save()
+        self._trim_cache()
         return task
+
+    def _remember_finished(self, task: Task) -> None:
+        """A task ended: its log stays in memory among the recent ones, the oldest of
+        which go once they are on disk."""
+        if self.store is None or task.task_id not in self._tasks:
+            return  # without a history, memory is the only copy
+        self._cached[task.task_id] = task
+        self._cached.move_to_end(task.task_id)
+        self._trim_cache()
+
+    def _trim_cache(self) -> None:
+        limits = self.limits
+        if not self._cached:
+            return
+        held = sum(t.log.held_bytes for t in self._cached.values())
+        store = self.store
+        for task_id, task in list(self._cached.items()):
+            if len(self._cached) <= limits.max_cached_logs and held <= limits.max_cached_log_bytes:
+                break
+            if store is None or not store.durable(task._ticket):
+                continue  # not on disk yet (or the disk refuses it): memory keeps it
+            held -= task.log.held_bytes
+            task.forget_log()
+            del self._cached[task_id]
+
+    def logs_in_memory(self) -> int:
+        return sum(1 for task in self._tasks.values() if task.log_in_memory)
+
+    def history_status(self) -> dict[str, Any]:
+        """What ``GET status`` says of the history (see ``protocol.HistoryStatus``)."""
+        damaged = [task.task_id for task in self._tasks.values() if task.damaged]
+        if self.store is None:
+            base: dict[str, Any] = {
+                "state": protocol.HistoryState.OFF.value,
+                "path": None,
+                "error": None,
+                "pending": 0,
+                "warnings": [],
+            }
+        else:
+            base = self.store.status()
+        return {**base, "damaged_tasks": damaged, "skipped_records": self.skipped_records}
 
     def _evict_finished(self) -> None:
         excess = len(self._tasks) - self.limits.max_tasks + 1
@@ -565,9 +887,12 @@ class TaskHub:
 
     def get(self, task_id: str) -> Task:
         try:
-            return self._tasks[task_id]
+            task = self._tasks[task_id]
         except KeyError:
             raise UnknownTaskError(task_id) from None
+        if task_id in self._cached:
+            self._cached.move_to_end(task_id)  # recently used: kept longest
+        return task
 
     def all(self) -> list[Task]:
         return sorted(self._tasks.values(), key=lambda t: t.created_at)
@@ -582,9 +907,13 @@ class TaskHub:
     def delete(self, task_id: str) -> None:
         task = self.get(task_id)
         task.cancel("deleted")
+        # What the run still does (its cancelled step, its record) must not bring the
+        # task back on disk: deleted stays deleted, also after a restart.
+        task.detach()
         for sub in list(task._subscribers):
             sub.drop(protocol.ErrorCode.UNKNOWN_TASK)
         del self._tasks[task_id]
+        self._cached.pop(task_id, None)
         if self.store is not None:
             self.store.delete_task(task_id)
 
