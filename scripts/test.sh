@@ -7,9 +7,14 @@ bash scripts/setup.sh
 VENV=${VENV:-.venv}
 
 # Browser tests drive Debian's Chromium (a Playwright browser download does not work here).
+# On CI (CI set) they must run: a failed install is an error, and so is a missing browser.
 if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    elif [ -n "${CI:-}" ]; then
+        echo "error: /usr/bin/chromium is missing and cannot be installed here (not root)" >&2
+        exit 1
     else
         echo "warning: /usr/bin/chromium is missing; browser tests will be skipped" >&2
     fi

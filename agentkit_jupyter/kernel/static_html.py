@@ -2,13 +2,22 @@
 
 Self-contained (inline styles, no scripts), every value escaped. It is rendered
 from the same wire messages as the live view, so it shows the same steps, the
-final status (``interrupted`` included) and its reason.
+final status (``interrupted`` included) and its reason. A step is one model turn,
+as in the live view: the answer is the last step's, and is counted.
+
+Thoughts and the answer are markdown, rendered as the live view renders them:
+markdown-it-py with raw HTML off, then sanitized by nh3 (no script, event handler,
+``javascript:`` link, frame, SVG or form survives), fenced code highlighted by
+Pygments in inline styles. Bidirectional control characters (U+202E and friends),
+which would reorder the text after them, are shown as markers such as ⟨U+202E⟩.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
+from functools import lru_cache
 from typing import Any
 
 from ..protocol import TaskStatus, is_final
@@ -30,6 +39,112 @@ _ENDED_WITH_REASON = {
 }
 
 
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_MARKER = re.compile(r"⟨U\+[0-9A-F]{4}⟩")
+_MARKER_STYLE = (
+    "color:#d32f2f;background:rgba(211,47,47,.1);border-radius:3px;padding:0 2px;"
+    "font-family:monospace"
+)
+# The HTML markdown may produce, and its attributes; everything else is removed.
+_MD_TAGS = {
+    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "s",
+    "code", "pre", "blockquote", "ul", "ol", "li", "a", "img", "table", "thead",
+    "tbody", "tr", "th", "td", "span",
+}  # fmt: skip
+_MD_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title"},
+    "ol": {"start"},
+    "span": {"style"},
+    "th": {"style"},
+    "td": {"style"},
+}
+_MD_STYLE = {"color", "background-color", "font-weight", "font-style", "text-align"}
+_MD_BLOCK_STYLES = {
+    "<pre>": "<pre style='white-space:pre;overflow-x:auto;margin:4px 0;padding:4px 6px;"
+    "background:rgba(127,127,127,.1);border-radius:3px;font-size:12px'>",
+    "<table>": "<table style='border-collapse:collapse;margin:4px 0'>",
+    "<th>": "<th style='border:1px solid rgba(127,127,127,.35);padding:2px 6px'>",
+    "<td>": "<td style='border:1px solid rgba(127,127,127,.35);padding:2px 6px'>",
+    "<p>": "<p style='margin:4px 0'>",
+}
+_CELL = "border:1px solid rgba(127,127,127,.35);padding:2px 6px;"
+_MD_BLOCK_STYLES.update(
+    {'<th style="': f'<th style="{_CELL}', '<td style="': f'<td style="{_CELL}'}
+)
+_MD_BLOCK = re.compile("|".join(re.escape(tag) for tag in _MD_BLOCK_STYLES))
+
+
+def _marker(match: re.Match[str]) -> str:
+    return f"⟨U+{ord(match.group()):04X}⟩"
+
+
+def reveal_bidi(text: str) -> str:
+    """The text with each bidirectional control character replaced by ⟨U+XXXX⟩."""
+    return _BIDI.sub(_marker, text)
+
+
+def _show_markers(escaped: str) -> str:
+    return _MARKER.sub(
+        lambda m: (
+            f"<span style='{_MARKER_STYLE}' title='bidirectional control character'>"
+            f"{m.group()}</span>"
+        ),
+        escaped,
+    )
+
+
+def _esc(text: str) -> str:
+    """Escaped text, bidirectional controls shown as markers."""
+    escaped = html.escape(text)
+    return _show_markers(_BIDI.sub(_marker, escaped)) if _BIDI.search(text) else escaped
+
+
+def _highlight(code: str, language: str, _attrs: Any) -> str:
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
+    if not language:
+        return ""
+    try:
+        lexer = get_lexer_by_name(language)
+    except ClassNotFound:
+        return ""
+    return str(highlight(code, lexer, HtmlFormatter(nowrap=True, noclasses=True))).rstrip("\n")
+
+
+@lru_cache(maxsize=1)
+def _markdown_parser() -> Any:
+    from markdown_it import MarkdownIt
+
+    # Raw HTML off: any tag the model writes is shown as text.
+    return MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(
+        ["table", "strikethrough"]
+    )
+
+
+def render_markdown(text: str) -> str:
+    """Untrusted markdown as sanitized HTML with inline styles only."""
+    import nh3
+
+    rendered = _markdown_parser().render(reveal_bidi(text))
+    clean = nh3.clean(
+        rendered,
+        tags=_MD_TAGS,
+        attributes=_MD_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        filter_style_properties=_MD_STYLE,
+        link_rel="noopener noreferrer nofollow",
+    )
+    return _show_markers(_MD_BLOCK.sub(lambda m: _MD_BLOCK_STYLES[m.group()], clean)).strip()
+
+
+def _md(text: str) -> str:
+    return f"<div class='agentkit-md'>{render_markdown(text)}</div>"
+
+
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -49,7 +164,7 @@ def _duration(seconds: float) -> str:
 
 def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> str:
     """A self-contained HTML rendering of a task's steps (for GitHub, nbviewer)."""
-    esc = html.escape
+    esc = _esc
     recorded = task.get("result")
     result: dict[str, Any] = dict(recorded) if isinstance(recorded, dict) else {}
     status = str(result.get("status") or task.get("status") or "")
@@ -70,7 +185,7 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
             drafts[step] = drafts.get(step, "") + _text(data.get("delta"))
         elif kind == "thought":
             drafts.pop(step, None)
-            parts.append(f"<div style='white-space:pre-wrap'>{esc(_text(data.get('text')))}</div>")
+            parts.append(_md(_text(data.get("text"))))
         elif kind == "tool_call":
             parts.append(
                 f"<div><span style='{_MUTED}'>Tool</span> <code><b>{esc(_text(data.get('name')))}"
@@ -104,6 +219,9 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
             )
 
     tokens = result.get("total_tokens")
+    total_steps = result.get("total_steps")
+    if isinstance(total_steps, int) and total_steps > max_step:
+        max_step = total_steps
     meta = [f"{max_step} step{'s' if max_step != 1 else ''}"]
     if isinstance(tokens, int) and tokens:
         meta.append(f"{tokens:,} tokens")
@@ -127,8 +245,8 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
     if result.get("output") is not None and result.get("status") == "succeeded":
         out.append(
             "<div style='border-top:1px solid rgba(127,127,127,.35);padding-top:6px'>"
-            f"<b>Answer:</b> <span style='white-space:pre-wrap'>{esc(_text(result['output']))}"
-            "</span></div>"
+            f"<b>Answer:</b> <span style='{_MUTED}'>step {max_step}</span>"
+            f"{_md(_text(result['output']))}</div>"
         )
     elif result.get("status") in _ENDED_WITH_REASON:
         label, color = _ENDED_WITH_REASON[str(result["status"])]

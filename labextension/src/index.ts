@@ -15,13 +15,26 @@ import {
 import { ICommandPalette, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
+import { LabMarkdown } from './lab-markdown';
 import { LabTransport } from './lab-transport';
-import { TaskPanel, TasksPanel, agentIcon } from './panel';
-import { ITask } from './protocol';
+import { ITaskRef, TaskPanel, TasksPanel, agentIcon } from './panel';
 import { createRendererFactory } from './renderer';
+import { revealBidi } from './text';
+import { ITaskInfo, setDefaultMarkdown } from './view';
 
 export { TaskView } from './view';
 export { TASK_MIMETYPE } from './protocol';
+
+/** A task tab's title: the start of its input (the agent's name without one). */
+const TITLE_CHARS = 32;
+
+export function taskTitle(info: Partial<ITaskInfo>): string {
+  const input = revealBidi((info.input ?? '').replace(/\s+/g, ' ').trim());
+  if (!input) {
+    return info.agent ? `Agent: ${info.agent}` : 'Agent task';
+  }
+  return input.length > TITLE_CHARS ? `${input.slice(0, TITLE_CHARS - 1).trimEnd()}…` : input;
+}
 
 namespace CommandIDs {
   export const openTask = 'agentkit:open-task';
@@ -41,6 +54,8 @@ const rendererPlugin: JupyterFrontEndPlugin<void> = {
   requires: [IRenderMimeRegistry],
   activate: (app: JupyterFrontEnd, rendermime: IRenderMimeRegistry) => {
     const transport = new LabTransport(app.serviceManager.serverSettings);
+    // Thoughts and answers as markdown: JupyterLab's renderer, sanitized (untrusted).
+    setDefaultMarkdown(new LabMarkdown(rendermime));
     rendermime.addFactory(createRendererFactory(transport), RENDERER_RANK);
   }
 };
@@ -49,12 +64,17 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
   id: 'agentkit-jupyter:tasks-panel',
   description: 'The Agent tasks side panel.',
   autoStart: true,
-  optional: [ILayoutRestorer, ICommandPalette],
+  optional: [ILayoutRestorer, ICommandPalette, IRenderMimeRegistry],
   activate: (
     app: JupyterFrontEnd,
     restorer: ILayoutRestorer | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    rendermime: IRenderMimeRegistry | null
   ) => {
+    if (rendermime) {
+      // Also here: a restored task tab may be built before the renderer plugin runs.
+      setDefaultMarkdown(new LabMarkdown(rendermime));
+    }
     const transport = new LabTransport(app.serviceManager.serverSettings);
     const tracker = new WidgetTracker<MainAreaWidget<TaskPanel>>({ namespace: 'agentkit-task' });
 
@@ -72,11 +92,23 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
           return existing;
         }
         const agent = typeof args.agent === 'string' ? args.agent : undefined;
+        const input = typeof args.input === 'string' ? args.input : '';
         const content = new TaskPanel(transport, taskId, agent);
         const widget = new MainAreaWidget({ content });
         widget.id = `agentkit-task-${taskId}`;
-        widget.title.label = content.title.label;
-        widget.title.caption = content.title.caption;
+        // Titled by the input's start, so that tabs of one agent differ (the full
+        // input is the caption); the view learns the input from the server.
+        const retitle = (info: Partial<ITaskInfo>): void => {
+          const label = taskTitle(info);
+          const about = info.input ? `: ${revealBidi(info.input)}` : '';
+          const caption = `${info.agent ?? 'Agent'} task${about}\n${taskId}`;
+          content.title.label = label;
+          content.title.caption = caption;
+          widget.title.label = label;
+          widget.title.caption = caption;
+        };
+        retitle({ agent, input });
+        content.view.onInfo(retitle);
         widget.title.icon = agentIcon;
         widget.title.closable = true;
         void tracker.add(widget);
@@ -88,10 +120,11 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
 
     const panel = new TasksPanel({
       transport,
-      openTask: (task: ITask) =>
+      openTask: (task: ITaskRef) =>
         void app.commands.execute(CommandIDs.openTask, {
           taskId: task.task_id,
-          agent: task.agent
+          agent: task.agent,
+          input: task.input ?? ''
         })
     });
     app.shell.add(panel, 'left', { rank: 800 });

@@ -1,9 +1,13 @@
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { IAgentInfo, ITask, TaskStatus, isFinal, toEpochSeconds } from './protocol';
+import { revealBidi as showBidiControls } from './text';
+import { IAgentInfo, ITask, TaskStatus, isFinal, isRecord, toEpochSeconds } from './protocol';
+import { LIST_SINCE_QUERY } from './protocol.generated';
+import type { ITaskList, ITaskSummary } from './protocol.generated';
 import { DirectBackend } from './stream';
-import { ITransport } from './transport';
+import { ApiError, ITransport } from './transport';
 import { TaskView, formatDuration } from './view';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
@@ -48,38 +52,130 @@ export class TaskPanel extends Widget {
   }
 }
 
+/** What the panel needs to open a task in the main area. */
+export interface ITaskRef {
+  task_id: string;
+  agent: string;
+  /** The input as far as the panel has it (the tab's first title). */
+  input?: string;
+}
+
 export interface ITasksPanelOptions {
   transport: ITransport;
   /** Open a task in the main area. */
-  openTask: (task: ITask) => void;
+  openTask: (task: ITaskRef) => void;
   /** Milliseconds between refreshes of the task list. */
   interval?: number;
 }
 
+/** `GET agentkit/api/agents`; `errors` is absent on older servers. */
+interface IAgentsAnswer {
+  agents: IAgentInfo[];
+  errors?: unknown;
+}
+
+/** One row's nodes; rows exist only for the tasks scrolled into view. */
 interface IRow {
+  taskId: string;
   node: HTMLLIElement;
+  open: HTMLButtonElement;
+  agent: HTMLElement;
+  start: HTMLTimeElement;
+  input: HTMLElement;
   status: HTMLElement;
   time: HTMLElement;
   cancel: HTMLButtonElement;
 }
 
-/** The "Agent tasks" side panel: start a demo run, see and open every task. */
+/** The height of one row in pixels (panel.css gives `.ak-task-row` the same). */
+export const ROW_HEIGHT = 48;
+/** Rows drawn above and below the visible ones, so a quick scroll shows no gap. */
+const OVERSCAN = 8;
+/** The status filter's choices: a status, or a group of them. */
+const STATUS_FILTERS: ReadonlyArray<[string, string]> = [
+  ['', 'Any status'],
+  ['active', 'Running or queued'],
+  ['finished', 'Finished'],
+  [TaskStatus.SUCCEEDED, 'Succeeded'],
+  [TaskStatus.FAILED, 'Failed'],
+  [TaskStatus.CANCELLED, 'Cancelled'],
+  [TaskStatus.INTERRUPTED, 'Interrupted']
+];
+/** `GET status` is asked on the first refresh and then every this many. */
+const STATUS_EVERY = 5;
+/** Deletions of "Clear finished" in flight at once. */
+const DELETE_CONCURRENCY = 6;
+
+function errorText(reason: unknown): string {
+  return showBidiControls(reason instanceof Error ? reason.message : String(reason));
+}
+
+function plural(count: number, word: string): string {
+  return `${count} ${word}${count === 1 ? '' : 's'}`;
+}
+
+/** "14:03" today, "30 Nov 14:03" another day. */
+export function formatStart(seconds: number, now: Date = new Date()): string {
+  const date = new Date(seconds * 1000);
+  const time = date.toLocaleTimeString(undefined, { hour: 'numeric', minute: '2-digit' });
+  if (date.toDateString() === now.toDateString()) {
+    return time;
+  }
+  const day = date.toLocaleDateString(undefined, { day: 'numeric', month: 'short' });
+  return `${day} ${time}`;
+}
+
+/** The agent-loading failures of `GET agents` (`[{source, message}]`), if any. */
+function agentErrors(errors: unknown): string[] {
+  if (!Array.isArray(errors)) {
+    return [];
+  }
+  return errors
+    .filter(isRecord)
+    .map(error => `${String(error.source ?? 'an agent source')}: ${String(error.message ?? '')}`);
+}
+
+/**
+ * The "Agent tasks" side panel: start a run, see and open every task.
+ *
+ * The list is polled incrementally (`GET tasks?since=<cursor>`: only what changed)
+ * and virtualized: rows have a fixed height and only those scrolled into view
+ * (plus a few) are in the DOM, so hundreds of tasks cost a screenful of nodes.
+ */
 export class TasksPanel extends Widget {
   private readonly transport: ITransport;
-  private readonly openTask: (task: ITask) => void;
+  private readonly openTask: (task: ITaskRef) => void;
   private readonly interval: number;
+  private readonly warnings: HTMLElement;
+  private readonly agentWarning: HTMLElement;
+  private readonly historyWarning: HTMLElement;
   private readonly agentSelect: HTMLSelectElement;
+  private readonly agentDescription: HTMLElement;
   private readonly inputField: HTMLTextAreaElement;
   private readonly startButton: HTMLButtonElement;
   private readonly formNotice: HTMLElement;
+  private readonly agentFilter: HTMLSelectElement;
+  private readonly statusFilter: HTMLSelectElement;
+  private readonly clearButton: HTMLButtonElement;
+  private readonly count: HTMLElement;
+  private readonly scroller: HTMLElement;
+  private readonly spacer: HTMLElement;
   private readonly list: HTMLUListElement;
   private readonly empty: HTMLElement;
   private readonly listNotice: HTMLElement;
   private readonly rows = new Map<string, IRow>();
-  private readonly tasks = new Map<string, ITask>();
+  private readonly tasks = new Map<string, ITaskSummary>();
+  /** The filtered tasks, newest first: what the list shows. */
+  private shown: ITaskSummary[] = [];
   private agents: IAgentInfo[] = [];
+  private agentsLoaded = false;
+  private cursor: string | null = null;
   private timer = 0;
+  private frame = 0;
+  private refreshes = 0;
+  private statusSupported = true;
   private refreshing = false;
+  private readonly resizeObserver: ResizeObserver | null;
 
   constructor(options: ITasksPanelOptions) {
     super();
@@ -95,36 +191,60 @@ export class TasksPanel extends Widget {
     heading.className = 'ak-panel-heading';
     heading.textContent = 'Agent tasks';
 
+    this.warnings = document.createElement('div');
+    this.warnings.className = 'ak-panel-warnings';
+    this.agentWarning = this.warning('agents');
+    this.historyWarning = this.warning('history');
+
     const form = document.createElement('form');
     form.className = 'ak-start-form';
+    form.noValidate = true;
     form.setAttribute('aria-label', 'Start an agent task');
     const agentLabel = document.createElement('label');
     agentLabel.textContent = 'Agent';
+    const selectWrap = document.createElement('div');
+    selectWrap.className = 'ak-select-wrap';
     this.agentSelect = document.createElement('select');
-    this.agentSelect.className = 'ak-agent-select jp-mod-styled';
+    this.agentSelect.className = 'ak-agent-select';
     this.agentSelect.id = 'agentkit-start-agent';
     agentLabel.htmlFor = this.agentSelect.id;
+    selectWrap.append(this.agentSelect);
+    this.agentDescription = document.createElement('p');
+    this.agentDescription.className = 'ak-agent-description';
+    this.agentDescription.id = 'agentkit-start-agent-description';
+    this.agentSelect.setAttribute('aria-describedby', this.agentDescription.id);
     const inputLabel = document.createElement('label');
     inputLabel.textContent = 'Input';
     this.inputField = document.createElement('textarea');
-    this.inputField.className = 'ak-input-field jp-mod-styled';
+    this.inputField.className = 'ak-input-field';
     this.inputField.id = 'agentkit-start-input';
     this.inputField.rows = 3;
-    this.inputField.placeholder = 'Compare Paris and Berlin';
+    this.inputField.placeholder = 'e.g. Compare Paris and Berlin';
     inputLabel.htmlFor = this.inputField.id;
+    const footer = document.createElement('div');
+    footer.className = 'ak-form-footer';
+    const hint = document.createElement('span');
+    hint.className = 'ak-input-hint';
+    hint.id = 'agentkit-start-hint';
+    const mac = /Mac|iPhone|iPad/.test(navigator.platform);
+    hint.textContent = `${mac ? '⌘' : 'Ctrl'}+Enter to start`;
+    this.inputField.setAttribute('aria-describedby', hint.id);
     this.startButton = document.createElement('button');
     this.startButton.type = 'submit';
     this.startButton.className = 'ak-start jp-mod-styled jp-mod-accept';
     this.startButton.textContent = 'Start';
+    this.startButton.title = `Start the agent (${hint.textContent})`;
+    footer.append(hint, this.startButton);
     this.formNotice = document.createElement('div');
     this.formNotice.className = 'ak-form-notice';
     this.formNotice.setAttribute('role', 'status');
     form.append(
       agentLabel,
-      this.agentSelect,
+      selectWrap,
+      this.agentDescription,
       inputLabel,
       this.inputField,
-      this.startButton,
+      footer,
       this.formNotice
     );
     form.addEventListener('submit', event => {
@@ -137,14 +257,54 @@ export class TasksPanel extends Widget {
         void this.start();
       }
     });
+    this.inputField.addEventListener('input', () => {
+      if (this.inputField.value.trim()) {
+        this.inputField.removeAttribute('aria-invalid');
+      }
+    });
+    this.agentSelect.addEventListener('change', () => this.describeAgent());
 
+    const listHeader = document.createElement('div');
+    listHeader.className = 'ak-list-header';
     const listHeading = document.createElement('h3');
     listHeading.className = 'ak-list-heading';
     listHeading.textContent = 'Tasks';
     listHeading.id = 'agentkit-tasks-list-heading';
+    this.count = document.createElement('span');
+    this.count.className = 'ak-task-count';
+    listHeader.append(listHeading, this.count);
+
+    const toolbar = document.createElement('div');
+    toolbar.className = 'ak-list-toolbar';
+    this.agentFilter = this.filter('agentkit-filter-agent', 'Show tasks of agent', [
+      ['', 'All agents']
+    ]);
+    this.statusFilter = this.filter('agentkit-filter-status', 'Show tasks with status', [
+      ...STATUS_FILTERS
+    ]);
+    this.clearButton = document.createElement('button');
+    this.clearButton.type = 'button';
+    this.clearButton.className = 'ak-clear-finished';
+    this.clearButton.textContent = 'Clear finished';
+    this.clearButton.title = 'Delete the finished tasks shown, after asking';
+    this.clearButton.addEventListener('click', () => void this.clearFinished());
+    toolbar.append(
+      this.agentFilter.parentElement ?? this.agentFilter,
+      this.statusFilter.parentElement ?? this.statusFilter
+    );
+    listHeader.append(this.clearButton);
+
+    this.scroller = document.createElement('div');
+    this.scroller.className = 'ak-task-scroller';
+    this.scroller.tabIndex = -1;
+    this.spacer = document.createElement('div');
+    this.spacer.className = 'ak-task-spacer';
     this.list = document.createElement('ul');
     this.list.className = 'ak-task-list';
     this.list.setAttribute('aria-labelledby', listHeading.id);
+    this.spacer.append(this.list);
+    this.scroller.append(this.spacer);
+    this.scroller.addEventListener('scroll', () => this.scheduleRender(), { passive: true });
     this.empty = document.createElement('p');
     this.empty.className = 'ak-empty';
     this.empty.textContent = 'No tasks yet.';
@@ -152,24 +312,44 @@ export class TasksPanel extends Widget {
     this.listNotice.className = 'ak-list-notice';
     this.listNotice.setAttribute('role', 'status');
 
-    this.node.append(heading, form, listHeading, this.listNotice, this.empty, this.list);
+    this.node.append(
+      heading,
+      this.warnings,
+      form,
+      listHeader,
+      toolbar,
+      this.listNotice,
+      this.empty,
+      this.scroller
+    );
+    this.resizeObserver =
+      typeof ResizeObserver === 'undefined'
+        ? null
+        : new ResizeObserver(() => this.scheduleRender());
+    this.resizeObserver?.observe(this.scroller);
+    this.applyFilter();
   }
 
-  /** Fetch agents and tasks now. */
+  /** Fetch agents, changes to the task list and (now and then) the server's status. */
   async refresh(): Promise<void> {
     if (this.refreshing || this.isDisposed) {
       return;
     }
     this.refreshing = true;
     try {
-      if (!this.agents.length) {
+      if (!this.agentsLoaded) {
         await this.loadAgents();
       }
-      const { tasks } = await this.transport.request<{ tasks: ITask[] }>('tasks');
-      this.renderTasks(tasks);
+      if (this.statusSupported && this.refreshes % STATUS_EVERY === 0) {
+        await this.loadStatus();
+      }
+      this.refreshes += 1;
+      const query = this.cursor ? `?${LIST_SINCE_QUERY}=${encodeURIComponent(this.cursor)}` : '';
+      const answer = await this.transport.request<Partial<ITaskList>>(`tasks${query}`);
+      this.applyChanges(answer);
       this.listNotice.textContent = '';
     } catch (reason) {
-      this.listNotice.textContent = `Could not load tasks: ${reason instanceof Error ? reason.message : String(reason)}`;
+      this.listNotice.textContent = `Could not load tasks: ${errorText(reason)}`;
     } finally {
       this.refreshing = false;
     }
@@ -183,6 +363,7 @@ export class TasksPanel extends Widget {
         void this.refresh();
       }
     }, this.interval);
+    this.scheduleRender();
   }
 
   protected onAfterAttach(): void {
@@ -203,67 +384,249 @@ export class TasksPanel extends Widget {
 
   dispose(): void {
     window.clearInterval(this.timer);
+    window.cancelAnimationFrame(this.frame);
+    this.resizeObserver?.disconnect();
     super.dispose();
   }
 
+  private warning(kind: string): HTMLElement {
+    const node = document.createElement('div');
+    node.className = 'ak-panel-warning';
+    node.dataset.kind = kind;
+    node.setAttribute('role', 'alert');
+    node.hidden = true;
+    this.warnings.append(node);
+    return node;
+  }
+
+  private filter(
+    id: string,
+    label: string,
+    choices: ReadonlyArray<[string, string]>
+  ): HTMLSelectElement {
+    const wrap = document.createElement('div');
+    wrap.className = 'ak-select-wrap';
+    const select = document.createElement('select');
+    select.className = id.replace('agentkit-', 'ak-');
+    select.id = id;
+    select.setAttribute('aria-label', label);
+    for (const [value, text] of choices) {
+      select.append(new Option(text, value));
+    }
+    select.addEventListener('change', () => {
+      this.applyFilter();
+      this.scroller.scrollTop = 0;
+    });
+    wrap.append(select);
+    return select;
+  }
+
   private async loadAgents(): Promise<void> {
-    const { agents } = await this.transport.request<{ agents: IAgentInfo[] }>('agents');
-    this.agents = agents;
+    const answer = await this.transport.request<IAgentsAnswer>('agents');
+    this.agents = Array.isArray(answer.agents) ? answer.agents : [];
+    this.agentsLoaded = true;
     const selected = this.agentSelect.value;
     this.agentSelect.replaceChildren(
-      ...agents.map(agent => {
-        const option = document.createElement('option');
-        option.value = agent.name;
-        option.textContent = agent.name;
-        option.title = agent.description ?? '';
-        return option;
-      })
+      ...this.agents.map(agent => new Option(showBidiControls(agent.name), agent.name))
     );
-    if (selected) {
+    if (selected && this.agents.some(agent => agent.name === selected)) {
       this.agentSelect.value = selected;
     }
+    this.describeAgent();
+    this.updateAgentFilter();
+    const errors = agentErrors(answer.errors);
+    this.agentWarning.hidden = errors.length === 0;
+    if (errors.length) {
+      const title = document.createElement('strong');
+      title.textContent = `${plural(errors.length, 'agent source')} failed to load and ${
+        errors.length === 1 ? 'is' : 'are'
+      } not offered:`;
+      const items = document.createElement('ul');
+      items.append(
+        ...errors.map(text => {
+          const item = document.createElement('li');
+          item.textContent = showBidiControls(text);
+          return item;
+        })
+      );
+      const more = document.createElement('span');
+      more.textContent = 'The server log has the details.';
+      this.agentWarning.replaceChildren(title, items, more);
+    }
+  }
+
+  private async loadStatus(): Promise<void> {
+    let status: unknown;
+    try {
+      status = await this.transport.request<unknown>('status');
+    } catch (reason) {
+      if (reason instanceof ApiError && reason.status === 404) {
+        this.statusSupported = false; // an older server: no status route
+      }
+      return; // the list's own request says whether the server answers at all
+    }
+    const history = isRecord(status) && isRecord(status.history) ? status.history : null;
+    const lines: string[] = [];
+    if (history && history.state === 'failing') {
+      const error = isRecord(history.error) ? history.error : {};
+      const since = typeof error.since === 'number' ? ` since ${formatStart(error.since)}` : '';
+      const pending = typeof history.pending === 'number' ? history.pending : 0;
+      lines.push(
+        `The task history cannot be written${since}: ${String(error.message ?? 'unknown error')}. ` +
+          'Runs go on, and the server keeps retrying' +
+          (pending ? ` (${plural(pending, 'change')} not saved yet)` : '') +
+          '; a server restart now would lose them.'
+      );
+    }
+    if (history && Array.isArray(history.warnings)) {
+      lines.push(...history.warnings.map(String));
+    }
+    this.historyWarning.hidden = lines.length === 0;
+    this.historyWarning.replaceChildren(
+      ...lines.map(line => {
+        const p = document.createElement('p');
+        p.textContent = showBidiControls(line);
+        return p;
+      })
+    );
+  }
+
+  private describeAgent(): void {
+    const agent = this.agents.find(a => a.name === this.agentSelect.value);
+    const description = agent?.description?.trim() ?? '';
+    this.agentDescription.textContent = showBidiControls(description);
+    this.agentDescription.hidden = !description;
   }
 
   private async start(): Promise<void> {
     const agent = this.agentSelect.value;
-    const input = this.inputField.value.trim() || this.inputField.placeholder;
+    const input = this.inputField.value.trim();
+    this.formNotice.dataset.kind = 'error';
     if (!agent) {
       this.formNotice.textContent = 'No agent to start.';
       return;
     }
+    if (!input) {
+      this.formNotice.textContent = 'Type what the agent should do first.';
+      this.inputField.setAttribute('aria-invalid', 'true');
+      this.inputField.focus();
+      return;
+    }
     this.startButton.disabled = true;
+    this.formNotice.dataset.kind = 'info';
     this.formNotice.textContent = 'Starting…';
     try {
       const task = await this.transport.request<ITask>('tasks', {
         method: 'POST',
         body: { agent, input }
       });
-      this.formNotice.textContent = `Started ${agent}.`;
-      this.tasks.set(task.task_id, { ...task, agent, input });
-      this.openTask({ ...task, agent, input });
+      this.formNotice.textContent = `Started ${showBidiControls(agent)}.`;
+      this.openTask({ task_id: task.task_id, agent, input });
       void this.refresh();
     } catch (reason) {
-      this.formNotice.textContent = `Could not start: ${reason instanceof Error ? reason.message : String(reason)}`;
+      this.formNotice.dataset.kind = 'error';
+      this.formNotice.textContent = `Could not start: ${errorText(reason)}`;
     } finally {
       this.startButton.disabled = false;
     }
   }
 
-  private renderTasks(tasks: ITask[]): void {
-    const sorted = [...tasks].sort(
-      (a, b) => (toEpochSeconds(b.created_at) ?? 0) - (toEpochSeconds(a.created_at) ?? 0)
-    );
-    const seen = new Set<string>();
+  /** Apply one answer of `GET tasks[?since=]`. */
+  private applyChanges(answer: Partial<ITaskList>): void {
+    if (answer.full !== false) {
+      this.tasks.clear();
+    }
+    for (const id of Array.isArray(answer.deleted) ? answer.deleted : []) {
+      this.tasks.delete(id);
+    }
+    for (const task of Array.isArray(answer.tasks) ? answer.tasks : []) {
+      if (isRecord(task) && typeof task.task_id === 'string') {
+        this.tasks.set(task.task_id, task);
+      }
+    }
+    this.cursor = typeof answer.cursor === 'string' ? answer.cursor : null;
+    this.updateAgentFilter();
+    this.applyFilter();
+  }
+
+  private updateAgentFilter(): void {
+    const names = new Set<string>(this.agents.map(agent => agent.name));
+    for (const task of this.tasks.values()) {
+      names.add(task.agent);
+    }
+    const have = new Set(Array.from(this.agentFilter.options, option => option.value));
+    for (const name of [...names].sort()) {
+      if (!have.has(name)) {
+        this.agentFilter.append(new Option(showBidiControls(name), name));
+      }
+    }
+  }
+
+  private matches(task: ITaskSummary): boolean {
+    const agent = this.agentFilter.value;
+    const status = this.statusFilter.value;
+    if (agent && task.agent !== agent) {
+      return false;
+    }
+    switch (status) {
+      case '':
+        return true;
+      case 'active':
+        return !isFinal(task.status);
+      case 'finished':
+        return isFinal(task.status);
+      default:
+        return task.status === status;
+    }
+  }
+
+  /** Recompute what the list shows (filtered, newest first), then draw it. */
+  private applyFilter(): void {
+    const start = (task: ITaskSummary): number => toEpochSeconds(task.created_at) ?? 0;
+    this.shown = [...this.tasks.values()]
+      .filter(task => this.matches(task))
+      .sort((a, b) => start(b) - start(a));
+    const total = this.tasks.size;
+    const filtered = this.agentFilter.value !== '' || this.statusFilter.value !== '';
+    this.count.textContent = filtered
+      ? `${this.shown.length} of ${total}`
+      : total
+        ? String(total)
+        : '';
+    this.empty.hidden = this.shown.length > 0;
+    this.empty.textContent = total ? 'No task matches the filter.' : 'No tasks yet.';
+    this.clearButton.disabled = !this.shown.some(task => isFinal(task.status));
+    this.spacer.style.height = `${this.shown.length * ROW_HEIGHT}px`;
+    this.renderWindow();
+  }
+
+  private scheduleRender(): void {
+    if (!this.frame) {
+      this.frame = window.requestAnimationFrame(() => {
+        this.frame = 0;
+        this.renderWindow();
+      });
+    }
+  }
+
+  /** Draw the rows scrolled into view (and OVERSCAN more each side), nothing else. */
+  private renderWindow(): void {
+    const height = this.scroller.clientHeight || 20 * ROW_HEIGHT;
+    const top = this.scroller.scrollTop;
+    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(this.shown.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
+    this.list.style.transform = `translateY(${first * ROW_HEIGHT}px)`;
+    const wanted = new Set<string>();
     let previous: HTMLLIElement | null = null;
-    for (const task of sorted) {
-      seen.add(task.task_id);
-      this.tasks.set(task.task_id, task);
+    for (let index = first; index < last; index++) {
+      const task = this.shown[index];
+      wanted.add(task.task_id);
       let row = this.rows.get(task.task_id);
       if (!row) {
-        row = this.createRow(task);
+        row = this.createRow(task.task_id);
         this.rows.set(task.task_id, row);
       }
-      this.updateRow(row, task);
+      this.updateRow(row, task, index);
       // Keep the DOM order without rebuilding: move only what is out of place.
       const expected: ChildNode | null = previous ? previous.nextSibling : this.list.firstChild;
       if (expected !== row.node) {
@@ -272,58 +635,84 @@ export class TasksPanel extends Widget {
       previous = row.node;
     }
     for (const [id, row] of this.rows) {
-      if (!seen.has(id)) {
+      if (!wanted.has(id)) {
         row.node.remove();
         this.rows.delete(id);
-        this.tasks.delete(id);
       }
     }
-    this.empty.hidden = sorted.length > 0;
   }
 
-  private createRow(task: ITask): IRow {
+  private createRow(taskId: string): IRow {
     const node = document.createElement('li');
     node.className = 'ak-task-row';
-    node.dataset.taskId = task.task_id;
+    node.dataset.taskId = taskId;
     const open = document.createElement('button');
     open.type = 'button';
     open.className = 'ak-task-open';
-    const name = document.createElement('span');
-    name.className = 'ak-task-agent';
-    name.textContent = task.agent;
-    const input = document.createElement('span');
-    input.className = 'ak-task-input';
-    input.textContent = task.input ?? '';
-    open.title = `${task.agent}: ${task.input ?? ''}\n${task.task_id}`;
-    open.setAttribute('aria-label', `Open ${task.agent} task: ${task.input ?? task.task_id}`);
-    open.append(name, input);
-    open.addEventListener('click', () => this.openTask(this.tasks.get(task.task_id) ?? task));
-    const status = document.createElement('span');
-    status.className = 'ak-status ak-task-status';
+    const line = document.createElement('span');
+    line.className = 'ak-task-line';
+    const agent = document.createElement('span');
+    agent.className = 'ak-task-agent';
+    const start = document.createElement('time');
+    start.className = 'ak-task-start';
     const time = document.createElement('span');
     time.className = 'ak-task-time';
+    const status = document.createElement('span');
+    status.className = 'ak-task-status';
+    line.append(agent, start, status);
+    const input = document.createElement('span');
+    input.className = 'ak-task-input';
+    const second = document.createElement('span');
+    second.className = 'ak-task-line';
+    second.append(input, time);
+    open.append(line, second);
+    open.addEventListener('click', () => {
+      const task = this.tasks.get(taskId);
+      if (task) {
+        this.openTask({ task_id: task.task_id, agent: task.agent, input: task.input });
+      }
+    });
     const cancel = document.createElement('button');
     cancel.type = 'button';
     cancel.className = 'ak-task-cancel';
     cancel.textContent = '✕';
     cancel.title = 'Cancel this task';
-    cancel.setAttribute('aria-label', `Cancel ${task.agent} task`);
-    cancel.addEventListener('click', () => void this.cancelTask(task.task_id, cancel));
-    node.append(open, status, time, cancel);
-    return { node, status, time, cancel };
+    cancel.addEventListener('click', () => void this.cancelTask(taskId, cancel));
+    node.append(open, cancel);
+    return { taskId, node, open, agent, start, input, status, time, cancel };
   }
 
-  private updateRow(row: IRow, task: ITask): void {
-    const status: TaskStatus = task.status;
+  private updateRow(row: IRow, task: ITaskSummary, index: number): void {
+    const status = task.status;
     if (row.status.dataset.status !== status) {
       row.status.dataset.status = status;
       row.status.textContent = status;
       row.node.dataset.status = status;
     }
+    row.node.setAttribute('aria-posinset', String(index + 1));
+    row.node.setAttribute('aria-setsize', String(this.shown.length));
+    const agent = showBidiControls(task.agent);
+    const text = showBidiControls(task.input ?? '');
+    const cut = task.input_chars > (task.input ?? '').length;
+    if (row.input.textContent !== text) {
+      row.input.textContent = text;
+    }
+    row.agent.textContent = agent;
+    const created = toEpochSeconds(task.started_at) ?? toEpochSeconds(task.created_at);
+    const startText = created === null ? '' : formatStart(created);
+    row.start.textContent = startText;
+    const full = created === null ? '' : new Date(created * 1000).toLocaleString();
+    if (created !== null) {
+      row.start.dateTime = new Date(created * 1000).toISOString();
+    }
+    // The hover shows the input as far as the list has it (the task view has all).
+    const more = cut ? `… (${task.input_chars.toLocaleString()} characters in all)` : '';
+    row.open.title = `${agent}${full ? ` · started ${full}` : ''}\n${text}${more}`;
+    row.open.setAttribute('aria-label', `Open ${agent} task: ${text || task.task_id}`);
     row.cancel.hidden = isFinal(status);
-    const start = toEpochSeconds(task.started_at) ?? toEpochSeconds(task.created_at);
+    row.cancel.setAttribute('aria-label', `Cancel ${agent} task`);
     const end = toEpochSeconds(task.finished_at) ?? Date.now() / 1000;
-    row.time.textContent = start === null ? '' : formatDuration(Math.max(0, end - start));
+    row.time.textContent = created === null ? '' : formatDuration(Math.max(0, end - created));
   }
 
   private async cancelTask(taskId: string, button: HTMLButtonElement): Promise<void> {
@@ -337,6 +726,62 @@ export class TasksPanel extends Widget {
     } finally {
       button.disabled = false;
       void this.refresh();
+    }
+  }
+
+  /** "Clear finished": after a confirmation, DELETE the finished tasks the filter shows. */
+  private async clearFinished(): Promise<void> {
+    const doomed = this.shown.filter(task => isFinal(task.status)).map(task => task.task_id);
+    if (!doomed.length) {
+      return;
+    }
+    const scope = [
+      this.agentFilter.value ? `of ${this.agentFilter.value}` : '',
+      this.statusFilter.value && this.statusFilter.value !== 'finished'
+        ? `that ${this.statusFilter.selectedOptions[0]?.textContent?.toLowerCase() ?? ''}`
+        : ''
+    ]
+      .filter(Boolean)
+      .join(' ');
+    const result = await showDialog({
+      title: 'Clear finished tasks',
+      body: showBidiControls(
+        `Delete ${plural(doomed.length, 'finished task')}${scope ? ` ${scope}` : ''}? ` +
+          'Their steps and results are removed from the server for good. ' +
+          'Running tasks are kept.'
+      ),
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    this.clearButton.disabled = true;
+    let deleted = 0;
+    let failed = 0;
+    const queue = [...doomed];
+    const worker = async (): Promise<void> => {
+      for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+        try {
+          await this.transport.request(`tasks/${encodeURIComponent(id)}`, { method: 'DELETE' });
+          deleted += 1;
+        } catch (reason) {
+          if (reason instanceof ApiError && reason.status === 404) {
+            deleted += 1; // already gone
+          } else {
+            failed += 1;
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: DELETE_CONCURRENCY }, worker));
+    this.listNotice.textContent =
+      `Deleted ${plural(deleted, 'finished task')}.` +
+      (failed ? ` ${plural(failed, 'task')} could not be deleted.` : '');
+    await this.refresh();
+    if (deleted || failed) {
+      this.listNotice.textContent =
+        `Deleted ${plural(deleted, 'finished task')}.` +
+        (failed ? ` ${plural(failed, 'task')} could not be deleted.` : '');
     }
   }
 }

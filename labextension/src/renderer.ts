@@ -57,8 +57,9 @@ export class TaskRenderer extends Widget implements IRenderMime.IRenderer {
 /** The mime renderer factory; registered at a rank that beats the widget view's. */
 export function createRendererFactory(transport: ITransport): IRenderMime.IRendererFactory {
   return {
-    // Safe: the view shows text only (no HTML from the output) and talks only
-    // to the page's own server with the page's credentials.
+    // Safe: the view shows text, and markdown only through JupyterLab's renderer
+    // with the model untrusted (sanitized, no script); it talks only to the
+    // page's own server with the page's credentials.
     safe: true,
     mimeTypes: [TASK_MIMETYPE],
     createRenderer: () => new TaskRenderer(transport)

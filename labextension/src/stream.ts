@@ -11,17 +11,31 @@
  */
 
 import {
+  CloseCode,
+  ErrorCode,
+  ICancelMessage,
   IConnectedMessage,
+  IPingMessage,
+  IRelayCancel,
+  IRelayRequest,
   ITask,
   ITaskDetail,
   TaskLogMessage,
-  errorText,
   isFinal,
   isRecord,
   parseLogMessage,
+  parseRelayMessage,
   parseServerMessage
 } from './protocol';
 import { ApiError, ITransport } from './transport';
+
+/**
+ * The standard close code for a refused connection (RFC 6455): not one the
+ * agentkit server sends, but a proxy or an authenticating gateway in front of it may.
+ */
+const POLICY_VIOLATION = 1008;
+
+const PING: IPingMessage = { type: 'ping' };
 
 /** How the view is connected, shown in its header. */
 export type ConnectionState =
@@ -46,6 +60,13 @@ export interface ITaskSink {
    * the view (not only a tooltip) when `notice` is true.
    */
   onConnection(state: ConnectionState, detail?: string, notice?: boolean): void;
+  /**
+   * A message of the log could not be read (not JSON, or a step or result that
+   * fails validation): `detail` is the start of what arrived. It is shown, never dropped.
+   */
+  onUnreadable?(detail: string): void;
+  /** Messages `after + 1` to `next - 1` of the log will never be delivered. */
+  onGap?(after: number, next: number): void;
 }
 
 /** A running subscription to one task. */
@@ -73,11 +94,50 @@ class Deliverer {
     if (message.seq <= this.lastSeq) {
       return;
     }
+    if (message.seq > this.lastSeq + 1) {
+      // The server no longer holds them (events_truncated), or they never arrived.
+      this.sink.onGap?.(this.lastSeq, message.seq);
+    }
     this.lastSeq = message.seq;
     if (message.type === 'result') {
       this.done = true;
     }
     this.sink.onMessage(message);
+  }
+
+  /**
+   * Something arrived that is not a message this client can read. A step or a
+   * result (or anything that is not JSON) is reported, and its `seq`, when it can
+   * be read, counts as delivered (a replay must not bring it back as a gap); other
+   * well-formed messages of unknown types are a newer server's, and ignored.
+   */
+  unreadable(raw: unknown, text?: string): void {
+    let seq: number | null = null;
+    if (isRecord(raw)) {
+      if (raw.type !== 'step' && raw.type !== 'result') {
+        return;
+      }
+      seq = typeof raw.seq === 'number' && Number.isInteger(raw.seq) ? raw.seq : null;
+    } else if (text !== undefined) {
+      const match = /"seq"\s*:\s*(\d+)/.exec(text);
+      seq = match ? Number(match[1]) : null;
+    }
+    if (seq !== null && seq <= this.lastSeq) {
+      return;
+    }
+    const shown = text ?? safeJson(raw);
+    this.sink.onUnreadable?.(shown.length > 300 ? `${shown.slice(0, 300)}…` : shown);
+    if (seq !== null && seq === this.lastSeq + 1) {
+      this.lastSeq = seq;
+    }
+  }
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
   }
 }
 
@@ -171,17 +231,23 @@ class DirectSubscription implements ITaskSubscription {
         const message = parseLogMessage(raw);
         if (message) {
           this.deliverer.deliver(message);
+        } else {
+          this.deliverer.unreadable(raw);
         }
       }
-      if (isFinal(task.status) && !this.deliverer.done) {
-        // A finished task whose log lacks the result: make one from the record.
+      if (isFinal(task.status) && !this.deliverer.done && !task.has_more) {
+        // A finished task whose log lacks the result: make one from the record. (Not
+        // when the answer is one page of a longer log: the WebSocket replays the rest.)
         const result = isRecord(task.result) ? task.result : {};
-        this.deliverer.deliver({
+        const message = parseLogMessage({
           type: 'result',
           seq: Math.max(this.deliverer.lastSeq + 1, task.last_seq ?? 0),
           task_id: this.taskId,
-          data: { ...result, status: task.status as 'succeeded', task_id: this.taskId }
+          data: { ...result, status: task.status, task_id: this.taskId }
         });
+        if (message) {
+          this.deliverer.deliver(message);
+        }
       }
     }
     if (this.deliverer.done) {
@@ -202,19 +268,22 @@ class DirectSubscription implements ITaskSubscription {
       window.clearInterval(this.pingTimer);
       this.pingTimer = window.setInterval(() => {
         if (socket.readyState === WebSocket.OPEN) {
-          socket.send(JSON.stringify({ type: 'ping' }));
+          socket.send(JSON.stringify(PING));
         }
       }, this.options.pingInterval ?? 20000);
     };
     socket.onmessage = event => {
+      const text = String(event.data);
       let raw: unknown;
       try {
-        raw = JSON.parse(String(event.data));
+        raw = JSON.parse(text);
       } catch {
+        this.deliverer.unreadable(undefined, text);
         return;
       }
       const message = parseServerMessage(raw);
       if (!message) {
+        this.deliverer.unreadable(raw);
         return;
       }
       switch (message.type) {
@@ -230,7 +299,7 @@ class DirectSubscription implements ITaskSubscription {
           this.deliverer.deliver(message);
           break;
         case 'error':
-          if (message.data.code !== 'unknown_task') {
+          if (message.data.code !== ErrorCode.UNKNOWN_TASK) {
             this.sink.onConnection('live', `Server: ${message.data.message}`);
           }
           break;
@@ -250,11 +319,14 @@ class DirectSubscription implements ITaskSubscription {
         this.sink.onConnection('closed');
         return;
       }
-      if (event.code === 4004) {
+      if (event.code === CloseCode.UNKNOWN_TASK) {
         this.sink.onConnection('not-found', `Task ${this.taskId} is not known to this server.`);
         return;
       }
-      const refused = event.code === 4001 || event.code === 4003 || event.code === 1008;
+      const refused =
+        event.code === CloseCode.UNAUTHENTICATED ||
+        event.code === CloseCode.FORBIDDEN ||
+        event.code === POLICY_VIOLATION;
       if (!this.greeted && this.options.onUnavailable) {
         this.failures += 1;
         if (refused || this.failures >= (this.options.unavailableAfter ?? 2)) {
@@ -286,7 +358,8 @@ class DirectSubscription implements ITaskSubscription {
   async cancel(): Promise<void> {
     const socket = this.socket;
     if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify({ type: 'cancel' }));
+      const cancel: ICancelMessage = { type: 'cancel' };
+      socket.send(JSON.stringify(cancel));
       return;
     }
     try {
@@ -315,7 +388,7 @@ class DirectSubscription implements ITaskSubscription {
     if (this.socket) {
       this.socket.onclose = null;
       this.socket.onmessage = null;
-      this.socket.close(1000, 'View closed');
+      this.socket.close(CloseCode.NORMAL, 'View closed');
       this.socket = null;
     }
   }
@@ -362,37 +435,39 @@ class RelaySubscription implements ITaskSubscription {
     } else {
       sink.onConnection('relay', 'The kernel relays this run.');
     }
-    model.send({ type: 'relay', task_id: taskId, after });
+    const request: IRelayRequest = { type: 'relay', after };
+    // The task id too: the kernel ignores it, a model shared by views would not.
+    model.send({ ...request, task_id: taskId });
   }
 
   private readonly onCustom = (content: unknown): void => {
-    if (this.disposed || !isRecord(content)) {
+    const relayed = this.disposed ? null : parseRelayMessage(content);
+    if (!relayed || (relayed.task_id && relayed.task_id !== this.taskId)) {
       return;
     }
-    if (content.task_id !== undefined && content.task_id !== this.taskId) {
-      return;
-    }
-    if (content.type === 'relay_batch') {
-      if (isRecord(content.task)) {
-        this.sink.onTask(content.task as unknown as ITask);
+    if (relayed.type === 'relay_batch') {
+      if (Object.keys(relayed.task).length) {
+        this.sink.onTask(relayed.task as unknown as ITask);
       }
-      const messages = Array.isArray(content.messages) ? content.messages : [];
-      for (const raw of messages) {
+      for (const raw of relayed.messages) {
         const message = parseLogMessage(raw);
         if (message) {
           this.deliverer.deliver(message);
+        } else {
+          this.deliverer.unreadable(raw);
         }
       }
       if (this.deliverer.done) {
         this.sink.onConnection('closed');
       }
-    } else if (content.type === 'relay_error') {
-      this.sink.onConnection('error', `Kernel: ${errorText(content.error)}`);
+    } else {
+      this.sink.onConnection('error', `Kernel: ${relayed.error}`);
     }
   };
 
   cancel(): Promise<void> {
-    this.model.send({ type: 'cancel', task_id: this.taskId });
+    const cancel: IRelayCancel = { type: 'cancel' };
+    this.model.send({ ...cancel, task_id: this.taskId });
     return Promise.resolve();
   }
 

@@ -11,7 +11,7 @@
 import {
   IConnectedMessage,
   IResultMessage,
-  IStepEvent,
+  IStepEventData,
   ITask,
   JSONRecord,
   TaskLogMessage,
@@ -21,6 +21,7 @@ import {
   toEpochSeconds
 } from './protocol';
 import { ConnectionState, ITaskBackend, ITaskSink, ITaskSubscription } from './stream';
+import { hasBidi, revealBidi, textNodes } from './text';
 
 /** Observations longer than this (characters or lines) start collapsed. */
 const COLLAPSE_CHARS = 600;
@@ -34,6 +35,41 @@ const COLLAPSE_LINES = 12;
  */
 const STEPS_PER_GROUP = 50;
 
+/** JSON outputs up to this many characters are parsed and shown as JSON or a table. */
+const JSON_MAX_CHARS = 200_000;
+/** A list of records is a table up to this many columns; rows beyond ROWS_SHOWN start hidden. */
+const TABLE_MAX_COLUMNS = 12;
+const TABLE_ROWS_SHOWN = 10;
+/** JSON containers longer than this (compact characters) start collapsed, below the top. */
+const JSON_OPEN_CHARS = 400;
+/** A JSON container this short (compact characters) stays on one line. */
+const JSON_INLINE_CHARS = 60;
+
+/**
+ * Renders untrusted markdown (a model's thought or answer) into a host element,
+ * sanitized: no script, event handler, `javascript:` link, frame or SVG survives.
+ */
+export interface IMarkdownRenderer {
+  render(source: string, host: HTMLElement): void | Promise<void>;
+}
+
+let defaultMarkdown: IMarkdownRenderer | null = null;
+
+/**
+ * The markdown renderer of views created without one: the JupyterLab plugin sets
+ * JupyterLab's (rendermime and its sanitizer), the anywidget module its own
+ * (marked and DOMPurify). Without one, thoughts and answers are plain text.
+ */
+export function setDefaultMarkdown(renderer: IMarkdownRenderer | null): void {
+  defaultMarkdown = renderer;
+}
+
+/** What a view knows of its task, for a title: the agent and the input. */
+export interface ITaskInfo {
+  agent: string;
+  input: string;
+}
+
 export interface ITaskViewOptions {
   taskId: string;
   /** The agent's name, when known before the server answers. */
@@ -41,24 +77,42 @@ export interface ITaskViewOptions {
   backend: ITaskBackend;
   /** `inline` (notebook output, bounded height) or `fill` (a main-area panel). */
   layout?: 'inline' | 'fill';
+  /** How thoughts and answers are rendered; `setDefaultMarkdown`'s by default. */
+  markdown?: IMarkdownRenderer | null;
 }
 
 type ViewStatus = TaskStatus | 'cancelling' | 'unknown';
 
 interface IStepBlock {
   node: HTMLLIElement;
+  toggle: HTMLButtonElement;
   body: HTMLDivElement;
+  summary: HTMLElement;
   draft: Text | null;
   draftNode: HTMLDivElement | null;
 }
 
+/** Where a step's time went: the model's turn, then its tools (running together). */
+interface IStepTime {
+  start: number;
+  firstTool: number | null;
+  end: number;
+  node: HTMLElement;
+  model: HTMLElement;
+  tools: HTMLElement;
+  /** What the timeline shows now (seconds), kept in the view's totals. */
+  shownModel: number;
+  shownTools: number;
+}
+
 const STATUS_LABEL: Record<ViewStatus, string> = {
-  queued: 'Queued',
-  running: 'Running',
+  [TaskStatus.QUEUED]: 'Queued',
+  [TaskStatus.RUNNING]: 'Running',
   cancelling: 'Cancelling…',
-  succeeded: 'Succeeded',
-  failed: 'Failed',
-  cancelled: 'Cancelled',
+  [TaskStatus.SUCCEEDED]: 'Succeeded',
+  [TaskStatus.FAILED]: 'Failed',
+  [TaskStatus.CANCELLED]: 'Cancelled',
+  [TaskStatus.INTERRUPTED]: 'Interrupted',
   unknown: 'Connecting…'
 };
 
@@ -87,6 +141,177 @@ function el<K extends keyof HTMLElementTagNameMap>(
     node.textContent = text;
   }
   return node;
+}
+
+function plural(count: number, word: string): string {
+  return `${count.toLocaleString()} ${word}${count === 1 ? '' : 's'}`;
+}
+
+function isPlainRecord(value: unknown): value is JSONRecord {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof RawNumber);
+}
+
+/**
+ * A number whose JSON text a JavaScript number would change (`12345678901234567890`,
+ * `1.0`): shown as written, never rounded.
+ */
+class RawNumber {
+  constructor(readonly source: string) {}
+}
+
+type SourceReviver = (key: string, value: unknown, context?: { source?: string }) => unknown;
+
+const keepNumbers: SourceReviver = (_key, value, context) =>
+  typeof value === 'number' && context?.source !== undefined && context.source !== String(value)
+    ? new RawNumber(context.source)
+    : value;
+
+/** Whether JSON.parse tells a reviver the source text (Chrome 114+, Firefox 135+, ...). */
+const SOURCE_TEXT = ((): boolean => {
+  let seen = false;
+  const probe: SourceReviver = (_key, value, context) => {
+    seen = seen || context?.source === '1';
+    return value;
+  };
+  JSON.parse('[1]', probe as (key: string, value: unknown) => unknown);
+  return seen;
+})();
+
+/** An observation's output as JSON, when it is an object or an array. */
+function parseJsonOutput(output: unknown): { value: unknown } | null {
+  if (typeof output === 'object' && output !== null) {
+    return { value: output };
+  }
+  if (typeof output !== 'string' || output.length > JSON_MAX_CHARS) {
+    return null;
+  }
+  const trimmed = output.trim();
+  if (!(trimmed.startsWith('{') || trimmed.startsWith('['))) {
+    return null;
+  }
+  if (!SOURCE_TEXT && /\d{16}/.test(trimmed)) {
+    return null; // long numbers would be rounded: keep the text as it is
+  }
+  try {
+    const value: unknown = JSON.parse(trimmed, keepNumbers as (key: string, value: unknown) => unknown);
+    return typeof value === 'object' && value !== null ? { value } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The columns of a list of records (the keys, in order of appearance), or null. */
+function recordColumns(value: unknown): string[] | null {
+  if (!Array.isArray(value) || !value.length || !value.every(isPlainRecord)) {
+    return null;
+  }
+  const columns = new Set<string>();
+  for (const row of value as JSONRecord[]) {
+    for (const key of Object.keys(row)) {
+      columns.add(key);
+      if (columns.size > TABLE_MAX_COLUMNS) {
+        return null;
+      }
+    }
+  }
+  return columns.size ? Array.from(columns) : null;
+}
+
+function compactJson(value: unknown): string {
+  if (value instanceof RawNumber) {
+    return value.source;
+  }
+  if (Array.isArray(value)) {
+    return `[${value.map(compactJson).join(',')}]`;
+  }
+  if (isPlainRecord(value)) {
+    const members = Object.entries(value).map(([key, item]) => `${JSON.stringify(key)}:${compactJson(item)}`);
+    return `{${members.join(',')}}`;
+  }
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/** A JSON value as DOM: containers as `<details>` (large ones start closed). */
+function jsonNode(value: unknown, depth: number): HTMLElement {
+  if (value === null || typeof value !== 'object' || value instanceof RawNumber) {
+    const kind = value === null ? 'null' : value instanceof RawNumber ? 'number' : typeof value;
+    const node = el('span', `ak-json-${kind}`);
+    node.append(...textNodes(compactJson(value)));
+    return node;
+  }
+  const isArray = Array.isArray(value);
+  const entries: [string | null, unknown][] = isArray
+    ? (value as unknown[]).map(item => [null, item])
+    : Object.entries(value as JSONRecord);
+  const compact = compactJson(value);
+  if (!entries.length || compact.length <= JSON_INLINE_CHARS) {
+    const node = el('span', 'ak-json-inline');
+    node.append(...textNodes(compact));
+    return node;
+  }
+  const [open, close] = isArray ? ['[', ']'] : ['{', '}'];
+  const details = el('details', 'ak-json-node');
+  details.open = depth === 0 || compact.length <= JSON_OPEN_CHARS;
+  const summary = el('summary', 'ak-json-summary');
+  summary.append(
+    el('span', 'ak-json-bracket', open),
+    el('span', 'ak-json-count', ` ${plural(entries.length, isArray ? 'item' : 'key')} ${close}`)
+  );
+  details.append(summary);
+  const children = el('div', 'ak-json-children');
+  entries.forEach(([key, item], index) => {
+    const row = el('div', 'ak-json-entry');
+    if (key !== null) {
+      const name = el('span', 'ak-json-key');
+      name.append(...textNodes(JSON.stringify(key)));
+      row.append(name, ': ');
+    }
+    row.append(jsonNode(item, depth + 1));
+    if (index < entries.length - 1) {
+      row.append(',');
+    }
+    children.append(row);
+  });
+  details.append(children, el('div', 'ak-json-bracket ak-json-close', close));
+  return details;
+}
+
+/** A list of records as a table. */
+function recordTable(rows: JSONRecord[], columns: string[]): HTMLTableElement {
+  const table = el('table', 'ak-table');
+  const head = el('thead');
+  const headRow = el('tr');
+  for (const column of columns) {
+    const th = el('th');
+    th.scope = 'col';
+    th.append(...textNodes(column));
+    headRow.append(th);
+  }
+  head.append(headRow);
+  const body = el('tbody');
+  rows.forEach((row, index) => {
+    const tr = el('tr');
+    if (index >= TABLE_ROWS_SHOWN) {
+      tr.className = 'ak-table-more';
+    }
+    for (const column of columns) {
+      const cell = row[column];
+      const td = el('td');
+      if (typeof cell === 'number' || cell instanceof RawNumber) {
+        td.className = 'ak-num';
+      }
+      const text = cell === undefined ? '' : typeof cell === 'string' ? cell : compactJson(cell);
+      td.append(...textNodes(text));
+      tr.append(td);
+    }
+    body.append(tr);
+  });
+  table.append(head, body);
+  return table;
 }
 
 function asText(value: unknown): string {
@@ -154,10 +379,27 @@ export class TaskView implements ITaskSink {
   private readonly elapsedNode: HTMLElement;
   private readonly connectionNode: HTMLElement;
   private readonly cancelButton: HTMLButtonElement;
+  private readonly collapseButton: HTMLButtonElement;
+  private readonly timelineNode: HTMLElement;
   private readonly inputNode: HTMLElement;
   private readonly stepsNode: HTMLOListElement;
   private readonly finalNode: HTMLElement;
   private readonly noticeNode: HTMLElement;
+  private readonly warningsNode: HTMLElement;
+  private readonly markdown: IMarkdownRenderer | null;
+  private readonly infoListeners = new Set<(info: ITaskInfo) => void>();
+  private input = '';
+  private readonly times = new Map<number, IStepTime>();
+  private readonly dirtyTimes = new Set<number>();
+  private modelSeconds = 0;
+  private toolSeconds = 0;
+  /** "Collapse all" was the last choice: steps that arrive start collapsed too. */
+  private collapseNew = false;
+  private unreadable = 0;
+  /** The step that got the latest event. */
+  private lastBlock: IStepBlock | null = null;
+  private missing = 0;
+  private bidiSeen = false;
 
   private readonly blocks = new Map<number, IStepBlock>();
   /** The group new steps go into (a list item holding a list; see STEPS_PER_GROUP). */
@@ -187,6 +429,7 @@ export class TaskView implements ITaskSink {
     this.taskId = options.taskId;
     this.backend = options.backend;
     this.agent = options.agent ?? '';
+    this.markdown = options.markdown !== undefined ? options.markdown : defaultMarkdown;
     const id = `agentkit-task-${++counter}`;
     this.idPrefix = id;
 
@@ -210,6 +453,9 @@ export class TaskView implements ITaskSink {
 
     const meta = el('span', 'ak-meta');
     this.stepsCountNode = el('span', 'ak-meta-steps', '0 steps');
+    this.stepsCountNode.title =
+      'A step is one turn of the model: its thought, its tool calls and their results. ' +
+      'The last step gives the answer.';
     this.tokensNode = el('span', 'ak-meta-tokens', '');
     this.elapsedNode = el('span', 'ak-meta-elapsed', '');
     this.elapsedNode.setAttribute('title', 'Elapsed time');
@@ -224,12 +470,32 @@ export class TaskView implements ITaskSink {
     this.cancelButton.disabled = true;
     this.cancelButton.addEventListener('click', () => void this.cancel());
 
-    header.append(title, this.statusNode, meta, this.connectionNode, this.cancelButton);
+    this.collapseButton = el('button', 'ak-collapse-all', 'Collapse all');
+    this.collapseButton.type = 'button';
+    this.collapseButton.hidden = true;
+    this.collapseButton.setAttribute('aria-controls', `${id}-steps`);
+    this.collapseButton.addEventListener('click', () => this.toggleAll());
+
+    this.timelineNode = el('div', 'ak-timeline');
+    this.timelineNode.hidden = true;
+    this.timelineNode.setAttribute('role', 'img');
+    this.timelineNode.addEventListener('click', event => this.onTimelineClick(event));
+
+    header.append(
+      title,
+      this.statusNode,
+      meta,
+      this.connectionNode,
+      this.collapseButton,
+      this.cancelButton,
+      this.timelineNode
+    );
 
     this.inputNode = el('div', 'ak-input');
     this.inputNode.hidden = true;
 
     this.stepsNode = el('ol', 'ak-steps');
+    this.stepsNode.id = `${id}-steps`;
     this.stepsNode.setAttribute('aria-label', 'Steps of the run');
     this.stepsNode.tabIndex = 0;
     this.stepsNode.addEventListener('scroll', () => {
@@ -249,8 +515,38 @@ export class TaskView implements ITaskSink {
     this.noticeNode = el('div', 'ak-notice');
     this.noticeNode.hidden = true;
 
-    root.append(header, this.inputNode, this.stepsNode, this.finalNode, this.noticeNode);
+    this.warningsNode = el('div', 'ak-warnings');
+    this.warningsNode.hidden = true;
+
+    root.append(
+      header,
+      this.warningsNode,
+      this.inputNode,
+      this.stepsNode,
+      this.finalNode,
+      this.noticeNode
+    );
+    root.addEventListener('click', event => this.onCopyClick(event));
     this.node = root;
+  }
+
+  /**
+   * Call `listener` with the task's agent and input now (if known) and whenever
+   * they change, e.g. to title a tab. Returns a function that stops it.
+   */
+  onInfo(listener: (info: ITaskInfo) => void): () => void {
+    this.infoListeners.add(listener);
+    if (this.agent || this.input) {
+      listener({ agent: this.agent, input: this.input });
+    }
+    return () => this.infoListeners.delete(listener);
+  }
+
+  private emitInfo(): void {
+    const info = { agent: this.agent, input: this.input };
+    for (const listener of this.infoListeners) {
+      listener(info);
+    }
   }
 
   /** Open the subscription: call once, after the node is in the page or before. */
@@ -271,6 +567,7 @@ export class TaskView implements ITaskSink {
       return;
     }
     this.disposed = true;
+    this.infoListeners.clear();
     this.subscription?.dispose();
     this.subscription = null;
     window.cancelAnimationFrame(this.frame);
@@ -287,7 +584,7 @@ export class TaskView implements ITaskSink {
       await this.subscription.cancel();
     } catch (reason) {
       this.showNotice(`Could not cancel: ${errorText(reason instanceof Error ? reason.message : reason)}`, 'error');
-      this.setStatus('running');
+      this.setStatus(TaskStatus.RUNNING);
     }
   }
 
@@ -297,9 +594,11 @@ export class TaskView implements ITaskSink {
     if (task.agent) {
       this.setAgent(task.agent);
     }
-    if (typeof task.input === 'string' && task.input) {
-      this.inputNode.textContent = task.input;
+    if (typeof task.input === 'string' && task.input && task.input !== this.input) {
+      this.input = task.input;
+      this.inputNode.replaceChildren(...this.show(task.input));
       this.inputNode.hidden = false;
+      this.emitInfo();
     }
     this.startedAt = toEpochSeconds(task.started_at) ?? toEpochSeconds(task.created_at);
     this.finishedAt = toEpochSeconds(task.finished_at);
@@ -310,7 +609,7 @@ export class TaskView implements ITaskSink {
     if (
       task.status &&
       !isFinal(task.status) &&
-      (this.status === 'unknown' || this.status === 'queued')
+      (this.status === 'unknown' || this.status === TaskStatus.QUEUED)
     ) {
       this.setStatus(task.status);
     }
@@ -348,6 +647,73 @@ export class TaskView implements ITaskSink {
     }
   }
 
+  onUnreadable(detail: string): void {
+    if (this.disposed) {
+      return;
+    }
+    this.unreadable += 1;
+    const notice = el('div', 'ak-unreadable-step');
+    notice.append(
+      this.callout(
+        'ak-unreadable',
+        'Unreadable step',
+        'A message of this run could not be read, so what it says is not shown here.'
+      )
+    );
+    if (detail) {
+      const raw = el('pre', 'ak-args ak-unreadable-raw');
+      raw.append(...this.show(detail));
+      notice.append(raw);
+    }
+    // Where it arrived: after what the latest step shows (a result that follows it
+    // then comes below it, not above), or as an entry of its own.
+    if (this.lastBlock && this.lastBlock.node.isConnected) {
+      this.lastBlock.body.append(notice);
+    } else {
+      const node = el('li', 'ak-step ak-step--unreadable');
+      const body = el('div', 'ak-step-body');
+      body.append(notice);
+      node.append(el('div', 'ak-step-label', '?'), body);
+      this.appendStep(node);
+    }
+    this.warn(
+      'unreadable',
+      `${plural(this.unreadable, 'message')} of this run could not be read: marked "Unreadable step" below.`,
+      'error'
+    );
+    this.scheduleRefresh();
+  }
+
+  onGap(after: number, next: number): void {
+    if (this.disposed || next <= after + 1) {
+      return;
+    }
+    const count = next - after - 1;
+    this.missing += count;
+    this.lastBlock = null;
+    const node = el('li', 'ak-step ak-step--gap');
+    node.append(el('div', 'ak-step-label', '…'));
+    const body = el('div', 'ak-step-body');
+    body.append(
+      this.callout(
+        'ak-gap',
+        'Not shown',
+        after === 0
+          ? `The start of this run (${plural(count, 'message')}) is no longer held by the server.`
+          : `${plural(count, 'message')} of this run (${after + 1}–${next - 1}) could not be shown.`
+      )
+    );
+    node.append(body);
+    this.appendStep(node);
+    this.warn(
+      'gap',
+      `This view does not show everything: ${plural(this.missing, 'message')} of the run ` +
+        'are missing (the server no longer holds them).',
+      'warning'
+    );
+    this.scheduleRefresh();
+  }
+
   onMessage(message: TaskLogMessage): void {
     if (this.disposed) {
       return;
@@ -362,16 +728,19 @@ export class TaskView implements ITaskSink {
 
   // -- events ------------------------------------------------------------------
 
-  private onStep(event: IStepEvent): void {
+  private onStep(event: IStepEventData): void {
     const data = event.data;
+    const previous = this.lastEventAt;
     this.noteTime(event.timestamp);
+    this.noteStepTime(event.step, event.event_type, event.timestamp, previous);
     if (event.step > this.maxStep) {
       this.maxStep = event.step;
     }
-    if (this.status === 'unknown' || this.status === 'queued') {
-      this.setStatus('running');
+    if (this.status === 'unknown' || this.status === TaskStatus.QUEUED) {
+      this.setStatus(TaskStatus.RUNNING);
     }
     const block = this.block(event.step);
+    this.lastBlock = block;
     switch (event.event_type) {
       case 'token':
         this.appendDraft(block, asText(data.delta));
@@ -388,7 +757,7 @@ export class TaskView implements ITaskSink {
         break;
       case 'final_answer':
         this.dropDraft(block);
-        this.showFinal(asText(data.output));
+        this.showFinal(asText(data.output), event.step);
         if (typeof data.total_tokens === 'number') {
           this.totalTokens = data.total_tokens;
         }
@@ -397,6 +766,7 @@ export class TaskView implements ITaskSink {
         this.markDraftInterrupted(block);
         const code = typeof data.code === 'string' ? ` (${data.code})` : '';
         block.body.append(this.callout('ak-error', 'Error', asText(data.message) + code));
+        block.node.classList.add('ak-step--error');
         this.errorShown = true;
         break;
       }
@@ -409,6 +779,14 @@ export class TaskView implements ITaskSink {
       default:
         block.body.append(this.callout('ak-other', event.event_type, asText(data)));
         break;
+    }
+    if (data.truncated === true || typeof data.truncated === 'number') {
+      // The stream carries a shortened copy of a large event.
+      const original = typeof data.original_size === 'number' ? ` (${plural(data.original_size, 'character')} in full)` : '';
+      block.body.append(
+        this.callout('ak-truncated', 'Shortened', `This event was cut short for the stream${original}.`)
+      );
+      this.warn('truncated', 'This view does not show everything: some events were cut short for the stream.', 'warning');
     }
   }
 
@@ -423,11 +801,19 @@ export class TaskView implements ITaskSink {
     if (this.finishedAt === null) {
       this.finishedAt = this.lastEventAt ?? Date.now() / 1000;
     }
-    if (data.status === 'succeeded' && !this.finalShown && typeof data.output === 'string') {
-      this.showFinal(data.output);
+    if (
+      data.status === TaskStatus.SUCCEEDED &&
+      !this.finalShown &&
+      typeof data.output === 'string'
+    ) {
+      this.showFinal(data.output, this.maxStep);
     }
-    if (data.status === 'failed' && !this.errorShown) {
+    if (data.status === TaskStatus.FAILED && !this.errorShown) {
       this.showNotice(errorText(data.error) || 'The run failed.', 'error');
+    }
+    if (data.status === TaskStatus.INTERRUPTED) {
+      // Restored after a server restart: what it did is shown, but it ended unfinished.
+      this.showNotice(errorText(data.error) || 'The run was interrupted.', 'warning');
     }
     for (const block of this.blocks.values()) {
       this.markDraftInterrupted(block);
@@ -442,14 +828,67 @@ export class TaskView implements ITaskSink {
     if (!block) {
       const node = el('li', 'ak-step');
       node.dataset.step = String(step);
-      const label = el('div', 'ak-step-label', `Step ${step}`);
+      const toggle = el('button', 'ak-step-label ak-step-toggle', `Step ${step}`);
+      toggle.type = 'button';
+      toggle.setAttribute('aria-expanded', 'true');
       const body = el('div', 'ak-step-body');
-      node.append(label, body);
+      body.id = `${this.idPrefix}-step-${step}`;
+      toggle.setAttribute('aria-controls', body.id);
+      const summary = el('div', 'ak-step-summary');
+      summary.hidden = true;
+      node.append(toggle, body, summary);
       this.appendStep(node);
-      block = { node, body, draft: null, draftNode: null };
+      block = { node, toggle, body, summary, draft: null, draftNode: null };
       this.blocks.set(step, block);
+      this.collapseButton.hidden = false;
+      if (this.collapseNew) {
+        this.setCollapsed(block, true);
+      }
     }
     return block;
+  }
+
+  private setCollapsed(block: IStepBlock, collapsed: boolean): void {
+    block.node.classList.toggle('ak-step--collapsed', collapsed);
+    block.toggle.setAttribute('aria-expanded', String(!collapsed));
+    block.body.hidden = collapsed;
+    block.summary.hidden = !collapsed;
+    if (collapsed) {
+      const calls = Array.from(block.body.querySelectorAll('.ak-tool-name'), node => node.textContent ?? '');
+      const errors = block.body.querySelectorAll('.ak-error, .ak-observation--error').length;
+      const parts: string[] = [];
+      if (calls.length) {
+        parts.push(`${plural(calls.length, 'tool call')}: ${calls.join(', ')}`);
+      } else if (block.body.querySelector('.ak-thought')) {
+        parts.push('a thought');
+      }
+      if (errors) {
+        parts.push(plural(errors, 'error'));
+      }
+      block.summary.textContent = parts.join(' · ') || 'collapsed';
+    }
+  }
+
+  private toggleAll(): void {
+    const collapse = this.collapseButton.textContent === 'Collapse all';
+    this.collapseNew = collapse;
+    for (const block of this.blocks.values()) {
+      this.setCollapsed(block, collapse);
+    }
+    this.collapseButton.textContent = collapse ? 'Expand all' : 'Collapse all';
+  }
+
+  private onTimelineClick(event: MouseEvent): void {
+    const target = event.target instanceof Element ? event.target.closest('.ak-tl-step') : null;
+    const step = target instanceof HTMLElement ? Number(target.dataset.step) : NaN;
+    const block = this.blocks.get(step);
+    if (!block) {
+      return;
+    }
+    this.setCollapsed(block, false);
+    this.stickToBottom = false;
+    block.node.scrollIntoView({ block: 'nearest' });
+    block.toggle.focus();
   }
 
   private appendStep(node: HTMLLIElement): void {
@@ -481,6 +920,10 @@ export class TaskView implements ITaskSink {
     if (!delta) {
       return;
     }
+    if (hasBidi(delta)) {
+      this.noteBidi();
+      delta = revealBidi(delta);
+    }
     if (!block.draft || !block.draftNode) {
       const node = el('div', 'ak-thought ak-streaming');
       const text = document.createTextNode('');
@@ -494,15 +937,128 @@ export class TaskView implements ITaskSink {
 
   private addThought(block: IStepBlock, text: string): void {
     if (block.draftNode) {
-      block.draftNode.textContent = text;
-      block.draftNode.classList.remove('ak-streaming');
+      const node = block.draftNode;
+      node.classList.remove('ak-streaming');
       block.draft = null;
       block.draftNode = null;
+      this.renderMarkdown(node, text);
       return;
     }
     if (text) {
-      block.body.append(el('div', 'ak-thought', text));
+      const node = el('div', 'ak-thought');
+      this.renderMarkdown(node, text);
+      block.body.append(node);
     }
+  }
+
+  /** Untrusted markdown, sanitized by the renderer; plain text until it is done (or without one). */
+  private renderMarkdown(host: HTMLElement, text: string): void {
+    host.replaceChildren(...this.show(text));
+    const markdown = this.markdown;
+    if (!markdown || !text.trim()) {
+      return;
+    }
+    const source = revealBidi(text);
+    const target = el('div', 'ak-md');
+    const done = (): void => {
+      this.decorate(target);
+      host.replaceChildren(target);
+      this.scheduleRefresh(); // taller now: keep following the end
+    };
+    try {
+      const pending = markdown.render(source, target);
+      if (pending) {
+        pending.then(done, () => undefined);
+      } else {
+        done();
+      }
+    } catch {
+      // The plain text stays.
+    }
+  }
+
+  /** Rendered markdown: a copy button on each code block, bidi markers highlighted. */
+  private decorate(root: HTMLElement): void {
+    for (const pre of Array.from(root.querySelectorAll('pre'))) {
+      const wrapper = el('div', 'ak-code');
+      pre.replaceWith(wrapper);
+      const copy = el('button', 'ak-copy', 'Copy');
+      copy.type = 'button';
+      copy.setAttribute('aria-label', 'Copy this code');
+      wrapper.append(copy, pre);
+    }
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    const marked: Text[] = [];
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node instanceof Text && /⟨U\+[0-9A-F]{4}⟩/.test(node.data)) {
+        marked.push(node);
+      }
+    }
+    for (const node of marked) {
+      const parts = node.data.split(/(⟨U\+[0-9A-F]{4}⟩)/);
+      node.replaceWith(
+        ...parts.map((part, index) => {
+          if (index % 2 === 0) {
+            return document.createTextNode(part);
+          }
+          const marker = el('span', 'ak-bidi', part);
+          marker.title = 'A bidirectional control character: invisible, it would reorder the text after it';
+          return marker;
+        })
+      );
+    }
+  }
+
+  private onCopyClick(event: MouseEvent): void {
+    const target = event.target;
+    if (!(target instanceof HTMLButtonElement) || !target.classList.contains('ak-copy')) {
+      return;
+    }
+    const code = target.parentElement?.querySelector('pre')?.textContent ?? '';
+    const said = (label: string): void => {
+      target.textContent = label;
+      window.setTimeout(() => {
+        target.textContent = 'Copy';
+      }, 1500);
+    };
+    navigator.clipboard.writeText(code).then(
+      () => said('Copied'),
+      () => said('Copy failed')
+    );
+  }
+
+  /** Text from the run as DOM nodes, bidi controls made visible (and noted once). */
+  private show(text: string): Node[] {
+    if (hasBidi(text)) {
+      this.noteBidi();
+    }
+    return textNodes(text);
+  }
+
+  private noteBidi(): void {
+    if (!this.bidiSeen) {
+      this.bidiSeen = true;
+      this.warn(
+        'bidi',
+        'This run\'s text holds invisible bidirectional control characters, which can ' +
+          'disguise text (a file name, a command): each is shown as a marker such as ⟨U+202E⟩.',
+        'warning'
+      );
+    }
+  }
+
+  /** A lasting warning above the steps, one per `key` (updated in place). */
+  private warn(key: string, text: string, kind: 'warning' | 'error'): void {
+    let node = this.warningsNode.querySelector<HTMLElement>(`[data-key="${key}"]`);
+    if (!node) {
+      node = el('div', 'ak-warning');
+      node.dataset.key = key;
+      node.setAttribute('role', kind === 'error' ? 'alert' : 'note');
+      this.warningsNode.append(node);
+    }
+    node.dataset.kind = kind;
+    node.textContent = text;
+    this.warningsNode.hidden = false;
   }
 
   private dropDraft(block: IStepBlock): void {
@@ -531,8 +1087,11 @@ export class TaskView implements ITaskSink {
     const callId = typeof data.call_id === 'string' ? data.call_id : '';
     node.dataset.callId = callId;
     const head = el('div', 'ak-call-head');
-    head.append(el('span', 'ak-call-label', 'Tool'), el('code', 'ak-tool-name', asText(data.name)));
-    const args = el('pre', 'ak-args', formatArguments(data.arguments));
+    const name = el('code', 'ak-tool-name');
+    name.append(...this.show(asText(data.name)));
+    head.append(el('span', 'ak-call-label', 'Tool'), name);
+    const args = el('pre', 'ak-args');
+    args.append(...this.show(formatArguments(data.arguments)));
     args.setAttribute('aria-label', `Arguments of ${asText(data.name)}`);
     node.append(head, args);
     block.body.append(node);
@@ -551,13 +1110,39 @@ export class TaskView implements ITaskSink {
       head.append(el('span', 'ak-duration', formatMillis(data.duration_ms)));
     }
     const text = asText(data.output);
-    const output = el('pre', 'ak-output', text);
+    const parsed = isError ? null : parseJsonOutput(data.output);
+    const columns = parsed ? recordColumns(parsed.value) : null;
+    let output: HTMLElement;
+    let label = '';
+    if (parsed && columns) {
+      const rows = parsed.value as JSONRecord[];
+      output = el('div', 'ak-output ak-table-wrap');
+      output.append(recordTable(rows, columns));
+      output.dataset.format = 'table';
+      if (rows.length > TABLE_ROWS_SHOWN) {
+        label = `Show all (${plural(rows.length, 'row')})`;
+      }
+    } else if (parsed) {
+      output = el('div', 'ak-output ak-json');
+      output.append(jsonNode(parsed.value, 0));
+      output.dataset.format = 'json';
+      const lines = (compactJson(parsed.value).match(/[,[{]/g) ?? []).length + 1;
+      if (lines > COLLAPSE_LINES * 2) {
+        label = `Show all (${plural(lines, 'line')})`;
+      }
+    } else {
+      output = el('pre', 'ak-output');
+      output.append(...this.show(text));
+      const lines = text.split('\n').length;
+      if (text.length > COLLAPSE_CHARS || lines > COLLAPSE_LINES) {
+        label = `Show all (${plural(lines, 'line')}, ${plural(text.length, 'character')})`;
+      }
+    }
     output.id = `${this.idPrefix}-out-${++this.outputs}`;
     node.append(head, output);
-    const lines = text.split('\n').length;
-    if (text.length > COLLAPSE_CHARS || lines > COLLAPSE_LINES) {
+    if (label) {
       output.classList.add('ak-collapsed');
-      const toggle = el('button', 'ak-toggle', `Show all (${lines} lines, ${text.length} chars)`);
+      const toggle = el('button', 'ak-toggle', label);
       toggle.type = 'button';
       toggle.setAttribute('aria-expanded', 'false');
       toggle.setAttribute('aria-controls', output.id);
@@ -570,6 +1155,14 @@ export class TaskView implements ITaskSink {
 
   private onStepsClick(event: MouseEvent): void {
     const target = event.target;
+    if (target instanceof HTMLButtonElement && target.classList.contains('ak-step-toggle')) {
+      const step = Number(target.parentElement?.dataset.step);
+      const block = this.blocks.get(step);
+      if (block) {
+        this.setCollapsed(block, target.getAttribute('aria-expanded') === 'true');
+      }
+      return;
+    }
     if (!(target instanceof HTMLButtonElement) || !target.classList.contains('ak-toggle')) {
       return;
     }
@@ -584,20 +1177,26 @@ export class TaskView implements ITaskSink {
 
   private callout(className: string, label: string, text: string): HTMLElement {
     const node = el('div', `ak-callout ${className}`);
-    node.append(el('strong', 'ak-callout-label', label), el('span', 'ak-callout-text', text));
+    const body = el('span', 'ak-callout-text');
+    body.append(...this.show(text));
+    node.append(el('strong', 'ak-callout-label', label), body);
     return node;
   }
 
-  private showFinal(output: string): void {
+  private showFinal(output: string, step: number): void {
     this.finalShown = true;
-    this.finalNode.replaceChildren(
-      el('div', 'ak-final-label', 'Answer'),
-      el('div', 'ak-final-text', output)
-    );
+    const label = el('div', 'ak-final-label', 'Answer');
+    if (step > 0) {
+      // The answer is the last step's (model turn's) text: it is counted in "N steps".
+      label.append(el('span', 'ak-final-step', `Step ${step}`));
+    }
+    const text = el('div', 'ak-final-text');
+    this.renderMarkdown(text, output);
+    this.finalNode.replaceChildren(label, text);
     this.finalNode.hidden = false;
   }
 
-  private showNotice(text: string, kind: 'info' | 'error'): void {
+  private showNotice(text: string, kind: 'info' | 'warning' | 'error'): void {
     this.noticeNode.textContent = text;
     this.noticeNode.dataset.kind = kind;
     this.noticeNode.setAttribute('role', kind === 'error' ? 'alert' : 'note');
@@ -610,6 +1209,7 @@ export class TaskView implements ITaskSink {
     if (agent && agent !== this.agent) {
       this.agent = agent;
       this.agentNode.textContent = agent;
+      this.emitInfo();
     }
   }
 
@@ -622,13 +1222,22 @@ export class TaskView implements ITaskSink {
     this.statusNode.dataset.status = status;
     this.statusNode.textContent = STATUS_LABEL[status];
     const final = isFinal(status);
+    // A focused button that becomes disabled drops the focus to the page: keep it in
+    // the view, on the status that says what happened.
+    const root = this.node.getRootNode();
+    const focused =
+      (root instanceof Document || root instanceof ShadowRoot) && root.activeElement === this.cancelButton;
     this.cancelButton.disabled = final || status === 'cancelling' || status === 'unknown';
+    if (focused && this.cancelButton.disabled) {
+      this.statusNode.tabIndex = -1;
+      this.statusNode.focus();
+    }
     this.cancelButton.textContent = status === 'cancelling' ? 'Cancelling…' : 'Cancel';
     if (final) {
       window.clearInterval(this.ticker);
       this.ticker = 0;
       this.connectionNode.textContent = '';
-    } else if (!this.ticker && (status === 'running' || status === 'cancelling')) {
+    } else if (!this.ticker && (status === TaskStatus.RUNNING || status === 'cancelling')) {
       this.ticker = window.setInterval(() => this.refreshElapsed(), 1000);
     }
     this.scheduleRefresh();
@@ -662,9 +1271,74 @@ export class TaskView implements ITaskSink {
     });
   }
 
+  /** Where step `step`'s time goes, from its events' timestamps (epoch seconds). */
+  private noteStepTime(step: number, kind: string, at: number, previous: number | null): void {
+    let time = this.times.get(step);
+    if (!time) {
+      // A step starts when the one before it ended (the model is asked then), the
+      // first when the task started.
+      const begin = step <= 1 ? (this.startedAt ?? at) : (previous ?? at);
+      const node = el('span', 'ak-tl-step');
+      node.dataset.step = String(step);
+      const model = el('span', 'ak-tl-model');
+      const tools = el('span', 'ak-tl-tools');
+      node.append(model, tools);
+      this.timelineNode.append(node);
+      time = {
+        start: Math.min(begin, at),
+        firstTool: null,
+        end: at,
+        node,
+        model,
+        tools,
+        shownModel: 0,
+        shownTools: 0
+      };
+      this.times.set(step, time);
+    }
+    if (kind === 'tool_call' && time.firstTool === null) {
+      time.firstTool = at;
+    }
+    time.end = Math.max(time.end, at);
+    this.dirtyTimes.add(step);
+  }
+
+  private refreshTimeline(): void {
+    if (!this.dirtyTimes.size) {
+      return;
+    }
+    for (const step of this.dirtyTimes) {
+      const time = this.times.get(step);
+      if (!time) {
+        continue;
+      }
+      const model = Math.max(0, (time.firstTool ?? time.end) - time.start);
+      const tools = time.firstTool === null ? 0 : Math.max(0, time.end - time.firstTool);
+      time.node.style.flexGrow = String(Math.max(model + tools, 0.05));
+      time.model.style.flexGrow = String(model);
+      time.tools.style.flexGrow = String(tools);
+      this.modelSeconds += model - time.shownModel;
+      this.toolSeconds += tools - time.shownTools;
+      time.shownModel = model;
+      time.shownTools = tools;
+      time.node.title =
+        `Step ${step}: model ${formatDuration(model)}` + (tools ? `, tools ${formatDuration(tools)}` : '');
+    }
+    this.dirtyTimes.clear();
+    const model = this.modelSeconds;
+    const tools = this.toolSeconds;
+    this.timelineNode.setAttribute(
+      'aria-label',
+      `Time per step: ${plural(this.times.size, 'step')}, model ${formatDuration(model)}, tools ${formatDuration(tools)}`
+    );
+    this.timelineNode.title = `Model ${formatDuration(model)} · tools ${formatDuration(tools)} (click a step to show it)`;
+    this.timelineNode.hidden = false;
+  }
+
   private refresh(): void {
     const steps = this.maxStep;
-    this.stepsCountNode.textContent = `${steps} step${steps === 1 ? '' : 's'}`;
+    this.stepsCountNode.textContent = plural(steps, 'step');
+    this.refreshTimeline();
     const tokens = this.totalTokens ?? this.runningTokens;
     this.tokensNode.textContent = tokens ? `${tokens.toLocaleString()} tokens` : '';
     this.refreshElapsed();

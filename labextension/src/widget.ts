@@ -7,9 +7,13 @@
 import type { AnyModel, RenderProps } from '@anywidget/types';
 
 import viewCss from '../style/view.css';
+import { purifiedMarkdown } from './markdown';
 import { PageTransport } from './page-transport';
 import { AutoBackend, IRelayModel } from './stream';
-import { TaskView } from './view';
+import { TaskView, setDefaultMarkdown } from './view';
+
+// Thoughts and answers as markdown: marked, sanitized by DOMPurify.
+setDefaultMarkdown(purifiedMarkdown);
 
 /** The synced traits of the Python `TaskWidget`. */
 interface ITaskWidgetModel {

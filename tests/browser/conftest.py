@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from browser_requirements import require_browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -139,12 +140,7 @@ class LabServer:
 
 @pytest.fixture(scope="session")
 def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        pytest.skip(
-            "/usr/bin/chromium is not installed (apt-get install chromium); "
-            "browser tests need a real Chromium"
-        )
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is missing")
+    require_browser(CHROMIUM, on_ci=bool(os.environ.get("CI")))
     return CHROMIUM
 
 

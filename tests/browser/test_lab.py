@@ -224,7 +224,7 @@ def test_a_saved_output_reattaches_without_a_kernel_and_follows_the_theme(
 ) -> None:
     # A task run from elsewhere (REST), and a notebook saved with its output only.
     created = lab_server.api(
-        "POST", "agentkit/api/tasks", json={"agent": "demo", "input": "Compare Oslo and Bern"}
+        "POST", "agentkit/api/tasks", json={"agent": "demo", "input": "Compare Lisbon and Warsaw"}
     ).json()
     task_id = created["task_id"]
     wait_until(lambda: lab_server.task(task_id)["status"] == "succeeded", timeout=30)
@@ -255,7 +255,7 @@ def test_a_saved_output_reattaches_without_a_kernel_and_follows_the_theme(
             wait_status(view, "succeeded", timeout=15)
             assert view.get_attribute("data-task-id") == task_id
             assert view.locator(".ak-call").count() == 3
-            assert "Oslo" in view.locator(".ak-input").inner_text()
+            assert "Lisbon" in view.locator(".ak-input").inner_text()
             page.wait_for_function(
                 "name => document.body.dataset.jpThemeName === name", arg=theme
             )
