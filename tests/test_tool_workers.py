@@ -22,9 +22,9 @@ from agentkit_jupyter.core import (
     ScriptedTurn,
     StepEvent,
     tool,
+    workers,
 )
 from agentkit_jupyter.core.tools import abandoned_threads, configure_tool_workers, worker_stats
-from agentkit_jupyter.core import workers
 from agentkit_jupyter.core.workers import IsolationError
 
 RELEASE = threading.Event()
