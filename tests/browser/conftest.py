@@ -7,6 +7,7 @@ is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -148,7 +149,15 @@ def chromium_path() -> Path:
 def lab_server(
     chromium_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LabServer]:
-    home = tmp_path_factory.mktemp("lab")
+    with running_lab(tmp_path_factory.mktemp("lab")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_lab(home: Path, *extra_args: str) -> Iterator[LabServer]:
+    """A real ``jupyter lab`` in ``home`` (its own settings, runtime dir and task
+    history ``home/tasks.sqlite3``), ready once the agentkit API answers; stopped on
+    exit. ``extra_args`` go to its command line."""
     root = home / "notebooks"
     root.mkdir()
     settings = home / "settings"
@@ -187,6 +196,7 @@ def lab_server(
                 f"--ServerApp.root_dir={root}",
                 # Task history of this server only (not the user's data dir).
                 f"--AgentKitExtension.db_path={home / 'tasks.sqlite3'}",
+                *extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -195,19 +205,18 @@ def lab_server(
         )
     server = LabServer(f"http://127.0.0.1:{port}{BASE_URL}", token, root, process, log_path)
     deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited early:\n{server.log()}")
-        try:
-            if server.api("GET", "agentkit/api/agents").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"jupyter lab did not start:\n{server.log()}")
-        time.sleep(0.25)
     try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited early:\n{server.log()}")
+            try:
+                if server.api("GET", "agentkit/api/agents").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"jupyter lab did not start:\n{server.log()}")
+            time.sleep(0.25)
         yield server
     finally:
         server.http.close()

@@ -13,21 +13,15 @@ history (40 MB in all), plus one whose input holds a U+202E.
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from .conftest import BASE_URL, LabServer, screenshot_path, wait_until
+from .conftest import LabServer, running_lab, screenshot_path, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -100,12 +94,6 @@ def _write_history(db_path: Path) -> float:
     return now
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def lab_server(
     chromium_path: Path, tmp_path_factory: pytest.TempPathFactory
@@ -117,73 +105,9 @@ def lab_server(
     extensions = home / "labextensions"
     extensions.mkdir()
     (extensions / "agentkit-jupyter").symlink_to(BUILT_EXTENSION, target_is_directory=True)
-    root = home / "notebooks"
-    root.mkdir()
-    db_path = home / "tasks.sqlite3"
-    _write_history(db_path)
-    notification = home / "settings" / "@jupyterlab" / "apputils-extension"
-    notification.mkdir(parents=True)
-    (notification / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
-    port = _free_port()
-    token = secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name in ("AGENTKIT_SERVER_URL", "AGENTKIT_SERVER_TOKEN"):
-        env.pop(name, None)
-    log_path = home / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyterlab",
-                "--allow-root",
-                "--no-browser",
-                "--ServerApp.ip=127.0.0.1",
-                f"--port={port}",
-                "--port-retries=0",
-                f"--ServerApp.base_url={BASE_URL}",
-                f"--IdentityProvider.token={token}",
-                "--LabApp.news_url=",
-                f"--ServerApp.root_dir={root}",
-                f"--AgentKitExtension.db_path={db_path}",
-                f"--LabApp.extra_labextensions_path={extensions}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=home,
-        )
-    server = LabServer(f"http://127.0.0.1:{port}{BASE_URL}", token, root, process, log_path)
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited early:\n{server.log()}")
-            try:
-                if server.api("GET", "agentkit/api/agents").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"jupyter lab did not start:\n{server.log()}")
-            time.sleep(0.25)
+    _write_history(home / "tasks.sqlite3")
+    with running_lab(home, f"--LabApp.extra_labextensions_path={extensions}") as server:
         yield server
-    finally:
-        server.http.close()
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 def _open_panel(page: Any, server: LabServer) -> Any:
