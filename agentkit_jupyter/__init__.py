@@ -2,7 +2,8 @@
 
 In a notebook: ``agentkit_jupyter.run("demo", "What is 17 * 23?")`` runs a server
 agent; ``Agent(name, gateway, tools=[...]).run(question)`` runs your own agent in
-the kernel; both return the live task view.
+the kernel; both show the live task view and return a :class:`TaskHandle`
+(``status``, ``result``, ``steps``, ``wait()``, ``cancel()``, ``to_json()``...).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from .core import AgentPool, CancellationToken, StepEvent, tool
 if TYPE_CHECKING:
     from .kernel.agent import Agent
     from .kernel.client import AgentKitClient, ServerInfo
-    from .kernel.widget import TaskWidget, run
+    from .kernel.handle import AgentNotFound as AgentNotFound
+    from .kernel.handle import TaskHandle, run
+    from .kernel.handle import TaskStillRunning as TaskStillRunning
+    from .kernel.widget import TaskWidget
 
 __version__ = "0.1.0"
 
@@ -24,8 +28,12 @@ _LAZY = {
     "Agent": "kernel.agent",
     "AgentKitClient": "kernel.client",
     "ServerInfo": "kernel.client",
+    "TaskHandle": "kernel.handle",
     "TaskWidget": "kernel.widget",
-    "run": "kernel.widget",
+    "run": "kernel.handle",
+    # Importable from here (`except agentkit_jupyter.AgentNotFound`), not offered by Tab.
+    "AgentNotFound": "kernel.handle",
+    "TaskStillRunning": "kernel.handle",
 }
 
 __all__ = [
@@ -35,6 +43,7 @@ __all__ = [
     "CancellationToken",
     "ServerInfo",
     "StepEvent",
+    "TaskHandle",
     "TaskWidget",
     "__version__",
     "run",

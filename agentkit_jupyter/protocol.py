@@ -33,6 +33,10 @@ class TaskStatus(StrEnum):
 
     QUEUED = "queued"
     RUNNING = "running"
+    # A tool call awaits a person's decision (approval_requested without its decision).
+    WAITING = "waiting"
+    # Paused by a viewer, or after the steps a ``resume`` asked for.
+    PAUSED = "paused"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -55,6 +59,91 @@ def is_final(status: str | None) -> bool:
 
 
 _FINAL_VALUES = frozenset(s.value for s in FINAL_STATUSES)
+
+
+# -- step events ----------------------------------------------------------------------
+
+
+class EventType(StrEnum):
+    """``event_type`` of a step: what the runtime emits (``core.events`` re-exports it)."""
+
+    TOKEN = "token"
+    THOUGHT = "thought"
+    TOOL_CALL = "tool_call"
+    OBSERVATION = "observation"
+    FINAL_ANSWER = "final_answer"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    # Human in the loop: a tool call waits for a decision, and the decision.
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_DECIDED = "approval_decided"
+    # The run stopped before its next model or tool call, and went on again.
+    PAUSED = "paused"
+    RESUMED = "resumed"
+
+
+TERMINAL_EVENT_TYPES: frozenset[EventType] = frozenset(
+    {EventType.FINAL_ANSWER, EventType.ERROR, EventType.CANCELLED}
+)
+
+
+class ApprovalDecision(StrEnum):
+    """``decision`` of an ``approval_decided`` step."""
+
+    APPROVED = "approved"
+    EDITED = "edited"  # approved with the arguments a person changed
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"  # nobody decided within approval_timeout: it did not run
+    CANCELLED = "cancelled"  # the run was cancelled while the call waited
+
+
+class ApprovalScope(StrEnum):
+    """How far an approval reaches: this call, or every later call of the tool."""
+
+    ONCE = "once"
+    TASK = "task"
+
+
+class ApprovalPolicy(StrEnum):
+    """``policy`` of an ``approval_requested`` step: why the call needs a decision."""
+
+    TOOL = "tool"  # @tool(requires_approval=True)
+    TOOL_RULE = "tool_rule"  # @tool(requires_approval=<callable>) said yes for these arguments
+    AGENT = "agent"  # Agent(approval="always")
+    AGENT_RULE = "agent_rule"  # Agent(approval=<callable>) said yes
+
+
+class ApprovalRequestedData(TypedDict):
+    """``data`` of ``approval_requested``. ``schema`` is the tool's JSON schema (the
+    views build the edit form from it); ``timeout`` the seconds until ``timed_out``."""
+
+    call_id: str
+    tool: str
+    arguments: Any
+    policy: str
+    schema: NotRequired[dict[str, Any]]
+    timeout: NotRequired[float | None]
+
+
+class ApprovalDecidedData(TypedDict):
+    """``data`` of ``approval_decided``: the first decision, the one that counts.
+    ``arguments`` are the ones the call runs with (edited ones for ``edited``)."""
+
+    call_id: str
+    decision: str
+    arguments: Any
+    reason: str | None
+    by: str | None
+    scope: NotRequired[str]
+
+
+class PauseData(TypedDict):
+    """``data`` of ``paused`` and ``resumed``; ``steps`` (resumed only) is how many
+    model or tool calls run before the next pause (None: no pause planned)."""
+
+    by: str | None
+    reason: str | None
+    steps: NotRequired[int | None]
 
 
 # -- codes ----------------------------------------------------------------------------
@@ -100,6 +189,18 @@ class ErrorCode(StrEnum):
     SERVER_RESTARTED = "server_restarted"
     # A stored record or event could not be read back as written (repaired or replaced).
     DAMAGED_RECORD = "damaged_record"
+    # REST 404: ``GET tasks/{id}/events/{seq}`` of a seq the task's log does not have.
+    UNKNOWN_EVENT = "unknown_event"
+    # REST 404: that message was cut (see Truncation) and its whole copy is not kept.
+    EVENT_NOT_KEPT = "event_not_kept"
+    # The step (an ``error`` event) that ends a restored task whose events from some seq
+    # on never reached the history (its write queue was full while the disk refused).
+    HISTORY_INCOMPLETE = "history_incomplete"
+    # Human in the loop (REST 409 / 404 / 400, or an error frame to the one who sent it).
+    ALREADY_DECIDED = "already_decided"
+    UNKNOWN_CALL = "unknown_call"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    NOT_PAUSED = "not_paused"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -155,6 +256,22 @@ RECORD_ONLY_LIMIT = 0
 GET_PAGE_MAX_EVENTS = 1000
 GET_PAGE_MAX_BYTES = 4 * 1024 * 1024
 
+# One message of a task's log (a step or the result) takes at most this many bytes of
+# UTF-8 JSON, by default (``HubLimits.max_event_bytes``, the ``max_event_bytes`` traitlet).
+# A larger one is logged, streamed and paged with its longest texts cut to fit, and a
+# TRUNCATED_KEY marker (``Truncation``) beside them; the whole message is kept (the task
+# history, or memory within a budget) and served by ``GET`` EVENT_PATH.
+MAX_EVENT_BYTES = 256 * 1024
+# The marker's key: in a step's event data (beside ``output``, say), or in the result.
+TRUNCATED_KEY = "truncated"
+# Below API_PREFIX: one message of a task's log, whole (``{seq}``: its ``seq``).
+EVENT_PATH = "tasks/{task_id}/events/{seq}"
+
+
+def event_href(task_id: str, seq: int) -> str:
+    """Where the whole message ``seq`` of a task is: a path below the server's base_url."""
+    return API_PREFIX + EVENT_PATH.format(task_id=task_id, seq=seq)
+
 
 # -- server -> client: the task WebSocket ------------------------------------------------
 
@@ -183,6 +300,8 @@ class ResultData(TypedDict):
     total_tokens: NotRequired[int | None]
     error: NotRequired[dict[str, Any] | None]
     reason: NotRequired[str | None]
+    # ``interrupted`` while calls waited for a decision: their approval_requested data.
+    pending_approvals: NotRequired[list[dict[str, Any]]]
 
 
 class ResultMessage(TypedDict):
@@ -200,6 +319,9 @@ class ConnectedMessage(TypedDict):
     last_seq: int
     after: int
     protocol: int
+    # Whether this viewer may send cancel / approve / reject / pause / resume (the views
+    # show those buttons only then).
+    can_write: NotRequired[bool]
 
 
 class ErrorData(TypedDict):
@@ -207,6 +329,8 @@ class ErrorData(TypedDict):
     message: str
     last_seq: NotRequired[int]
     first_seq: NotRequired[int]
+    # The tool call a refused approve/reject was about.
+    call_id: NotRequired[str]
 
 
 class ErrorMessage(TypedDict):
@@ -216,6 +340,27 @@ class ErrorMessage(TypedDict):
 
 class PongMessage(TypedDict):
     type: Literal["pong"]
+
+
+class TruncatedText(TypedDict):
+    """One text a shortened message holds only the start of."""
+
+    # The whole text's length, in characters (code points).
+    chars: int
+    # How many of them (from the start) this copy holds.
+    shown: int
+
+
+class Truncation(TypedDict):
+    """The TRUNCATED_KEY marker of a message cut to fit ``max_event_bytes``."""
+
+    # The texts that were cut, by their path in the event data (or the result): keys
+    # joined by ".", list items by index ("output", "arguments.code", "rows.3").
+    fields: dict[str, TruncatedText]
+    # The whole message's size, in bytes of UTF-8 JSON.
+    bytes: int
+    # GET it (below the server's base_url, with the usual auth) for the whole message.
+    href: str
 
 
 ServerMessage = StepMessage | ResultMessage | ConnectedMessage | ErrorMessage | PongMessage
@@ -231,9 +376,10 @@ def result_message(task_id: str, seq: int, result: ResultData) -> ResultMessage:
 
 
 def connected_message(
-    task_id: str, agent: str, status: str, last_seq: int, after: int
+    task_id: str, agent: str, status: str, last_seq: int, after: int, can_write: bool = True
 ) -> ConnectedMessage:
     return {
+        "can_write": can_write,
         "type": "connected",
         "task_id": task_id,
         "agent": agent,
@@ -244,7 +390,7 @@ def connected_message(
     }
 
 
-def error_message(code: ErrorCode, message: str, **extra: int) -> ErrorMessage:
+def error_message(code: ErrorCode, message: str, **extra: int | str) -> ErrorMessage:
     data: dict[str, Any] = {"code": code.value, "message": message, **extra}
     return {"type": "error", "data": data}  # type: ignore[typeddict-item]
 
@@ -266,11 +412,54 @@ class CancelMessage(_ClientMessage):
     reason: str | None = pydantic.Field(default=None, max_length=500)
 
 
-ClientMessage = Annotated[PingMessage | CancelMessage, pydantic.Field(discriminator="type")]
-_client_adapter: pydantic.TypeAdapter[PingMessage | CancelMessage] = pydantic.TypeAdapter(
-    ClientMessage
-)
-CLIENT_MESSAGE_TYPES = ("ping", "cancel")
+# A call id is the model's (OpenAI: "call_..."); bounded so a frame cannot carry a novel.
+_CALL_ID = pydantic.Field(min_length=1, max_length=200)
+REASON_MAX_CHARS = 2000
+# The most model or tool calls one ``resume`` may ask for before the next pause.
+RESUME_MAX_STEPS = 1000
+
+
+class ApproveMessage(_ClientMessage):
+    """Approve a pending tool call; ``arguments`` present means edited (validated
+    against the tool's schema first); ``scope: "task"`` also approves every later
+    call of the same tool in this task."""
+
+    type: Literal["approve"]
+    call_id: str = _CALL_ID
+    arguments: dict[str, Any] | None = None
+    scope: Literal["once", "task"] = "once"
+
+
+class RejectMessage(_ClientMessage):
+    """Reject a pending tool call; the model reads the reason as the call's result."""
+
+    type: Literal["reject"]
+    call_id: str = _CALL_ID
+    reason: str | None = pydantic.Field(default=None, max_length=REASON_MAX_CHARS)
+
+
+class PauseMessage(_ClientMessage):
+    """Pause before the next model or tool call (a call in flight finishes)."""
+
+    type: Literal["pause"]
+    reason: str | None = pydantic.Field(default=None, max_length=REASON_MAX_CHARS)
+
+
+class ResumeMessage(_ClientMessage):
+    """Go on; with ``steps``, run that many more model or tool calls, then pause."""
+
+    type: Literal["resume"]
+    steps: int | None = pydantic.Field(default=None, ge=1, le=RESUME_MAX_STEPS)
+
+
+# What a viewer may do to a run besides cancel it (the hub applies them, or forwards
+# them to the kernel that runs it).
+ControlMessage = ApproveMessage | RejectMessage | PauseMessage | ResumeMessage
+AnyClientMessage = PingMessage | CancelMessage | ControlMessage
+ClientMessage = Annotated[AnyClientMessage, pydantic.Field(discriminator="type")]
+_client_adapter: pydantic.TypeAdapter[AnyClientMessage] = pydantic.TypeAdapter(ClientMessage)
+CLIENT_MESSAGE_TYPES = ("ping", "cancel", "approve", "reject", "pause", "resume")
+CONTROL_MESSAGE_TYPES = ("approve", "reject", "pause", "resume")
 
 
 class ClientMessageError(ValueError):
@@ -283,7 +472,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_client_message(raw: str | bytes, max_size: int) -> PingMessage | CancelMessage:
+def parse_client_message(raw: str | bytes, max_size: int) -> AnyClientMessage:
     """Parse one client frame, or raise :class:`ClientMessageError` with a stable code."""
     if isinstance(raw, bytes):
         raise ClientMessageError(
@@ -344,6 +533,35 @@ class PublishCancelMessage(TypedDict):
     reason: str | None
 
 
+class PublishControlMessage(TypedDict):
+    """Server -> kernel: a viewer's decision, pause or resume (``command`` is the
+    viewer's ``approve`` / ``reject`` / ``pause`` / ``resume`` message as parsed), and
+    who sent it. Resent on a reconnect until the kernel's log shows its effect."""
+
+    type: Literal["control"]
+    command: dict[str, Any]
+    by: str | None
+    # Numbered per task: a reconnecting kernel gets them again and skips those it applied.
+    id: NotRequired[int]
+
+
+def publish_control_message(command: ControlMessage, by: str | None) -> PublishControlMessage:
+    return {"type": "control", "command": command.model_dump(), "by": by}
+
+
+def parse_control_command(raw: Any) -> ControlMessage:
+    """A forwarded ``command`` (or a relay's) back into its message; ValueError if it is
+    not one."""
+    if not isinstance(raw, dict) or raw.get("type") not in CONTROL_MESSAGE_TYPES:
+        raise ValueError("not a control command")
+    try:
+        parsed = _client_adapter.validate_python(raw)
+    except pydantic.ValidationError as exc:
+        raise ValueError(str(exc)) from None
+    assert not isinstance(parsed, PingMessage | CancelMessage)
+    return parsed
+
+
 def publish_event_message(event: StepEventData, seq: int | None = None) -> PublishEventMessage:
     message: PublishEventMessage = {"type": "event", "event": event}
     if seq is not None:
@@ -375,6 +593,14 @@ class RelayCancel(TypedDict):
     type: Literal["cancel"]
 
 
+class RelayControl(TypedDict):
+    """View -> kernel: approve, reject, pause or resume (buttons, on the relay path);
+    ``command`` is the task WebSocket's message of that type."""
+
+    type: Literal["control"]
+    command: dict[str, Any]
+
+
 class RelayBatch(TypedDict):
     """Kernel -> view: the task's record and a batch of its log messages."""
 
@@ -385,11 +611,58 @@ class RelayBatch(TypedDict):
 
 
 class RelayError(TypedDict):
-    """Kernel -> view: the kernel lost the stream (or a cancel failed)."""
+    """Kernel -> view: the kernel lost the stream, or a cancel or a control command
+    failed (``code`` and, for approve / reject, ``call_id`` say which)."""
 
     type: Literal["relay_error"]
     task_id: str
     error: str
+    code: NotRequired[str]
+    call_id: NotRequired[str]
+
+
+# -- REST: human in the loop ---------------------------------------------------------------
+
+
+class ApprovalBody(pydantic.BaseModel):
+    """``POST tasks/{id}/approvals/{call_id}``."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+    decision: Literal["approve", "reject"]
+    arguments: dict[str, Any] | None = None
+    reason: str | None = pydantic.Field(default=None, max_length=REASON_MAX_CHARS)
+    scope: Literal["once", "task"] = "once"
+
+    def as_message(self, call_id: str) -> ApproveMessage | RejectMessage:
+        if self.decision == "approve":
+            return ApproveMessage(
+                type="approve", call_id=call_id, arguments=self.arguments, scope=self.scope
+            )
+        return RejectMessage(type="reject", call_id=call_id, reason=self.reason)
+
+
+class PauseBody(pydantic.BaseModel):
+    """``POST tasks/{id}/pause`` (an empty body is fine)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+    reason: str | None = pydantic.Field(default=None, max_length=REASON_MAX_CHARS)
+
+
+class ResumeBody(pydantic.BaseModel):
+    """``POST tasks/{id}/resume`` (an empty body is fine)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+    steps: int | None = pydantic.Field(default=None, ge=1, le=RESUME_MAX_STEPS)
+
+
+class ControlAnswer(TypedDict):
+    """What the human-in-the-loop routes answer (200): the task's status after the
+    command was accepted; the step that records it follows on the stream."""
+
+    task_id: str
+    status: str
+    accepted: str  # the command's type: approve, reject, pause, resume
+    call_id: NotRequired[str]
 
 
 # -- REST: a page of a task's log, and the server's status ----------------------------------
@@ -432,6 +705,15 @@ class HistoryStatus(TypedDict):
     error: HistoryError | None
     # Events and records not yet on disk.
     pending: int
+    # Their size (about: the bytes of their texts), and the most that may wait: beyond
+    # it a task's later events are not queued (its history on disk stops there, said
+    # in ``incomplete_tasks`` and in the task's ``history_incomplete_from``).
+    pending_bytes: int
+    max_pending_bytes: int
+    # Events not queued this session because the queue was full (memory still has them).
+    dropped_events: int
+    # Tasks whose history on disk stops before their last event (see above).
+    incomplete_tasks: list[str]
     # Said at start-up, e.g. a history file other users may read.
     warnings: list[str]
     # Tasks with a record or event that could not be read back as written.
@@ -489,7 +771,12 @@ class TaskSummary(TypedDict):
     last_seq: int
     first_seq: int
     damaged: str | None
+    # The first seq missing from the task history on disk (its queue was full while
+    # the disk refused writes): events from it on are in memory only. None: whole.
+    history_incomplete_from: int | None
     subscribers: int
+    # ``call_id`` and ``tool`` of each call waiting for a decision (status ``waiting``).
+    pending_approvals: list[dict[str, Any]]
     ws_url: str
 
 

@@ -412,6 +412,14 @@ def generate(path: Path = PROTOCOL_PATH) -> str:
             if name.endswith("_TYPES"):
                 type_name = _camel(name[: -len("_TYPES")]) + "Type"
                 out.append(f"export type {type_name} = (typeof {name})[number];")
+        elif (
+            isinstance(value, frozenset)
+            and value
+            and all(isinstance(v, enum.Enum) for v in value)
+        ):
+            # A set of enum members, in the enum's order (a set has none of its own).
+            members = [m for m in type(next(iter(value))) if m in value]
+            out += _array(name, [ts_literal(m.value) for m in members])
         else:
             raise TypeError(
                 f"protocol.{name} = {value!r}: no TypeScript form for it; teach "

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from llm_server import FakeLLMServer
 from traitlets.config import Config
 from websockets.asyncio.client import ClientConnection, connect
 
 pytest_plugins = ("pytest_jupyter.jupyter_server", "pytest_jupyter.jupyter_client")
+
+
+@pytest.fixture
+def llm_server() -> Iterator[FakeLLMServer]:
+    """A chat-completions server on loopback (tests/llm_server.py), closed afterwards."""
+    server = FakeLLMServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

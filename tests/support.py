@@ -12,6 +12,7 @@ from agentkit_jupyter.core import (
     LLMGateway,
     ModelRequest,
     ModelTurn,
+    ScriptContext,
     ScriptedGateway,
     ScriptedTurn,
     TokenDelta,
@@ -108,8 +109,93 @@ def firehose_agent(steps: int = FIREHOSE_STEPS) -> Agent:
     )
 
 
+# Every real run of an approved tool, in order: "exactly once" is counted here (the
+# test server runs in this process).
+APPROVED_RUNS: list[tuple[str, int]] = []
+
+
+@tool(requires_approval=True)
+def guarded_write(label: str, value: int) -> str:
+    """Write a value (needs approval).
+
+    Args:
+        label: Where to write.
+        value: What to write.
+    """
+    APPROVED_RUNS.append((label, value))
+    return f"wrote {value} to {label}"
+
+
+def _echo_last(ctx: ScriptContext) -> ScriptedTurn:
+    last = ctx.observations[-1] if ctx.observations else "nothing"
+    return ScriptedTurn(f"The tool said: {last}")
+
+
+@tool(requires_approval=True)
+def stamped_write() -> str:
+    """Say when the call started (benchmarks/approvals.py: decision -> tool start)."""
+    return f"started {time.time():.6f}"
+
+
+@tool
+async def tick() -> str:
+    """A short tool call (benchmarks/approvals.py: pause -> paused)."""
+    await asyncio.sleep(0.005)
+    return "tick"
+
+
+def approval_agents() -> list[Agent]:
+    """A tool call that waits for a decision; the answer repeats what the tool said."""
+
+    def ask(label: str) -> ScriptedTurn:
+        return ScriptedTurn("Writing.", [("guarded_write", {"label": label, "value": 1})])
+
+    return [
+        Agent(
+            "approve-me",
+            ScriptedGateway([lambda ctx: ask(ctx.question), _echo_last]),
+            tools=[guarded_write],
+        ),
+        Agent(
+            "approve-quick-timeout",
+            ScriptedGateway([lambda ctx: ask(ctx.question), _echo_last]),
+            tools=[guarded_write],
+            approval_timeout=0.3,
+        ),
+        Agent(
+            "approve-twice",
+            ScriptedGateway(
+                [lambda ctx: ask(ctx.question), lambda ctx: ask(ctx.question), _echo_last]
+            ),
+            tools=[guarded_write],
+        ),
+        Agent(
+            "bench-approval",
+            ScriptedGateway([ScriptedTurn("", [("stamped_write", {})]), _echo_last]),
+            tools=[stamped_write],
+        ),
+        Agent(
+            "bench-steps",
+            ScriptedGateway([ScriptedTurn("", [("tick", {})])] * 400 + [ScriptedTurn("done")]),
+            tools=[tick],
+            max_steps=401,
+        ),
+        Agent(
+            "steps",
+            ScriptedGateway(
+                [ScriptedTurn(f"step {i}", [("count", {"n": i})]) for i in range(6)]
+                + [ScriptedTurn("all steps done")],
+                token_delay=0.02,
+            ),
+            tools=[count],
+            max_steps=7,
+        ),
+    ]
+
+
 def test_agents() -> list[Agent]:
     return [
+        *approval_agents(),
         Agent("echo", ScriptedGateway([ScriptedTurn("pong")]), description="Answers at once"),
         Agent(
             "hang-llm",

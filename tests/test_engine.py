@@ -281,7 +281,7 @@ async def test_cancel_before_start_and_between_steps() -> None:
 
 async def test_agent_pool_never_falls_back_to_another_agent() -> None:
     pool = AgentPool(demo_agents())
-    assert [a.name for a in pool] == ["demo", "demo-slow"]
+    assert [a.name for a in pool] == ["demo", "demo-slow", "demo-approval"]
     try:
         pool.get("dmeo")
     except UnknownAgentError as exc:

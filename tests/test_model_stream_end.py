@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -26,15 +26,6 @@ from agentkit_jupyter.core.openai_gateway import OpenAIGateway
 from agentkit_jupyter.protocol import dumps
 
 QUESTION = [{"role": "user", "content": "Smile, please."}]
-
-
-@pytest.fixture
-def llm_server() -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 class ForgetfulGateway(LLMGateway):

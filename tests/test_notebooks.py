@@ -179,3 +179,36 @@ def test_real_endpoint_runs_against_an_openai_compatible_server(
     assert tool_outputs == ["2102650", "3878100"]  # the kernel's tool ran on the model's calls
     (view,) = task_views(notebook)
     assert server_task(server, view[TASK_MIMETYPE]["task_id"])["status"] == "succeeded"
+
+
+def test_human_in_the_loop(server: ServerProcess, tmp_path: Path) -> None:
+    notebook = execute("human_in_the_loop.ipynb", server, tmp_path)
+    assert_clean(notebook)
+    text = text_of(notebook)
+    assert "waiting -> delete_rows" in text
+    assert "send_email to team@example.com" in text
+    views = task_views(notebook)
+    assert [v[TASK_MIMETYPE]["agent"] for v in views] == ["demo-approval", "demo-slow"]
+    task, slow = (server_task(server, v[TASK_MIMETYPE]["task_id"]) for v in views)
+    assert slow["status"] == "cancelled"
+    assert task["status"] == "succeeded"
+    decided = [
+        e["data"]["data"]
+        for e in task["events"]
+        if e["type"] == "step" and e["data"]["event_type"] == "approval_decided"
+    ]
+    assert [(d["decision"], d["reason"]) for d in decided] == [
+        ("edited", None),
+        ("rejected", "I will tell the team myself"),
+    ]
+    assert decided[0]["arguments"]["limit"] == 10
+    observations = [
+        e["data"]["data"]["output"]
+        for e in task["events"]
+        if e["type"] == "step" and e["data"]["event_type"] == "observation"
+    ]
+    assert "Deleted 10 'test' rows" in observations[1]
+    assert "I will tell the team myself" in task["result"]["output"]
+    # Paused at once, stepped twice, resumed, cancelled.
+    assert "['paused', 'resumed', 'paused', 'resumed', 'paused']" in text
+    assert text.rstrip().endswith("cancelled")

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -29,15 +29,6 @@ from agentkit_jupyter.core.openai_gateway import PLACEHOLDER_API_KEY, OpenAIGate
 SECRET = "sk-test-0123456789abcdefSECRET"
 MODEL = "test-model"
 QUESTION = [{"role": "user", "content": "What is 2 + 3?"}]
-
-
-@pytest.fixture
-def llm_server() -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(autouse=True)

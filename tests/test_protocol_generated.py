@@ -153,6 +153,8 @@ def test_interfaces_follow_the_typeddicts(committed: str) -> None:
         "  total_tokens?: number | null;",
         "  error?: { [key: string]: unknown } | null;",
         "  reason?: string | null;",
+        "  /** `interrupted` while calls waited for a decision: their approval_requested data. */",
+        "  pending_approvals?: { [key: string]: unknown }[];",
     ]
     assert "  type: 'step';\n  seq: number;\n  task_id: string;\n  data: IStepEventData;" in (
         committed

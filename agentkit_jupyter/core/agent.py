@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cancellation import CancellationToken
+from .control import AgentApproval, RunControl
 from .engine import DEFAULT_MAX_STEPS, ReActEngine
 from .events import StepEvent
 from .llm import LLMGateway
@@ -38,9 +39,16 @@ class Agent:
     system_prompt: str | None = None
     max_steps: int = DEFAULT_MAX_STEPS
     llm_idle_timeout: float | None = 120.0
+    # Which tool calls wait for a person: "always", "never", or a callable of the tool's
+    # name and arguments; None leaves it to each tool's ``requires_approval``.
+    approval: AgentApproval = None
+    # Seconds a call waits for a decision before it is ``timed_out`` (None: no limit).
+    approval_timeout: float | None = None
 
     def __post_init__(self) -> None:
         self._tools = as_tools(self.tools)  # validates names once, at definition
+        if not (self.approval in (None, "always", "never") or callable(self.approval)):
+            raise ValueError("approval must be 'always', 'never', a callable or None")
 
     @property
     def tool_list(self) -> list[Tool]:
@@ -55,9 +63,13 @@ class Agent:
         }
 
     def stream(
-        self, user_input: str, cancellation_token: CancellationToken | None = None
+        self,
+        user_input: str,
+        cancellation_token: CancellationToken | None = None,
+        control: RunControl | None = None,
     ) -> AsyncIterator[StepEvent]:
-        """Run the agent on one user input, yielding its events."""
+        """Run the agent on one user input, yielding its events; ``control`` takes a
+        person's decisions, pause and resume."""
         engine = ReActEngine(
             self.gateway, max_steps=self.max_steps, llm_idle_timeout=self.llm_idle_timeout
         )
@@ -68,6 +80,9 @@ class Agent:
             agent_name=self.name,
             system_prompt=self.system_prompt,
             cancellation_token=cancellation_token,
+            control=control,
+            approval=self.approval,
+            approval_timeout=self.approval_timeout,
         )
 
 

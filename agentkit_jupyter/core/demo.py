@@ -453,8 +453,112 @@ def _slow_turn(n: int, total: int) -> Callable[[ScriptContext], ScriptedTurn]:
 SLOW_STEPS = 12
 
 
+# -- demo-approval: tools that change things wait for a person ------------------------
+
+# The demo's order table: rows per status (in memory; nothing real is deleted or sent).
+ORDER_ROWS = {"test": 42, "paid": 958, "refunded": 17}
+
+
+@tool
+def count_rows(table: str, status: str) -> int:
+    """Count the rows of a table with a given status.
+
+    Args:
+        table: The table, e.g. "orders".
+        status: The status to count, e.g. "test".
+    """
+    if table != "orders":
+        raise ValueError(f"no table {table!r}; the demo has 'orders'")
+    return ORDER_ROWS.get(status, 0)
+
+
+@tool(requires_approval=True)
+def delete_rows(table: str, status: str, limit: int = 1000) -> str:
+    """Delete rows of a table with a given status (needs a person's approval).
+
+    Args:
+        table: The table, e.g. "orders".
+        status: Rows with this status are deleted.
+        limit: At most this many rows are deleted.
+    """
+    if table != "orders":
+        raise ValueError(f"no table {table!r}; the demo has 'orders'")
+    deleted = min(ORDER_ROWS.get(status, 0), max(limit, 0))
+    return f"Deleted {deleted} {status!r} rows from {table} (demo data: nothing real changed)."
+
+
+@tool(requires_approval=True)
+def send_email(to: str, subject: str, body: str) -> str:
+    """Send an email (needs a person's approval; the demo sends nothing).
+
+    Args:
+        to: The recipient's address.
+        subject: The subject line.
+        body: The message.
+    """
+    return f"Email to {to} with subject {subject!r} queued (demo: nothing was sent)."
+
+
+def _last_output(ctx: ScriptContext) -> str:
+    return ctx.observations[-1] if ctx.observations else ""
+
+
+def _approval_turn(step: int) -> Callable[[ScriptContext], ScriptedTurn]:
+    """Turn ``step`` of demo-approval: count, delete (approval), email (approval),
+    answer; each turn reads what the person decided before."""
+
+    def turn(ctx: ScriptContext) -> ScriptedTurn:
+        last = _last_output(ctx)
+        if step == 0:
+            return ScriptedTurn(
+                "First I count the test orders, so that I know what a cleanup would remove.",
+                [("count_rows", {"table": "orders", "status": "test"})],
+            )
+        if step == 1:
+            return ScriptedTurn(
+                f"There are {last} test orders. I delete them; this needs your approval.",
+                [("delete_rows", {"table": "orders", "status": "test", "limit": 1000})],
+            )
+        if step == 2:
+            if last.startswith("Not run:"):
+                why = last.partition("Reason: ")[2].strip() or "no reason was given"
+                text = (
+                    f"You rejected the deletion ({why}), so I delete nothing and tell the "
+                    "team what I found instead."
+                )
+                body = f"I found {ORDER_ROWS['test']} test orders and left them in place: {why}"
+            else:
+                text = f"{last} Now I tell the team; the email needs your approval too."
+                body = f"Cleanup done: {last}"
+            return ScriptedTurn(
+                text,
+                [
+                    (
+                        "send_email",
+                        {"to": "team@example.com", "subject": "Orders cleanup", "body": body},
+                    )
+                ],
+            )
+        deletion = ctx.observations[1] if len(ctx.observations) > 1 else ""
+        email = last.splitlines()[-1] if last else ""
+        if last.startswith("(Run with arguments edited"):
+            email += " (with the arguments you edited)"
+        return ScriptedTurn(
+            "## Cleanup report\n\n"
+            f"- **Deletion:** {deletion}\n"
+            f"- **Email:** {email}\n\n"
+            "Every change waited for your decision."
+        )
+
+    return turn
+
+
+APPROVAL_TURNS = 4
+
+
 def demo_agents() -> list[Agent]:
-    """The offline demo agents: ``demo`` (a few seconds) and ``demo-slow`` (over 30 s)."""
+    """The offline demo agents: ``demo`` (a few seconds), ``demo-slow`` (over 30 s) and
+    ``demo-approval`` (its deleting and emailing tools wait for a person)."""
     demo = Agent(
         name="demo",
         description="Does arithmetic with a calculator, or looks up and compares European "
@@ -476,7 +580,17 @@ def demo_agents() -> list[Agent]:
         tools=[slow_search],
         max_steps=SLOW_STEPS + 1,
     )
-    return [demo, slow]
+    approval = Agent(
+        name="demo-approval",
+        description="Cleans up test orders: counts them, then deletes them and emails the "
+        "team, each only after you approve (edit or reject) the call (offline scripted model).",
+        gateway=ScriptedGateway(
+            [_approval_turn(step) for step in range(APPROVAL_TURNS)], token_delay=0.02
+        ),
+        tools=[count_rows, delete_rows, send_email],
+        system_prompt="You clean up the orders table. Changes need a person's approval.",
+    )
+    return [demo, slow, approval]
 
 
 class FirehoseGateway(LLMGateway):

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol import ApprovalRequestedData
 from .cancellation import CancellationToken
+from .control import AgentApproval, Decision, PendingCall, RunControl, approval_policy
 from .events import ErrorCode, EventType, StepEvent
 from .llm import LLMError, LLMGateway, Message, ModelRequest, ModelTurn, TokenDelta, ToolCall, Usage
 from .tools import Tool, ToolArgumentError, as_tools
@@ -49,6 +51,31 @@ class _ToolOutcome:
     is_error: bool
     duration_ms: float
     error_code: str | None = None
+    # What the model reads as the call's result, when it differs from ``output``.
+    model_text_override: str | None = None
+
+    @property
+    def model_text(self) -> str:
+        return self.output if self.model_text_override is None else self.model_text_override
+
+    @model_text.setter
+    def model_text(self, text: str) -> None:
+        self.model_text_override = text
+
+
+def _not_run(call: ToolCall, decision: Decision) -> _ToolOutcome:
+    """The observation of a call that was not approved: what the model reads."""
+    who = decision.by or "a person"
+    if decision.decision.value == "rejected":
+        text = f"Not run: {who} rejected this call."
+        if decision.reason:
+            text = f"Not run: {who} rejected this call. Reason: {decision.reason}"
+        return _ToolOutcome(text, True, 0.0, ErrorCode.REJECTED.value)
+    if decision.decision.value == "timed_out":
+        text = "Not run: nobody approved this call in time."
+    else:
+        text = "Not run: the run was cancelled while this call waited for approval."
+    return _ToolOutcome(text, True, 0.0, ErrorCode.NOT_APPROVED.value)
 
 
 @dataclass(slots=True)
@@ -60,6 +87,9 @@ class _RunState:
     usage: Usage = field(default_factory=Usage)
     # Pool jobs of sync tools: a cancel abandons the running ones, and we say so.
     tool_jobs: dict[str, list[Any]] = field(default_factory=dict)
+    control: RunControl = field(default_factory=RunControl)
+    approval: AgentApproval = None
+    approval_timeout: float | None = None
 
 
 class ReActEngine:
@@ -89,10 +119,16 @@ class ReActEngine:
         system_prompt: str | None,
         cancellation_token: CancellationToken | None = None,
         max_steps: int | None = None,
+        control: RunControl | None = None,
+        approval: AgentApproval = None,
+        approval_timeout: float | None = None,
     ) -> AsyncIterator[StepEvent]:
         """Yield the run's events; the last one is ``final_answer``, ``error`` or ``cancelled``.
 
-        Failures of the model or of tools never raise out of the iterator.
+        Failures of the model or of tools never raise out of the iterator. ``control``
+        carries a person's decisions on tool calls that need approval (the tools'
+        ``requires_approval``, overridden by ``approval``; undecided after
+        ``approval_timeout`` seconds they do not run) and pause / resume / step.
         """
         limit = max_steps if max_steps is not None else self.max_steps
         conversation: list[Message] = []
@@ -103,10 +139,26 @@ class ReActEngine:
             token=cancellation_token or CancellationToken(),
             conversation=conversation,
             tools=as_tools(tools),
+            control=control or RunControl(),
+            approval=approval,
+            approval_timeout=approval_timeout,
         )
+        state.control.bind(asyncio.get_running_loop())
+        try:
+            async for event in self._loop(state, limit, model, agent_name):
+                yield event
+        finally:
+            state.control.end()
+
+    async def _loop(
+        self, state: _RunState, limit: int, model: str, agent_name: str
+    ) -> AsyncIterator[StepEvent]:
+        conversation = state.conversation
         tool_specs = [t.spec() for t in state.tools.values()]
 
         while True:
+            async for event in self._checkpoint(state):
+                yield event
             if state.token.cancelled:
                 yield self._cancelled_event(state, "between_steps", [])
                 return
@@ -164,7 +216,13 @@ class ReActEngine:
                     state.step,
                     {"call_id": call.call_id, "name": call.name, "arguments": _display(call)},
                 )
-            async for event in self._run_tools(turn.tool_calls, state):
+            decisions: dict[str, Decision] = {}
+            async for event in self._decide(turn.tool_calls, state, decisions):
+                yield event
+            if state.token.cancelled:
+                yield self._cancelled_event(state, "approval", [])
+                return
+            async for event in self._run_tools(turn.tool_calls, state, decisions):
                 yield event
                 if event.is_terminal:
                     return
@@ -253,39 +311,150 @@ class ReActEngine:
 
     # -- tools ----------------------------------------------------------------------
 
-    async def _run_tools(
-        self, calls: Sequence[ToolCall], state: _RunState
+    async def _checkpoint(self, state: _RunState) -> AsyncIterator[StepEvent]:
+        """Before a model or tool call: take a pause asked for (or due after ``steps``)
+        and wait, costing nothing, for ``resume`` or a cancel."""
+        while (pause := state.control.take_pause()) is not None:
+            yield StepEvent(EventType.PAUSED, state.step, dict(pause))
+            resumed = await state.control.wait_resumed(state.token)
+            if resumed is None:
+                return  # cancelled: the caller says so
+            yield StepEvent(EventType.RESUMED, state.step, dict(resumed))
+
+    async def _decide(
+        self, calls: Sequence[ToolCall], state: _RunState, decisions: dict[str, Decision]
     ) -> AsyncIterator[StepEvent]:
-        """Run the turn's tool calls concurrently; yield observations as they finish."""
-        pending: dict[asyncio.Task[_ToolOutcome], ToolCall] = {
-            asyncio.create_task(self._run_tool(call, state)): call for call in calls
-        }
-        outcomes: dict[str, _ToolOutcome] = {}
+        """Ask for every call of the turn that needs a decision, then wait for them all
+        (each until its timeout); a cancel decides the waiting ones ``cancelled``."""
+        control = state.control
+        waiting: list[PendingCall] = []
+        for call in calls:
+            tool = state.tools.get(call.name)
+            if tool is None:
+                continue
+            try:
+                kwargs = tool.validate_arguments(call.arguments)
+            except ToolArgumentError:
+                continue  # it fails with invalid_arguments without running: nothing to ask
+            policy = approval_policy(tool, kwargs, state.approval)
+            if policy is None:
+                continue
+            arguments = _display(call)
+            requested: ApprovalRequestedData = {
+                "call_id": call.call_id,
+                "tool": tool.name,
+                "arguments": arguments,
+                "policy": policy.value,
+                "schema": tool.parameters_schema,
+                "timeout": state.approval_timeout,
+            }
+            earlier = control.approved_for_task(tool.name)
+            if earlier is not None:
+                decision = control.auto_approve(call.call_id, arguments, earlier)
+                decisions[call.call_id] = decision
+                yield StepEvent(EventType.APPROVAL_REQUESTED, state.step, dict(requested))
+                yield self._decided(state, call.call_id, decision)
+                continue
+            # Decidable before anyone can see the request.
+            waiting.append(
+                control.request(call.call_id, tool, arguments, requested, state.approval_timeout)
+            )
+            yield StepEvent(EventType.APPROVAL_REQUESTED, state.step, dict(requested))
+        if not waiting:
+            return
+        loop = asyncio.get_running_loop()
         stop = asyncio.ensure_future(state.token.wait())
         try:
+            while waiting:
+                deadlines = [p.deadline for p in waiting if p.deadline is not None]
+                timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
+                watched: set[asyncio.Future[Any]] = {stop, *(p.future for p in waiting)}
+                await asyncio.wait(
+                    watched,
+                    timeout=timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for pending in list(waiting):
+                    if pending.future.done():
+                        decision = pending.future.result()
+                    elif pending.deadline is not None and loop.time() >= pending.deadline:
+                        decision = control.expire(pending.call_id, state.approval_timeout)
+                    else:
+                        continue
+                    waiting.remove(pending)
+                    decisions[pending.call_id] = decision
+                    yield self._decided(state, pending.call_id, decision)
+                if stop.done():
+                    for call_id, decision in control.cancel_pending(state.token.reason):
+                        decisions[call_id] = decision
+                        yield self._decided(state, call_id, decision)
+                    return
+        finally:
+            stop.cancel()
+
+    def _decided(self, state: _RunState, call_id: str, decision: Decision) -> StepEvent:
+        return StepEvent(EventType.APPROVAL_DECIDED, state.step, dict(decision.to_data(call_id)))
+
+    async def _run_tools(
+        self, calls: Sequence[ToolCall], state: _RunState, decisions: dict[str, Decision]
+    ) -> AsyncIterator[StepEvent]:
+        """Run the turn's tool calls concurrently; yield observations as they finish.
+
+        Each call starts after a checkpoint: a pause asked for meanwhile waits for the
+        calls in flight to finish, then holds the rest until ``resume``.
+        """
+        pending: dict[asyncio.Task[_ToolOutcome], ToolCall] = {}
+        outcomes: dict[str, _ToolOutcome] = {}
+        stop = asyncio.ensure_future(state.token.wait())
+
+        def observation(call: ToolCall, outcome: _ToolOutcome) -> StepEvent:
+            outcomes[call.call_id] = outcome
+            data: dict[str, Any] = {
+                "call_id": call.call_id,
+                "name": call.name,
+                "output": outcome.output,
+                "is_error": outcome.is_error,
+                "duration_ms": round(outcome.duration_ms, 3),
+            }
+            if outcome.error_code:
+                data["error_code"] = outcome.error_code
+            return StepEvent(EventType.OBSERVATION, state.step, data)
+
+        async def finish_some(everything: bool) -> AsyncIterator[StepEvent]:
             while pending:
                 done, _ = await asyncio.wait({*pending, stop}, return_when=asyncio.FIRST_COMPLETED)
                 for task in [t for t in pending if t in done]:
-                    call = pending.pop(task)
-                    outcome = task.result()
-                    outcomes[call.call_id] = outcome
-                    data: dict[str, Any] = {
-                        "call_id": call.call_id,
-                        "name": call.name,
-                        "output": outcome.output,
-                        "is_error": outcome.is_error,
-                        "duration_ms": round(outcome.duration_ms, 3),
-                    }
-                    if outcome.error_code:
-                        data["error_code"] = outcome.error_code
-                    yield StepEvent(EventType.OBSERVATION, state.step, data)
-                if stop in done and pending:
-                    interrupted = [pending[t].name for t in pending]
-                    for task in pending:
-                        task.cancel()
-                    await asyncio.wait(pending, timeout=0.05)
-                    yield self._cancelled_event(state, "tool_calls", interrupted)
+                    yield observation(pending.pop(task), task.result())
+                if stop in done or not everything:
                     return
+
+        try:
+            for call in calls:
+                decision = decisions.get(call.call_id)
+                if decision is not None and not decision.runs:
+                    yield observation(call, _not_run(call, decision))
+                    continue
+                if state.control.wants_pause():
+                    async for event in finish_some(everything=True):
+                        yield event
+                if not stop.done():
+                    async for event in self._checkpoint(state):
+                        yield event
+                if stop.done() or state.token.cancelled:
+                    break
+                job = asyncio.create_task(self._run_tool(call, state, decision))
+                pending[job] = call
+            if not stop.done():
+                async for event in finish_some(everything=True):
+                    yield event
+            if state.token.cancelled and (pending or len(outcomes) < len(calls)):
+                interrupted = [pending[t].name for t in pending]
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=0.05)
+                yield self._cancelled_event(state, "tool_calls", interrupted)
+                return
         finally:
             stop.cancel()
             for task in pending:
@@ -293,10 +462,12 @@ class ReActEngine:
         for call in calls:
             outcome = outcomes[call.call_id]
             state.conversation.append(
-                {"role": "tool", "tool_call_id": call.call_id, "content": outcome.output}
+                {"role": "tool", "tool_call_id": call.call_id, "content": outcome.model_text}
             )
 
-    async def _run_tool(self, call: ToolCall, state: _RunState) -> _ToolOutcome:
+    async def _run_tool(
+        self, call: ToolCall, state: _RunState, decision: Decision | None = None
+    ) -> _ToolOutcome:
         started = time.perf_counter()
 
         def failed(code: ErrorCode, message: str) -> _ToolOutcome:
@@ -308,8 +479,10 @@ class ReActEngine:
             return failed(
                 ErrorCode.UNKNOWN_TOOL, f"Unknown tool {call.name!r}. Available tools: {known}."
             )
+        edited = decision is not None and decision.decision.value == "edited"
+        raw = decision.arguments if edited and decision is not None else call.arguments
         try:
-            kwargs = tool.validate_arguments(call.arguments)
+            kwargs = tool.validate_arguments(raw)
         except ToolArgumentError as exc:
             return failed(ErrorCode.INVALID_ARGUMENTS, f"Invalid arguments for {tool.name}: {exc}")
         try:
@@ -331,7 +504,15 @@ class ReActEngine:
             raise
         except Exception as exc:
             return failed(ErrorCode.TOOL_ERROR, f"{type(exc).__name__}: {exc}")
-        return _ToolOutcome(_render(result), False, (time.perf_counter() - started) * 1000)
+        output = _render(result)
+        outcome = _ToolOutcome(output, False, (time.perf_counter() - started) * 1000)
+        if edited and decision is not None:
+            # The model asked for other arguments: it must know what ran.
+            who = decision.by or "a person"
+            outcome.model_text = (
+                f"(Run with arguments edited by {who}: {_render(decision.arguments)})\n{output}"
+            )
+        return outcome
 
     # -- terminal events ------------------------------------------------------------
 
@@ -344,8 +525,10 @@ class ReActEngine:
         )
         if interrupted == "llm_call":
             message = "Cancelled during the model call; the request was aborted."
-        elif interrupted == "tool_calls":
+        elif interrupted == "tool_calls" and tools:
             message = f"Cancelled while running {', '.join(tools)}."
+        elif interrupted == "approval":
+            message = "Cancelled while tool calls waited for approval; none of them ran."
         else:
             message = "Cancelled between steps."
         if background:

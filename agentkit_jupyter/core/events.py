@@ -7,18 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-
-class EventType(StrEnum):
-    TOKEN = "token"
-    THOUGHT = "thought"
-    TOOL_CALL = "tool_call"
-    OBSERVATION = "observation"
-    FINAL_ANSWER = "final_answer"
-    ERROR = "error"
-    CANCELLED = "cancelled"
-
-
-TERMINAL_EVENT_TYPES = frozenset({EventType.FINAL_ANSWER, EventType.ERROR, EventType.CANCELLED})
+# The event types are part of the wire contract: defined there, used here.
+from ..protocol import TERMINAL_EVENT_TYPES, EventType
 
 
 class ErrorCode(StrEnum):
@@ -37,6 +27,9 @@ class ErrorCode(StrEnum):
     TOOL_TIMEOUT = "tool_timeout"
     INVALID_ARGUMENTS = "invalid_arguments"
     UNKNOWN_TOOL = "unknown_tool"
+    # A person rejected the call, or nobody approved it in time: it did not run.
+    REJECTED = "rejected"
+    NOT_APPROVED = "not_approved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +46,10 @@ class StepEvent:
     - ``final_answer``: ``output``, ``total_steps``, ``total_tokens``, ``usage``
     - ``error``: ``message``, ``code``
     - ``cancelled``: ``reason``, ``interrupted``, ``tools``, ``background``, ``message``
+    - ``approval_requested``: ``call_id``, ``tool``, ``arguments``, ``policy``, ``schema``,
+      ``timeout``; ``approval_decided``: ``call_id``, ``decision``, ``arguments``,
+      ``reason``, ``by``, ``scope``; ``paused`` / ``resumed``: ``by``, ``reason``
+      (and ``steps`` for ``resumed``); see ``protocol``
     """
 
     event_type: EventType
@@ -80,3 +77,6 @@ class StepEvent:
             data=dict(raw.get("data") or {}),
             timestamp=float(raw.get("timestamp", time.time())),
         )
+
+
+__all__ = ["TERMINAL_EVENT_TYPES", "ErrorCode", "EventType", "StepEvent"]

@@ -19,6 +19,11 @@ _NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 # Where a sync tool runs: a pool thread (the default), or a worker process.
 Isolation = Literal["thread", "process"]
 
+# Whether a call needs a person's approval: always, never, or decided per call from
+# its (validated) arguments.
+ApprovalRule = Callable[[dict[str, Any]], bool]
+RequiresApproval = bool | ApprovalRule
+
 
 class ToolArgumentError(ValueError):
     """The model's arguments do not fit the tool's signature."""
@@ -34,6 +39,7 @@ class Tool:
     arguments_model: type[pydantic.BaseModel]
     timeout: float | None = None
     isolate: Isolation = "thread"
+    requires_approval: RequiresApproval = False
 
     @property
     def is_async(self) -> bool:
@@ -95,12 +101,15 @@ def _build_tool(
     description: str | None,
     timeout: float | None,
     isolate: Isolation = "thread",
+    requires_approval: RequiresApproval = False,
 ) -> Tool:
     tool_name = name or func.__name__
     if not _NAME_PATTERN.match(tool_name):
         raise ValueError(f"tool name {tool_name!r} must match {_NAME_PATTERN.pattern}")
     if isolate not in ("thread", "process"):
         raise ValueError(f"tool {tool_name!r}: isolate must be 'thread' or 'process'")
+    if not isinstance(requires_approval, bool) and not callable(requires_approval):
+        raise ValueError(f"tool {tool_name!r}: requires_approval must be a bool or a callable")
     if isolate == "process" and inspect.iscoroutinefunction(func):
         raise ValueError(f"tool {tool_name!r}: isolate='process' is for sync functions")
     doc = docstring_parser.parse(inspect.getdoc(func) or "")
@@ -127,6 +136,7 @@ def _build_tool(
         arguments_model=model,
         timeout=timeout,
         isolate=isolate,
+        requires_approval=requires_approval,
     )
 
 
@@ -141,6 +151,7 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     isolate: Isolation = "thread",
+    requires_approval: RequiresApproval = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -152,6 +163,7 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     isolate: Isolation = "thread",
+    requires_approval: RequiresApproval = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a plain (sync or async) function into a :class:`Tool`.
 
@@ -165,12 +177,16 @@ def tool(
     ``isolate="process"`` runs it in a pooled worker process instead, which a cancel or
     a timeout kills; its function must be importable (top level of a module), its
     arguments and result picklable.
+
+    ``requires_approval=True`` makes every call wait for a person's decision (approve,
+    edit the arguments, or reject with a reason the model reads); a callable of the
+    validated arguments decides per call (``lambda args: args["rows"] > 100``).
     """
     if func is not None:
-        return _build_tool(func, name, description, timeout, isolate)
+        return _build_tool(func, name, description, timeout, isolate, requires_approval)
 
     def decorate(f: Callable[..., Any]) -> Tool:
-        return _build_tool(f, name, description, timeout, isolate)
+        return _build_tool(f, name, description, timeout, isolate, requires_approval)
 
     return decorate
 
@@ -187,7 +203,9 @@ def as_tools(items: Iterable[Tool | Callable[..., Any]]) -> dict[str, Tool]:
 
 
 __all__ = [
+    "ApprovalRule",
     "Isolation",
+    "RequiresApproval",
     "Tool",
     "ToolArgumentError",
     "abandoned_threads",

@@ -2,11 +2,11 @@
 
 ``Agent("analyst", gateway, tools=[...]).run("question")`` starts the ReAct loop on
 a background thread of the kernel (the cell returns at once, other cells keep
-running) and shows the same live :class:`~agentkit_jupyter.kernel.widget.TaskWidget` as a
-server-side task. When the kernel was started by a Jupyter server with the
-extension, the run is registered in the server's hub, so every viewer sees it and a
-Cancel from any of them reaches the kernel; otherwise it runs here alone and
-``not_shared_reason`` says why.
+running), shows the same live view as a server-side task and returns the same
+:class:`~agentkit_jupyter.kernel.handle.TaskHandle`. When the kernel was started by
+a Jupyter server with the extension, the run is registered in the server's hub, so
+every viewer sees it and a Cancel from any of them reaches the kernel; otherwise it
+runs here alone and ``not_shared_reason`` says why.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core import agent as core_agent
 from .client import AgentKitClient, ServerInfo, TaskClient
+from .handle import TaskHandle, check_input
 from .local_run import LocalRun, LocalRunClient
 from .widget import DisplayKind, TaskWidget, Transport
 
@@ -90,9 +91,10 @@ class Agent(core_agent.Agent):
 
     def start(
         self, user_input: str, *, server: ServerInfo | None = None, share: bool = True
-    ) -> LocalRun:
-        """Start a run in this process and return it, without a widget."""
-        return LocalRun(self, user_input, server=server, share=share)
+    ) -> TaskHandle:
+        """Start a run in this process and return its handle, showing nothing (as
+        ``run(..., display=False)``; ``task.show()`` shows it later)."""
+        return self.run(user_input, server=server, share=share, display=False)
 
     def run(
         self,
@@ -102,20 +104,24 @@ class Agent(core_agent.Agent):
         share: bool = True,
         display: DisplayKind | bool | None = None,
         transport: Transport = "auto",
-    ) -> KernelTaskWidget:
-        """Run the agent on ``user_input`` in this process and return its live widget.
+    ) -> TaskHandle:
+        """Run the agent on ``user_input`` in this process; returns its
+        :class:`~agentkit_jupyter.kernel.handle.TaskHandle`.
 
         ``server`` is where to share the run (default: the server that started this
-        kernel); ``share=False`` keeps it private. The widget is displayed when this
-        runs in a kernel (``display=None``, the default); ``False`` never displays it,
-        ``"widget"`` leaves out the task mimetype. ``widget.wait()``, ``await widget``,
-        ``widget.cancel()`` and ``widget.steps`` work alike in a cell, an ``async``
-        cell and a script.
+        kernel); ``share=False`` keeps it private. The live view is shown when this
+        runs in a kernel (``display=None``, the default; ``True``, ``"auto"`` and
+        ``"widget"`` say the same), ``False`` shows nothing. ``task.wait()``,
+        ``await task``, ``task.cancel()`` and ``task.steps`` work alike in a cell, an
+        ``async`` cell and a script. An empty input is refused
+        (:class:`~agentkit_jupyter.kernel.handle.EmptyInput`) before anything starts.
         """
-        local = self.start(user_input, server=server, share=share)
+        check_input(user_input)
+        local = LocalRun(self, user_input, server=server, share=share)
         widget = KernelTaskWidget(local, transport=transport, attach_by_id=server is None)
+        handle = TaskHandle(widget)
         if display is None:
             display = "auto" if in_kernel() else False
         if display:
-            widget.show("auto" if display is True else display)
-        return widget
+            handle.show("auto" if display is True else display)
+        return handle

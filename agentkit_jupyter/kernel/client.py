@@ -24,8 +24,12 @@ from ..protocol import (
     ENV_SERVER_URL,
     RECORD_ONLY_LIMIT,
     TASK_WS_PREFIX,
+    ApproveMessage,
     CloseCode,
+    ControlMessage,
     ErrorCode,
+    PauseMessage,
+    RejectMessage,
     dumps,
 )
 
@@ -93,6 +97,8 @@ class TaskClient(Protocol):
     ) -> dict[str, Any]: ...
 
     def cancel_task(self, task_id: str) -> dict[str, Any]: ...
+
+    def send_control(self, task_id: str, command: ControlMessage) -> dict[str, Any]: ...
 
     def iter_messages(
         self, task_id: str, after: int = 0, timeout: float | None = None
@@ -215,6 +221,27 @@ class AgentKitClient:
 
     def delete_task(self, task_id: str) -> None:
         self._request("DELETE", f"tasks/{quote(task_id, safe='')}")
+
+    # -- human in the loop --------------------------------------------------------------
+
+    def send_control(self, task_id: str, command: ControlMessage) -> dict[str, Any]:
+        """approve / reject / pause / resume through the REST API (the server decides
+        who was first); ``AgentKitAPIError`` with the code if refused."""
+        task = f"tasks/{quote(task_id, safe='')}"
+        body: dict[str, Any]
+        if isinstance(command, ApproveMessage):
+            body = {"decision": "approve", "scope": command.scope}
+            if command.arguments is not None:
+                body["arguments"] = command.arguments
+            path = f"{task}/approvals/{quote(command.call_id, safe='')}"
+        elif isinstance(command, RejectMessage):
+            body = {"decision": "reject", "reason": command.reason}
+            path = f"{task}/approvals/{quote(command.call_id, safe='')}"
+        elif isinstance(command, PauseMessage):
+            body, path = {"reason": command.reason}, f"{task}/pause"
+        else:
+            body, path = {"steps": command.steps}, f"{task}/resume"
+        return dict(self._request("POST", path, json=body).json())
 
     # -- streams ------------------------------------------------------------------------
 

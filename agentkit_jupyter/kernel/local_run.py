@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import getpass
 import json
 import logging
 import queue
@@ -24,13 +25,16 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from ..core import Agent, CancellationToken, StepEvent
+from ..core.control import ControlError
 from ..core.llm import REDACTED
 from ..protocol import (
     PUBLISH_TOKEN_HEADER,
     RECORD_ONLY_LIMIT,
     CloseCode,
+    ControlMessage,
     ErrorCode,
     dumps,
+    parse_control_command,
     publish_event_message,
 )
 from ..tasks import HubLimits, Task
@@ -118,6 +122,7 @@ class LocalRun:
         self._publishing = self.shared
         self._forwarded = 0  # the last seq the publisher sent
         self._connection: ClientConnection | None = None  # the publish socket, if any
+        self._applied_controls: set[int] = set()  # ids of the server's forwarded commands
         self._progress = asyncio.Event()  # set (on the run's loop) as the publisher sends
         self._published: concurrent.futures.Future[None] = concurrent.futures.Future()
         if not self.shared:
@@ -161,6 +166,23 @@ class LocalRun:
 
         self._threads.loop.call_soon_threadsafe(do)
         return outcome.result(timeout=5)
+
+    def command(self, command: ControlMessage, by: str | None = None) -> None:
+        """approve / reject / pause / resume the run here (a run the server does not
+        see; a shared one takes them through the server, which forwards them back).
+        Raises the ``ControlError`` that refused it."""
+        outcome: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def do() -> None:
+            try:
+                self.task.command(command, by)
+            except Exception as exc:  # handed to the caller's thread
+                outcome.set_exception(exc)
+            else:
+                outcome.set_result(None)
+
+        self._threads.loop.call_soon_threadsafe(do)
+        outcome.result(timeout=5)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the run ends; returns its result.
@@ -230,7 +252,8 @@ class LocalRun:
         await self.task.run(self._source)
 
     async def _source(self, token: CancellationToken) -> AsyncIterator[StepEvent]:
-        async for event in self.agent.stream(self.input, token):
+        control = self.task.control.run
+        async for event in self.agent.stream(self.input, token, control=control):
             yield event
             if self._publishing and self._backlog_too_big():
                 # Backpressure: the run waits for the publisher rather than letting
@@ -350,11 +373,30 @@ class LocalRun:
                 continue
             if message.get("type") == "cancel":
                 self.task.cancel(message.get("reason") or "cancelled by a viewer")
+            elif message.get("type") == "control":
+                self._apply_forwarded(message)
             elif message.get("type") == "error":
                 data = message.get("data") or {}
                 if data.get("code") in (ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_TASK):
                     raise _Refused(str(data.get("message")))
                 log.warning("agentkit: the server refused an event: %s", data)
+
+    def _apply_forwarded(self, message: dict[str, Any]) -> None:
+        """A viewer's command the server checked and forwarded; after a reconnect the
+        server sends them all again, so each id is applied once."""
+        number = message.get("id")
+        if isinstance(number, int):
+            if number in self._applied_controls:
+                return
+            self._applied_controls.add(number)
+        try:
+            command = parse_control_command(message.get("command"))
+            by = message.get("by")
+            self.task.command(command, by if isinstance(by, str) else None)
+        except (ValueError, ControlError) as exc:
+            log.warning("agentkit: task %s: a forwarded command failed: %s", self.task_id, exc)
+        except Exception:
+            log.exception("agentkit: task %s: a forwarded command failed", self.task_id)
 
 
 class LocalRunClient:
@@ -380,6 +422,18 @@ class LocalRunClient:
             )
         self.run.cancel()
         return self.get_task(task_id, limit=RECORD_ONLY_LIMIT)
+
+    def send_control(self, task_id: str, command: ControlMessage) -> dict[str, Any]:
+        self._check(task_id)
+        if self.run.done:
+            raise AgentKitAPIError(
+                409, ErrorCode.TASK_FINISHED.value, f"Task {task_id} has already finished."
+            )
+        try:
+            self.run.command(command, by=_local_user())
+        except ControlError as exc:
+            raise AgentKitAPIError(409, exc.code.value, str(exc)) from None
+        return {"task_id": task_id, "status": self.run.status, "accepted": command.type}
 
     def iter_messages(
         self, task_id: str, after: int = 0, timeout: float | None = None
@@ -408,3 +462,11 @@ class LocalRunClient:
             raise AgentKitAPIError(
                 404, ErrorCode.UNKNOWN_TASK.value, f"No task {task_id!r} in this process."
             )
+
+
+def _local_user() -> str | None:
+    """Who decides in a run nobody else sees: the account the kernel runs as."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment
+        return None

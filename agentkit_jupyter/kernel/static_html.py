@@ -20,7 +20,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from ..protocol import TaskStatus, is_final
+from ..protocol import TRUNCATED_KEY, TaskStatus, is_final
 
 _BOX = (
     "font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px;"
@@ -156,6 +156,24 @@ def _text(value: Any) -> str:
         return str(value)
 
 
+def _cut_note(data: Any) -> str:
+    """What a message the server cut to ``max_event_bytes`` says in the static copy."""
+    marker = data.get(TRUNCATED_KEY) if isinstance(data, dict) else None
+    if not isinstance(marker, dict) or not isinstance(marker.get("fields"), dict):
+        return ""
+    fields = marker["fields"]
+    said = []
+    for name, cut in fields.items():
+        if isinstance(cut, dict) and isinstance(cut.get("chars"), int):
+            which = "" if name == "output" and len(fields) == 1 else f" ({name or 'all'})"
+            said.append(f"showing {cut.get('shown', 0):,} of {cut['chars']:,} characters{which}")
+    where = f" The whole text: {marker['href']} on the server." if marker.get("href") else ""
+    return (
+        f"<div style='{_MUTED};font-style:italic'>Shortened by the server: "
+        f"{_esc('; '.join(said) or 'cut')}.{_esc(where)}</div>"
+    )
+
+
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
@@ -205,6 +223,20 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
             parts.append(f"<div>{pre}</div>")
         elif kind == "final_answer":
             drafts.pop(step, None)
+        elif kind == "approval_requested":
+            parts.append(
+                f"<div style='{_MUTED}'>Waited for approval: <code>"
+                f"{esc(_text(data.get('tool')))}</code></div>"
+            )
+        elif kind == "approval_decided":
+            parts.append(f"<div>{_decision(data)}</div>")
+        elif kind in ("paused", "resumed"):
+            who = _text(data.get("by")) or "someone"
+            why = _text(data.get("reason"))
+            parts.append(
+                f"<div style='{_MUTED}'>{'Paused' if kind == 'paused' else 'Resumed'} by "
+                f"{esc(who)}{': ' + esc(why) if why else ''}</div>"
+            )
         elif kind in ("error", "cancelled"):
             color = "#d32f2f" if kind == "error" else "#e65100"
             label = "Error" if kind == "error" else "Cancelled"
@@ -212,6 +244,8 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
                 f"<div style='color:{color}'><b>{label}:</b> {esc(_text(data.get('message')))}"
                 "</div>"
             )
+        if kind != "final_answer" and (cut := _cut_note(data)):
+            parts.append(cut)  # (the answer's is said under the answer)
     for step, draft in drafts.items():
         if draft:
             steps.setdefault(step, []).append(
@@ -246,7 +280,7 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
         out.append(
             "<div style='border-top:1px solid rgba(127,127,127,.35);padding-top:6px'>"
             f"<b>Answer:</b> <span style='{_MUTED}'>step {max_step}</span>"
-            f"{_md(_text(result['output']))}</div>"
+            f"{_md(_text(result['output']))}{_cut_note(result)}</div>"
         )
     elif result.get("status") in _ENDED_WITH_REASON:
         label, color = _ENDED_WITH_REASON[str(result["status"])]
@@ -260,3 +294,25 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
         )
     out.append("</div>")
     return "".join(out)
+
+
+_DECISIONS = {
+    "approved": ("Approved", "#2e7d32"),
+    "edited": ("Approved with edited arguments", "#2e7d32"),
+    "rejected": ("Rejected", "#d32f2f"),
+    "timed_out": ("Not approved in time", "#e65100"),
+    "cancelled": ("Cancelled while waiting", "#e65100"),
+}
+
+
+def _decision(data: dict[str, Any]) -> str:
+    """An ``approval_decided`` step: what was decided, by whom, why."""
+    label, color = _DECISIONS.get(_text(data.get("decision")), ("Decided", "inherit"))
+    text = f"<b style='color:{color}'>{label}</b>"
+    if data.get("by"):
+        text += f" by {_esc(_text(data.get('by')))}"
+    if data.get("reason"):
+        text += f": {_esc(_text(data.get('reason')))}"
+    if data.get("decision") == "edited":
+        text += f"<pre style='{_PRE}'>{_esc(_text(data.get('arguments')))}</pre>"
+    return text

@@ -1,16 +1,21 @@
 """The notebook side: :class:`TaskWidget`, an anywidget bound to one task, and :func:`run`.
 
 ``run("demo", "Compare Paris and Berlin")`` starts a task on the Jupyter server and
-displays its widget. The output carries three renderings of the same task:
+displays its widget (``agentkit_jupyter.run``, in :mod:`.handle`, wraps it in the
+:class:`~agentkit_jupyter.kernel.handle.TaskHandle` a notebook user holds). The output
+carries these renderings of the same task, in every display mode:
 
 - ``application/vnd.agentkit.task+json`` (``{"task_id", "agent"}``): JupyterLab and
   Notebook 7 with the agentkit-jupyter plugin render it (ranked before the widget
   view) with a view attached to the server by task id: live while the kernel is
-  busy, and again when the notebook is reopened without a kernel;
+  busy, and again when the notebook is reopened without a kernel or after a server
+  restart. It is left out only where the page's server cannot know the task (an
+  explicit ``server=``, a run that no server shares);
 - the ipywidgets view (``application/vnd.jupyter.widget-view+json``): the anywidget
   module, for front ends without the plugin (VS Code, Colab). It talks to the
   page's server straight when that server knows the task, else asks the kernel to
-  relay the stream over the widget's comm;
+  relay the stream over the widget's comm. Like every ipywidget it needs its kernel,
+  which is why it is never the only live rendering where the task reference can be;
 - ``text/html``: a static copy of the steps for GitHub and nbviewer, updated in
   place (``update_display``) when the task ends.
 """
@@ -26,7 +31,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +45,9 @@ from ..protocol import (
     ErrorCode,
     RelayBatch,
     RelayError,
+    parse_control_command,
 )
+from ..tasks.control import TaskControl
 from .client import AgentKitAPIError, AgentKitClient, ServerInfo, TaskClient
 from .static_html import render_static_html
 
@@ -50,6 +57,8 @@ log = logging.getLogger(__name__)
 
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 
+# What `display=` may say. Both show the same output; "widget" is an older name that
+# used to leave the task reference out (and so broke reopened notebooks).
 DisplayKind = Literal["auto", "widget"]
 Transport = Literal["auto", "direct", "relay"]
 
@@ -246,6 +255,8 @@ class TaskWidget(anywidget.AnyWidget):
             k: v for k, v in task.items() if k not in ("events", "ws_url")
         }
         self._lock = threading.Lock()
+        # Approvals and pause as the stream tells them (status waiting / paused).
+        self._steering = TaskControl()
         # The newest MAX_KEPT_MESSAGES messages; older ones are fetched from the server
         # when needed (a relay from an early seq, the static copy).
         self._messages: deque[dict[str, Any]] = deque(maxlen=MAX_KEPT_MESSAGES)
@@ -253,6 +264,8 @@ class TaskWidget(anywidget.AnyWidget):
         self._result: dict[str, Any] | None = None
         self._future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
         self._handles: list[tuple[Any, DisplayKind]] = []
+        # The output's text/plain; the TaskHandle holding this widget describes itself.
+        self._describe: Callable[[], str] = self.__repr__
         self._shown_in: object = None
         self._closing = threading.Event()
         self._relay_queue: queue.Queue[list[dict[str, Any]] | _Gap | None] = queue.Queue()
@@ -359,8 +372,9 @@ class TaskWidget(anywidget.AnyWidget):
     # -- display -------------------------------------------------------------------
 
     def mimebundle(self, display: DisplayKind = "auto") -> dict[str, Any]:
-        """The output bundle: widget view, static HTML, and (``display="auto"`` on
-        the page's server) the task mimetype that re-attaches by id."""
+        """The output bundle: the task mimetype that re-attaches by id (when the
+        page's server can know the task), the static HTML, and the widget view. The
+        same for every ``display`` mode, so that every saved output renders again."""
         with self._lock:
             messages = list(self._messages)
             task = dict(self._task)
@@ -372,7 +386,7 @@ class TaskWidget(anywidget.AnyWidget):
             except Exception:
                 log.debug("task %s: no full log for the static copy", self.task_id)
         bundle: dict[str, Any] = {
-            "text/plain": repr(self),
+            "text/plain": self._describe(),
             "text/html": render_static_html(task, messages),
             WIDGET_VIEW_MIMETYPE: {
                 "version_major": 2,
@@ -380,7 +394,7 @@ class TaskWidget(anywidget.AnyWidget):
                 "model_id": self.model_id,
             },
         }
-        if display == "auto" and self._attach_by_id:
+        if self._attach_by_id:
             bundle[TASK_MIMETYPE] = {"task_id": self.task_id, "agent": self.agent}
         return bundle
 
@@ -478,7 +492,11 @@ class TaskWidget(anywidget.AnyWidget):
             if self._relaying:
                 self._relay_queue.put([message])
         if kind == "step":
-            if self.status == "queued":
+            event = message.get("data") or {}
+            if self._steering.observe_wire(event):
+                # waiting / paused / running, read off the events as the hub does
+                self.status = self._steering.status().value
+            elif self.status == "queued":
                 self.status = "running"
             return
         result = dict(message.get("data") or {})
@@ -517,6 +535,24 @@ class TaskWidget(anywidget.AnyWidget):
                 self.cancel()
             except Exception as exc:
                 self._relay_error(f"Cancel failed: {exc}")
+        elif kind == "control":
+            self._control(content.get("command"))
+
+    def _control(self, raw: Any) -> None:
+        """An approve / reject / pause / resume from the view on the relay path: sent
+        as the Python API sends it; a refusal goes back to the view with its code."""
+        try:
+            command = parse_control_command(raw)
+        except ValueError:
+            self._relay_error("That is not an approve, reject, pause or resume.", "bad_request")
+            return
+        call_id = getattr(command, "call_id", None)
+        try:
+            self._client.send_control(self.task_id, command)
+        except AgentKitAPIError as exc:
+            self._relay_error(exc.message, exc.code, call_id)
+        except Exception as exc:
+            self._relay_error(f"{command.type} failed: {exc}", "internal_error", call_id)
 
     def _start_relay(self, after: int) -> None:
         with self._lock:
@@ -596,9 +632,13 @@ class TaskWidget(anywidget.AnyWidget):
             }
             self.send(batch)
 
-    def _relay_error(self, text: str) -> None:
+    def _relay_error(self, text: str, code: str | None = None, call_id: str | None = None) -> None:
         if self._relaying and self.comm is not None and not self._closing.is_set():
             error: RelayError = {"type": "relay_error", "task_id": self.task_id, "error": text}
+            if code is not None:
+                error["code"] = code
+            if call_id is not None:
+                error["call_id"] = call_id
             self.send(error)
 
 
@@ -612,10 +652,11 @@ def run(
 ) -> TaskWidget:
     """Start ``agent`` on ``input`` on the Jupyter server and display its live view.
 
-    ``server`` defaults to the server that started this kernel. ``display="widget"``
-    leaves the task mimetype out (the anywidget view renders everywhere);
-    ``display=False`` displays nothing. ``transport`` forces how the anywidget view
-    gets the stream (``"relay"``: through the kernel). Returns the :class:`TaskWidget`.
+    ``server`` defaults to the server that started this kernel. ``display=False``
+    displays nothing; ``True``, ``"auto"`` and ``"widget"`` show the same output (see
+    :meth:`TaskWidget.mimebundle`). ``transport`` forces how the anywidget view gets the
+    stream (``"relay"``: through the kernel). Returns the :class:`TaskWidget` itself;
+    ``agentkit_jupyter.run`` is the notebook API and returns a ``TaskHandle``.
     """
     client = AgentKitClient(server)
     try:

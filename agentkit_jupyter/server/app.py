@@ -17,6 +17,7 @@ from ..core.demo import bench_agents
 from ..core.llm import REDACTED
 from ..protocol import API_KEY_HEADER, ENV_API_KEY, ENV_SERVER_TOKEN, ENV_SERVER_URL
 from ..tasks import HubLimits, StoreError, TaskHub, TaskStore
+from ..tasks.store import MAX_PENDING_BYTES
 from . import rest, websocket
 from .agents import AgentLoadError, agents_from, entry_point_sources, import_object
 from .base import CreationLimiter, KeyRing
@@ -115,6 +116,19 @@ class AgentKitExtension(ExtensionApp):
         _LIMITS.max_subscribers_per_user,
         help="Task WebSocket connections one user (or API key) may hold to one task; one "
         "more gets error 'too_many_connections' and close 4009.",
+    ).tag(config=True)
+    max_event_bytes = Int(
+        _LIMITS.max_event_bytes,
+        help="Largest message (a step, the result) of a task's log, in bytes of JSON. A larger "
+        "one (a huge tool output or answer) is logged and streamed with its longest texts "
+        "cut and a 'truncated' marker; the whole one is kept in the task history and served "
+        "by GET agentkit/api/tasks/{id}/events/{seq}. 0 disables the cap.",
+    ).tag(config=True)
+    max_pending_bytes = Int(
+        MAX_PENDING_BYTES,
+        help="Most that waits for the task history's disk (about, in bytes). While the disk "
+        "refuses writes beyond it, a task's later events are kept in memory only: its history "
+        "on disk stops there, and GET status and the task's history_incomplete_from say so.",
     ).tag(config=True)
     api_keys = Dict(
         value_trait=Dict(),
@@ -238,6 +252,7 @@ class AgentKitExtension(ExtensionApp):
                 max_tasks=self.max_tasks,
                 max_running_tasks=self.max_running_tasks,
                 max_subscribers_per_user=self.max_connections_per_user,
+                max_event_bytes=self.max_event_bytes,
             ),
             store=self._open_store(),
             redact=self._redact if self._known_secrets else None,
@@ -256,7 +271,7 @@ class AgentKitExtension(ExtensionApp):
         if not path:
             return None
         try:
-            store = TaskStore(path)
+            store = TaskStore(path, max_pending_bytes=self.max_pending_bytes)
         except (StoreError, OSError) as exc:
             self.log.error("agentkit: task history is off for this session: %s", exc)
             return None

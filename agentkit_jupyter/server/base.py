@@ -259,6 +259,18 @@ class AgentKitHandlerMixin(ExtensionHandlerMixin):
         user = handler.current_user
         return "user:" + str(getattr(user, "username", None) or user or "anonymous")
 
+    @property
+    def actor_name(self) -> str | None:
+        """Who did it, for the record (``by`` of a decision): the API key's name, else
+        the Jupyter user name."""
+        if self.api_key is not None:
+            return self.api_key.name
+        user = cast(JupyterHandler, self).current_user
+        if not user:
+            return None
+        # ``name`` is the readable one (a token user's ``username`` is a random id).
+        return str(getattr(user, "name", None) or getattr(user, "username", None) or user)
+
     async def is_allowed(self, action: str) -> bool:
         """``read`` or ``write`` on agentkit: the key's scope, else Jupyter's authorizer."""
         if self.api_key is not None:

@@ -13,8 +13,16 @@ from tornado import web
 import agentkit_jupyter.protocol as protocol
 
 from ..core import UnknownAgentError
+from ..core.control import ControlError
 from ..protocol import API_PREFIX, PUBLISH_WS_PREFIX, RETRY_AFTER_HEADER, ErrorCode
-from ..tasks import Task, TaskFinishedError, TooManyRunningTasksError, UnknownTaskError
+from ..tasks import (
+    EventNotKeptError,
+    Task,
+    TaskFinishedError,
+    TooManyRunningTasksError,
+    UnknownEventError,
+    UnknownTaskError,
+)
 from ..tasks.listing import journal_for, task_summary
 from .base import (
     INTERNAL_ERROR_TEXT,
@@ -220,6 +228,29 @@ class TaskHandler(AgentKitAPIHandler):
         self.finish()
 
 
+class TaskEventHandler(AgentKitAPIHandler):
+    """``GET tasks/{id}/events/{seq}``: one message of the task's log, whole (the log,
+    the stream and the pages hold a message larger than ``max_event_bytes`` cut; its
+    ``truncated`` marker points here)."""
+
+    @requires("read")
+    async def get(self, task_id: str, seq: str) -> None:
+        task = self.find_task(task_id)
+        unknown = ApiError(404, ErrorCode.UNKNOWN_EVENT, "This task has no event with that seq.")
+        try:
+            number = parse_nonnegative_int(seq.encode("utf-8", "surrogatepass"))
+        except ValueError:
+            raise unknown from None
+        try:
+            data = await task.read_event(number)
+        except UnknownEventError:
+            raise unknown from None
+        except EventNotKeptError as exc:
+            raise ApiError(404, ErrorCode.EVENT_NOT_KEPT, str(exc)) from None
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(data)
+
+
 class TaskCancelHandler(AgentKitAPIHandler):
     @requires("write")
     async def post(self, task_id: str) -> None:
@@ -232,6 +263,76 @@ class TaskCancelHandler(AgentKitAPIHandler):
             ) from None
         self.set_status(202)
         self.finish(self.task_json(task))
+
+
+# What a refused command answers over REST (the socket sends the same code in a frame).
+_CONTROL_STATUS = {
+    ErrorCode.ALREADY_DECIDED: 409,
+    ErrorCode.UNKNOWN_CALL: 404,
+    ErrorCode.INVALID_ARGUMENTS: 400,
+    ErrorCode.NOT_PAUSED: 409,
+    ErrorCode.TASK_FINISHED: 409,
+}
+
+
+class _TaskControlHandler(AgentKitAPIHandler):
+    """Human in the loop over REST: the same commands as the task WebSocket's."""
+
+    def body_or_empty(self) -> bytes:
+        return self.request.body if self.request.body.strip() else b"{}"
+
+    def apply(self, task: Task, command: protocol.ControlMessage) -> None:
+        try:
+            task.command(command, self.actor_name)
+        except ControlError as exc:
+            raise ApiError(_CONTROL_STATUS.get(exc.code, 400), exc.code, str(exc)) from None
+        except TaskFinishedError:
+            raise ApiError(
+                409, ErrorCode.TASK_FINISHED, f"The task already ended ({task.status.value})."
+            ) from None
+        answer: protocol.ControlAnswer = {
+            "task_id": task.task_id,
+            "status": task.status.value,
+            "accepted": command.type,
+        }
+        if isinstance(command, protocol.ApproveMessage | protocol.RejectMessage):
+            answer["call_id"] = command.call_id
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(protocol.dumps(answer))
+
+
+class TaskApprovalHandler(_TaskControlHandler):
+    """``POST tasks/{id}/approvals/{call_id}``: approve (maybe edited) or reject."""
+
+    @requires("write")
+    async def post(self, task_id: str, call_id: str) -> None:
+        task = self.find_task(task_id)
+        body = _parse_body(
+            protocol.ApprovalBody,
+            self.request.body,
+            '{"decision": "approve" | "reject", "arguments"?, "reason"?, "scope"?}',
+        )
+        self.apply(task, body.as_message(call_id))
+
+
+class TaskPauseHandler(_TaskControlHandler):
+    """``POST tasks/{id}/pause``: pause before the next model or tool call."""
+
+    @requires("write")
+    async def post(self, task_id: str) -> None:
+        task = self.find_task(task_id)
+        body = _parse_body(protocol.PauseBody, self.body_or_empty(), '{"reason"?: "..."}')
+        self.apply(task, protocol.PauseMessage(type="pause", reason=body.reason))
+
+
+class TaskResumeHandler(_TaskControlHandler):
+    """``POST tasks/{id}/resume``: go on, or run ``steps`` more calls and pause again."""
+
+    @requires("write")
+    async def post(self, task_id: str) -> None:
+        task = self.find_task(task_id)
+        body = _parse_body(protocol.ResumeBody, self.body_or_empty(), '{"steps"?: N}')
+        self.apply(task, protocol.ResumeMessage(type="resume", steps=body.steps))
 
 
 class StatusHandler(AgentKitAPIHandler):
@@ -260,7 +361,11 @@ default_handlers: list[tuple[str, type[AgentKitAPIHandler]]] = [
     (rf"{_API}agents", AgentsHandler),
     (rf"{_API}tasks", TasksHandler),
     (rf"{_API}tasks/{TASK_ID}", TaskHandler),
+    (rf"{_API}tasks/{TASK_ID}/events/(?P<seq>[^/]+)", TaskEventHandler),
     (rf"{_API}tasks/{TASK_ID}/cancel", TaskCancelHandler),
+    (rf"{_API}tasks/{TASK_ID}/approvals/(?P<call_id>[^/]+)", TaskApprovalHandler),
+    (rf"{_API}tasks/{TASK_ID}/pause", TaskPauseHandler),
+    (rf"{_API}tasks/{TASK_ID}/resume", TaskResumeHandler),
     (rf"{_API}kernel-tasks", KernelTasksHandler),
     (rf"{_API}status", StatusHandler),
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jupyter_server.base.handlers import JupyterHandler
@@ -15,6 +15,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
+from ..core.control import ControlError
 from ..protocol import (
     PONG,
     PUBLISH_TOKEN_HEADER,
@@ -23,7 +24,10 @@ from ..protocol import (
     CancelMessage,
     ClientMessageError,
     CloseCode,
+    ControlMessage,
     ErrorCode,
+    PingMessage,
+    PublishControlMessage,
     ServerMessage,
     connected_message,
     dumps,
@@ -81,14 +85,21 @@ class _SocketBase(AgentKitHandlerMixin, WebSocketMixin, WebSocketHandler, Jupyte
         self._send(error_message(ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_TEXT))
         self._close(CloseCode.INTERNAL_ERROR, "Internal server error")
 
-    async def open(self, task_id: str) -> None:
-        super().open()  # starts WebSocket pings
+    async def _guarded(self, doing: str, step: Callable[[], Awaitable[None] | None]) -> None:
+        """Run one step of the connection: a closed socket ends it quietly, anything
+        else is an internal error (logged, said to the client, connection closed)."""
         try:
-            self._start(task_id)
+            result = step()
+            if result is not None:
+                await result
         except WebSocketClosedError:
             pass
         except Exception:
-            self._internal_error("opening")
+            self._internal_error(doing)
+
+    async def open(self, task_id: str) -> None:
+        super().open()  # starts WebSocket pings
+        await self._guarded("opening", lambda: self._start(task_id))
 
     def _start(self, task_id: str) -> None:
         """Set up the connection to ``task_id`` (each socket its own way)."""
@@ -123,6 +134,7 @@ class TaskStreamHandler(_SocketBase):
         return text_frame_protocol(self, self.max_message_size)
 
     subscription: Subscription | None = None
+    _can_write = False
     _writer: asyncio.Task[None] | None = None
     _heartbeat: asyncio.Task[None] | None = None
 
@@ -131,6 +143,7 @@ class TaskStreamHandler(_SocketBase):
         # as the seed service did; everything else is checked before it.
         if not self.api_key_refused:
             await self._check_before_upgrade("read")
+            self._can_write = await self.is_allowed("write")
         await super().get(task_id)
 
     # -- connection lifecycle ---------------------------------------------------------
@@ -185,7 +198,11 @@ class TaskStreamHandler(_SocketBase):
             self.close(CloseCode.TOO_MANY_SUBSCRIBERS, "Too many subscribers")
             return
         self.subscription.on_drop(self._on_dropped)
-        self._send(connected_message(task.task_id, task.agent, task.status.value, last, after))
+        self._send(
+            connected_message(
+                task.task_id, task.agent, task.status.value, last, after, self._can_write
+            )
+        )
         if notice is not None:
             self._send(notice)
         self._writer = asyncio.create_task(self._pump(self.subscription))
@@ -238,12 +255,7 @@ class TaskStreamHandler(_SocketBase):
     # -- client -> server -------------------------------------------------------------
 
     async def on_message(self, message: str | bytes) -> None:
-        try:
-            await self._on_message(message)
-        except WebSocketClosedError:
-            pass
-        except Exception:
-            self._internal_error("handling a message from")
+        await self._guarded("handling a message from", lambda: self._on_message(message))
 
     async def _on_message(self, message: str | bytes) -> None:
         self._last_message_at = time.monotonic()
@@ -255,10 +267,41 @@ class TaskStreamHandler(_SocketBase):
         except ClientMessageError as exc:
             self._send(error_message(exc.code, str(exc)))
             return
-        if isinstance(parsed, CancelMessage):
+        if isinstance(parsed, PingMessage):
+            self._send_text(PONG)
+        elif isinstance(parsed, CancelMessage):
             await self._cancel(parsed)
         else:
-            self._send_text(PONG)
+            await self._control(parsed)
+
+    async def _control(self, command: ControlMessage) -> None:
+        """approve / reject / pause / resume: accepted silently (the step that records
+        it follows on the stream), refused with an error frame to this client only."""
+        call_id = getattr(command, "call_id", None)
+        about = {"call_id": call_id} if call_id else {}
+        if not await self.is_allowed("write"):
+            self._send(
+                error_message(
+                    ErrorCode.FORBIDDEN,
+                    "You may watch this task, not decide its tool calls, pause or resume it.",
+                    **about,
+                )
+            )
+            return
+        assert self.subscription is not None
+        task = self.subscription.task
+        try:
+            task.command(command, self.actor_name)
+        except ControlError as exc:
+            self._send(error_message(exc.code, str(exc), **about))
+        except TaskFinishedError:
+            self._send(
+                error_message(
+                    ErrorCode.TASK_FINISHED,
+                    f"The task already ended ({task.status.value}).",
+                    **about,
+                )
+            )
 
     async def _cancel(self, message: CancelMessage) -> None:
         if not await self.is_allowed("write"):
@@ -359,15 +402,21 @@ class PublishHandler(_SocketBase):
             message = dumps(publish_cancel_message(reason))
             loop.call_soon_threadsafe(self._send_text, message)
 
-        self._unregister = task.token.add_callback(forward_cancel)
+        def forward_control(message: PublishControlMessage) -> None:
+            self._send_text(dumps(message))
 
-    def on_message(self, message: str | bytes) -> None:
-        try:
-            self._on_message(message)
-        except WebSocketClosedError:
-            pass
-        except Exception:
-            self._internal_error("handling an event from")
+        unregister_cancel = task.token.add_callback(forward_cancel)
+        # Decisions, pause and resume for the kernel's run (again after a reconnect).
+        detach_control = task.control.attach_forwarder(forward_control)
+
+        def unregister() -> None:
+            unregister_cancel()
+            detach_control()
+
+        self._unregister = unregister
+
+    async def on_message(self, message: str | bytes) -> None:
+        await self._guarded("handling an event from", lambda: self._on_message(message))
 
     def _internal_error(self, doing: str) -> None:
         self._fatal = True  # our fault, not a dropped connection: no reconnect to wait for

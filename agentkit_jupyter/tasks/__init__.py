@@ -2,6 +2,7 @@
 
 from ..protocol import TaskStatus
 from .hub import (
+    EventNotKeptError,
     HubLimits,
     PublishError,
     Subscription,
@@ -11,6 +12,7 @@ from .hub import (
     TooManyConnectionsError,
     TooManyRunningTasksError,
     TooManySubscribersError,
+    UnknownEventError,
     UnknownTaskError,
 )
 from .log import EventLog, LogEntry
@@ -18,6 +20,7 @@ from .store import StoreError, TaskStore
 
 __all__ = [
     "EventLog",
+    "EventNotKeptError",
     "HubLimits",
     "PublishError",
     "LogEntry",
@@ -31,5 +34,6 @@ __all__ = [
     "TooManyConnectionsError",
     "TooManyRunningTasksError",
     "TooManySubscribersError",
+    "UnknownEventError",
     "UnknownTaskError",
 ]

@@ -8,8 +8,8 @@ import hmac
 import itertools
 import json
 import logging
-import math
 import secrets
+import sys
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +20,8 @@ import agentkit_jupyter.protocol as protocol
 
 from ..core import AgentPool, CancellationToken, EventType, StepEvent
 from ..protocol import TaskStatus
+from .bounds import WholeTexts, bounded, carried, container_of, truncation_of
+from .control import CONTROL_EVENT_TYPES, TaskControl
 from .log import EventLog, LogEntry
 from .store import LoadReport, StoredTask, StoreError, TaskStore
 
@@ -36,6 +38,14 @@ EventSource = Callable[[CancellationToken], AsyncIterator[StepEvent]]
 # message, sits in its socket's buffer): a late joiner replaying a big log, or a stuck
 # client, costs no more than this beyond the log every subscriber shares.
 BATCH_MAX_BYTES = 256 * 1024
+
+# Where a result holds the texts of the terminal step it is made of (see finish_from_event).
+_RESULT_PATHS = {
+    EventType.FINAL_ANSWER: {"output": "output"},
+    EventType.CANCELLED: {"reason": "reason"},
+    EventType.ERROR: {"message": "error.message"},
+}
+_MARKER = f'"{protocol.TRUNCATED_KEY}":'.encode()
 
 # The longest a run's source may publish without giving the event loop a turn.
 RUN_TIME_SLICE = 0.002
@@ -67,6 +77,14 @@ class TooManyConnectionsError(TooManySubscribersError):
 
 class TooManyRunningTasksError(RuntimeError):
     """``max_running_tasks`` runs are in flight; a new one is refused, not queued."""
+
+
+class UnknownEventError(LookupError):
+    """The task's log has no message with that ``seq``."""
+
+
+class EventNotKeptError(LookupError):
+    """The message was cut (see ``protocol.Truncation``) and its whole copy is not kept."""
 
 
 class PublishError(ValueError):
@@ -103,6 +121,12 @@ class HubLimits:
     publisher_connect_timeout: float = 30.0
     # A kernel whose publish connection dropped may reconnect (and resume) this long.
     publisher_reconnect_timeout: float = 5.0
+    # The most one logged message (a step, the result) takes; a larger one is logged cut
+    # (see tasks/bounds.py) and kept whole aside. 0: no cap.
+    max_event_bytes: int = protocol.MAX_EVENT_BYTES
+    # Whole copies of cut messages kept in memory (all tasks together) where the history
+    # cannot keep them (no history, or its write queue is full).
+    max_whole_bytes_in_memory: int = 64 * 1024 * 1024
 
 
 class Subscription:
@@ -184,25 +208,6 @@ class Subscription:
             self.close()
 
 
-def _is_clean(value: Any) -> bool:
-    """Whether ``value`` serialises as it is: finite numbers, text without lone surrogates."""
-    if isinstance(value, str):
-        if value.isascii():
-            return True
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_is_clean(k) and _is_clean(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return all(_is_clean(item) for item in value)
-    return True
-
-
 def _up_to_bytes(entries: list[LogEntry], max_bytes: int) -> list[LogEntry]:
     total = 0
     for index, entry in enumerate(entries):
@@ -224,6 +229,7 @@ class Task:
         origin: str = "server",
         store: TaskStore | None = None,
         redact: Callable[[str], str] | None = None,
+        wholes: WholeTexts | None = None,
     ) -> None:
         self.task_id = task_id
         self.agent = agent
@@ -260,10 +266,19 @@ class Task:
         self._ticket = 0
         # What could not be read back from the history as written (None: nothing).
         self.damaged: str | None = None
+        # The first seq the history on disk does not have (its write queue was full):
+        # from there on the log is in memory only. None: the history has it all.
+        self.history_incomplete_from: int | None = None
+        # Set when that happened in this process: the rest of the log is in memory only.
+        self._tail_in_memory = False
+        # Whole copies of cut messages the history cannot keep (see _capped()).
+        self._wholes = wholes
         # Called once when the task ends (the hub keeps or drops its log).
         self.on_finish: Callable[[Task], None] | None = None
         # Applied to every message before it is logged, stored or sent (known secrets).
         self._redact = redact
+        # Approvals, pause and resume (human in the loop).
+        self.control = TaskControl()
 
     @property
     def finished(self) -> bool:
@@ -277,6 +292,9 @@ class Task:
     def first_seq(self) -> int:
         """The oldest ``seq`` that can still be read: from the history, or from memory."""
         if self._store is not None and self._history_first is not None:
+            gap = self.history_incomplete_from
+            if self._tail_in_memory and gap is not None and self.log.first_seq > gap:
+                return self.log.first_seq  # the history stops before what memory holds
             return min(self._history_first, self.log.first_seq)
         return self.log.first_seq
 
@@ -329,6 +347,40 @@ class Task:
                 return entries
         return _up_to_bytes(self.log.read_after(after, limit), max_bytes)
 
+    async def read_event(self, seq: int) -> bytes:
+        """Message ``seq`` of the log, whole: as logged, or the whole copy of one that was
+        cut. UnknownEventError (no such seq), EventNotKeptError (no whole copy)."""
+        if not 1 <= seq <= self.log.last_seq:
+            raise UnknownEventError(seq)
+        entries = await self.read_page(seq - 1, 1, sys.maxsize)  # one, whatever its size
+        if not entries or entries[0].seq != seq:
+            raise EventNotKeptError("This event is no longer held (not in memory nor on disk).")
+        if truncation_of(json.loads(entries[0].data)) is None:
+            return entries[0].data
+        whole = self._wholes.get(self.task_id, seq) if self._wholes is not None else None
+        if whole is not None:
+            return whole.encode("utf-8", "replace")
+        store = self._store
+        if store is not None:
+            data = await asyncio.to_thread(store.read_whole_event, self.task_id, seq)
+            if data is None and not store.failing:
+                try:  # not written yet (the writer commits every few ms): wait, once
+                    await asyncio.to_thread(store.flush, HISTORY_WAIT_SECONDS)
+                except StoreError:
+                    pass
+                data = await asyncio.to_thread(store.read_whole_event, self.task_id, seq)
+            if data is not None:
+                return data
+        if self.origin != "server":
+            raise EventNotKeptError(
+                "The kernel that ran this task published this event already shortened; "
+                "its whole text is not on this server."
+            )
+        raise EventNotKeptError(
+            "The whole text of this event is not kept (no task history, and the memory "
+            "budget for whole texts, max_whole_bytes_in_memory, was used up)."
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "task_id": self.task_id,
@@ -343,7 +395,9 @@ class Task:
             "last_seq": self.log.last_seq,
             "first_seq": self.first_seq,
             "damaged": self.damaged,
+            "history_incomplete_from": self.history_incomplete_from,
             "subscribers": self.subscriber_count,
+            "pending_approvals": self.control.pending_list(),
         }
 
     # -- subscribers --------------------------------------------------------------
@@ -428,15 +482,48 @@ class Task:
         if self._unchecked >= LAG_CHECK_EVERY or self._unchecked_bytes >= LAG_CHECK_BYTES:
             self._unchecked = self._unchecked_bytes = 0
             self._check_lagging()
+        if event.event_type in CONTROL_EVENT_TYPES and self.control.observe(event):
+            self._control_status_changed()
         return entry
 
-    def _append(self, text: str) -> LogEntry:
-        if self._redact is not None:
+    def _control_status_changed(self) -> None:
+        status = self.control.status()
+        if status is not self.status and not self.finished:
+            self.status = status
+            self.save()  # the record on disk says it waits (and for what) or is paused
+
+    def command(self, command: protocol.ControlMessage, by: str | None) -> None:
+        """A viewer's approve / reject / pause / resume (``ControlError`` if refused)."""
+        if self.finished:
+            raise TaskFinishedError(f"task {self.task_id} already {self.status.value}")
+        self.control.apply(command, by)
+        self._control_status_changed()  # a claimed call no longer waits
+
+    def _append(self, text: str, *, redacted: bool = False) -> LogEntry:
+        if self._redact is not None and not redacted:
             text = self._redact(text)
+        text = self._capped(text)
         entry = self.log.append(text)
-        if self._store is not None:
-            self._store.append_event(self.task_id, entry.seq, text)
+        if self._store is not None and not self._store.append_event(self.task_id, entry.seq, text):
+            # The store's queue was full: its copy of this task stops here (a prefix).
+            if self.history_incomplete_from is None:
+                self.history_incomplete_from = entry.seq
+            self._tail_in_memory = True
         return entry
+
+    def _capped(self, text: str) -> str:
+        """``text``, or when it is larger than ``max_event_bytes`` a copy with its longest
+        texts cut and the marker (``tasks/bounds.py``). The whole one is kept aside: in
+        the history, or in memory within ``max_whole_bytes_in_memory``."""
+        seq = self.log.last_seq + 1
+        cut = bounded(text, self._limits.max_event_bytes, self.task_id, seq)
+        if cut is None:
+            return text
+        store = self._store
+        if store is None or not store.save_whole_event(self.task_id, seq, text):
+            if self._wholes is not None:
+                self._wholes.keep(self.task_id, seq, text)
+        return cut
 
     def save(self) -> None:
         """Persist the task's record (status, times, result), if there is a store."""
@@ -449,44 +536,89 @@ class Task:
             return False
         self.status = status
         self.finished_at = time.time()
-        self.result = {"status": status.value, "task_id": self.task_id, **result}
-        if self._redact is not None:
-            text = protocol.dumps(self.result)
-            redacted = self._redact(text)
-            if redacted != text:  # the record (task lists, history) is redacted as the log is
-                try:
-                    self.result = json.loads(redacted)
-                except ValueError:  # a "secret" that spans JSON syntax: keep the record
-                    pass
-        if not _is_clean(self.result):
-            # The record holds what the log holds: strict JSON, valid text (a lone
-            # surrogate in an output is U+FFFD in both, also after a restart).
-            self.result = json.loads(protocol.dumps(self.result))
-        data = cast(protocol.ResultData, self.result)
-        seq = self.log.last_seq + 1
-        self._append(protocol.dumps(protocol.result_message(self.task_id, seq, data)))
+        record = {"status": status.value, "task_id": self.task_id, **result}
+        data = cast(protocol.ResultData, record)
+        # One serialisation for the log and the record, so the record holds what the log
+        # holds: strict JSON, valid text (a lone surrogate in an output is U+FFFD in both,
+        # also after a restart), redacted, and cut as the log's copy is.
+        plain = protocol.dumps(protocol.result_message(self.task_id, self.log.last_seq + 1, data))
+        text = self._redact(plain) if self._redact is not None else plain
+        try:
+            message = json.loads(text)
+        except ValueError:  # a "secret" that spans JSON syntax: keep the record
+            message = json.loads(plain)
+        logged = self._capped(text)
+        if logged is not text:
+            cut = json.loads(logged)
+            if cut.get("type") == "result":
+                message = cut
+        self.result = message["data"]
+        self._append(logged, redacted=True)
         self.save()
         self._done.set()
         if self.on_finish is not None:
             self.on_finish(self)
         return True
 
+    def _say_history_incomplete(self) -> None:
+        """A restored task whose history on disk stops at ``history_incomplete_from``
+        (its write queue was full while the disk refused writes): its log says so, in an
+        ``error`` step (``history_incomplete``), then (finished) its result again, so a
+        replay ends as every replay does. Written once: a later start finds them."""
+        gap = self.history_incomplete_from
+        event: protocol.StepEventData = {
+            "event_type": EventType.ERROR.value,
+            "step": 0,
+            "data": {
+                "code": protocol.ErrorCode.HISTORY_INCOMPLETE.value,
+                "message": f"Events from {gap} on never reached the task history (its "
+                "write queue was full while the disk refused writes): what the run did "
+                "after that is lost. The task's result is kept.",
+                "from_seq": gap,
+            },
+            "timestamp": self.finished_at or time.time(),
+        }
+        seq = self.log.last_seq + 1
+        self._append(protocol.dumps(protocol.step_message(self.task_id, seq, event)))
+        if self.finished and self.result is not None:
+            data = cast(protocol.ResultData, self.result)
+            seq = self.log.last_seq + 1
+            self._append(protocol.dumps(protocol.result_message(self.task_id, seq, data)))
+
     def finish_from_event(self, event: StepEvent) -> None:
-        data = event.data
+        data, cut = self._as_logged(event)
         if event.event_type is EventType.FINAL_ANSWER:
             self.finish(
                 TaskStatus.SUCCEEDED,
                 output=data.get("output"),
                 total_steps=data.get("total_steps"),
                 total_tokens=data.get("total_tokens"),
+                **cut,
             )
         elif event.event_type is EventType.CANCELLED:
-            self.finish(TaskStatus.CANCELLED, reason=data.get("reason"))
+            self.finish(TaskStatus.CANCELLED, reason=data.get("reason"), **cut)
         elif event.event_type is EventType.ERROR:
             self.finish(
                 TaskStatus.FAILED,
                 error={"code": data.get("code"), "message": data.get("message")},
+                **cut,
             )
+
+    def _as_logged(self, event: StepEvent) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The terminal step's data, and the marker its result takes: as logged when it
+        was logged cut (so the result is cut as the step is, on a server and in the
+        kernel whose run it publishes, and points at the step's whole copy)."""
+        entries = self.log.read_after(self.log.last_seq - 1, 1)
+        if not entries or _MARKER not in entries[0].data:
+            return event.data, {}
+        message = json.loads(entries[0].data)
+        data = container_of(message)
+        marker = truncation_of(message)
+        step = message.get("data") if isinstance(message, dict) else None
+        kind = step.get("event_type") if isinstance(step, dict) else None
+        if data is None or marker is None or kind != event.event_type.value:
+            return event.data, {}
+        return data, carried(marker, _RESULT_PATHS.get(event.event_type, {}))
 
     async def run(self, source: EventSource) -> None:
         self.status = TaskStatus.RUNNING
@@ -661,8 +793,32 @@ class Task:
         assert self.result is not None
         return self.result
 
+    def interrupt(self, code: protocol.ErrorCode, was: TaskStatus | None = None) -> None:
+        """End as ``interrupted`` (the server stopped): the events so far are kept, and
+        calls that waited for a decision stay in the record, undecided."""
+        was = was or self.status
+        doing = {TaskStatus.WAITING: "waiting for a decision", TaskStatus.PAUSED: "paused"}
+        waiting = self.control.pending_list()
+        self.finish(
+            TaskStatus.INTERRUPTED,
+            error={
+                "code": code.value,
+                "message": "The server stopped while this task was "
+                f"{doing.get(was, 'running')}; its events up to then are kept.",
+            },
+            **({"pending_approvals": waiting} if waiting else {}),
+        )
+
     async def stop(self, reason: str) -> None:
-        """Cancel and wait until the runner has ended (server shutdown)."""
+        """Cancel and wait until the runner has ended (server shutdown). A task that
+        waits for a person (a decision, or a resume) is not cancelled: it ends
+        ``interrupted`` with what it waited for in its record."""
+        if self.status in (TaskStatus.WAITING, TaskStatus.PAUSED):
+            self.interrupt(protocol.ErrorCode.SERVER_SHUTTING_DOWN)
+            if self._runner is not None and not self._runner.done():
+                self._runner.cancel()
+                await asyncio.gather(self._runner, return_exceptions=True)
+            return
         self.cancel(reason)
         if self._runner is not None and not self._runner.done():
             try:
@@ -691,6 +847,8 @@ class TaskHub:
         self.store = store
         # Known secrets (the server's token) out of every message: see Task._append.
         self.redact = redact
+        # Whole copies of cut messages that the history cannot keep (see Task._capped).
+        self.wholes = WholeTexts(self.limits.max_whole_bytes_in_memory)
         self._tasks: dict[str, Task] = {}
         # Finished tasks whose log is still in memory, least recently used first.
         self._cached: OrderedDict[str, Task] = OrderedDict()
@@ -728,6 +886,7 @@ class TaskHub:
             origin=record["origin"],
             store=self.store,
             redact=self.redact,
+            wholes=self.wholes,
         )
         task.created_at = record["created_at"]
         task.started_at = record["started_at"]
@@ -735,26 +894,26 @@ class TaskHub:
         task.damaged = stored.damaged
         # An empty log at the stored end; what came before is read from the history.
         task.log.restore(stored.last_seq + 1, [])
-        task._history_first = (
-            stored.last_seq + 1 if stored.first_seq is None else stored.first_seq
-        )
+        task._history_first = stored.last_seq + 1 if stored.first_seq is None else stored.first_seq
         task.on_finish = self._remember_finished
+        task.history_incomplete_from = gap = stored.history_gap
+        untold = gap is not None and stored.last_seq < gap  # its log does not say so yet
         status = TaskStatus(record["status"])
         if status.finished:
             task.status = status
             task.result = record["result"]
+            if untold:
+                task._say_history_incomplete()
             task._done.set()
         else:
-            # It was running when the server stopped: say so, once, in its own log.
+            if untold:
+                task._say_history_incomplete()
+            # It was running (or waiting, or paused) when the server stopped: say so,
+            # once, in its own log; a call that waited for a decision stays in the record.
+            waiting = [p for p in record.get("pending_approvals") or [] if isinstance(p, dict)]
+            task.control.pending = {str(p.get("call_id")): p for p in waiting}
             task.status = TaskStatus.RUNNING
-            task.finish(
-                TaskStatus.INTERRUPTED,
-                error={
-                    "code": protocol.ErrorCode.SERVER_RESTARTED.value,
-                    "message": "The server stopped while this task was running; "
-                    "its events up to then are kept.",
-                },
-            )
+            task.interrupt(protocol.ErrorCode.SERVER_RESTARTED, was=status)
         self._tasks[task.task_id] = task
         if task.log_in_memory:  # the result just written for an interrupted run
             self._remember_finished(task)
@@ -781,9 +940,9 @@ class TaskHub:
     def create_task(self, agent_name: str, user_input: str) -> Task:
         """Create and start a run of a registered agent (UnknownAgentError if none)."""
         agent = self.agents.get(agent_name)
-        return self.run_source(
-            agent.name, user_input, lambda token: agent.stream(user_input, token)
-        )
+        task = self._new_task(agent.name, user_input, origin="server")
+        task.start(lambda token: agent.stream(user_input, token, control=task.control.run))
+        return task
 
     def run_source(
         self, agent_name: str, user_input: str, source: EventSource, origin: str = "server"
@@ -802,6 +961,7 @@ class TaskHub:
         task.status = TaskStatus.RUNNING
         task.started_at = time.time()
         task.publish_secret = secrets.token_urlsafe(32)
+        task.control.external = True  # its decisions go to the kernel
         asyncio.get_running_loop().call_later(
             self.limits.publisher_connect_timeout, task._publisher_never_came
         )
@@ -827,6 +987,7 @@ class TaskHub:
             origin=origin,
             store=self.store,
             redact=self.redact,
+            wholes=self.wholes,
         )
         task.on_finish = self._remember_finished
         self._tasks[task_id] = task
@@ -854,6 +1015,8 @@ class TaskHub:
                 break
             if store is None or not store.durable(task._ticket):
                 continue  # not on disk yet (or the disk refuses it): memory keeps it
+            if task._tail_in_memory:
+                continue  # the history stops before its end: memory has the rest
             held -= task.log.held_bytes
             task.forget_log()
             del self._cached[task_id]
@@ -870,11 +1033,20 @@ class TaskHub:
                 "path": None,
                 "error": None,
                 "pending": 0,
+                "pending_bytes": 0,
+                "max_pending_bytes": 0,
+                "dropped_events": 0,
                 "warnings": [],
             }
         else:
             base = self.store.status()
-        return {**base, "damaged_tasks": damaged, "skipped_records": self.skipped_records}
+        incomplete = [t.task_id for t in self._tasks.values() if t.history_incomplete_from]
+        return {
+            **base,
+            "incomplete_tasks": incomplete,
+            "damaged_tasks": damaged,
+            "skipped_records": self.skipped_records,
+        }
 
     def _evict_finished(self) -> None:
         excess = len(self._tasks) - self.limits.max_tasks + 1
@@ -914,6 +1086,7 @@ class TaskHub:
             sub.drop(protocol.ErrorCode.UNKNOWN_TASK)
         del self._tasks[task_id]
         self._cached.pop(task_id, None)
+        self.wholes.forget(task_id)
         if self.store is not None:
             self.store.delete_task(task_id)
 

@@ -26,6 +26,15 @@ def _cut(text: Any) -> tuple[Any, bool]:
     return text, False
 
 
+def _whole_length(result: dict[str, Any], field: str, length: int) -> int:
+    """A result text's whole length: the record may hold it cut (``protocol.Truncation``)."""
+    marker = result.get(protocol.TRUNCATED_KEY)
+    fields = marker.get("fields") if isinstance(marker, dict) else None
+    cut = fields.get(field) if isinstance(fields, dict) else None
+    chars = cut.get("chars") if isinstance(cut, dict) else None
+    return chars if isinstance(chars, int) else length
+
+
 def task_summary(record: dict[str, Any]) -> dict[str, Any]:
     """``protocol.TaskSummary`` of a task record (``Task.to_dict()`` plus ``ws_url``)."""
     text = record.get("input")
@@ -39,7 +48,7 @@ def task_summary(record: dict[str, Any]) -> dict[str, Any]:
         result = dict(result)
         output = result.get("output")
         if isinstance(output, str):
-            summary["output_chars"] = len(output)
+            summary["output_chars"] = _whole_length(result, "output", len(output))
         for key in ("output", "reason"):
             if key in result:
                 result[key], cut = _cut(result[key])
@@ -52,6 +61,12 @@ def task_summary(record: dict[str, Any]) -> dict[str, Any]:
             result["error"] = error
         summary["result"] = result
     summary["truncated"] = truncated
+    # Which calls wait, not their arguments: the record (GET tasks/{id}) has those.
+    summary["pending_approvals"] = [
+        {"call_id": p.get("call_id"), "tool": p.get("tool")}
+        for p in record.get("pending_approvals") or []
+        if isinstance(p, dict)
+    ]
     return summary
 
 

@@ -35,7 +35,7 @@ import agentkit_jupyter.protocol as protocol
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 # MIGRATIONS[n] takes a database at version n - 1 to version n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -59,6 +59,30 @@ MIGRATIONS: dict[int, list[str]] = {
         ) WITHOUT ROWID""",
         "CREATE INDEX tasks_created ON tasks (created_at)",
     ],
+    2: [
+        # The whole copy of each message the log holds cut (see tasks/bounds.py).
+        """CREATE TABLE whole_events (
+            task_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            message TEXT NOT NULL,
+            PRIMARY KEY (task_id, seq)
+        )""",
+        # Tasks whose stored events stop before their end: from_seq and later never
+        # reached the file (the write queue was full while the disk refused writes).
+        """CREATE TABLE history_gaps (
+            task_id TEXT PRIMARY KEY,
+            from_seq INTEGER NOT NULL,
+            noted_at REAL NOT NULL
+        )""",
+    ],
+    3: [
+        # The tool calls a live task waits on a decision for (its pending_approvals):
+        # a task restored after a crash says in its record what it waited for.
+        """CREATE TABLE task_waits (
+            task_id TEXT PRIMARY KEY,
+            pending TEXT NOT NULL
+        )""",
+    ],
 }
 
 # How long the writer lets a batch gather.
@@ -77,6 +101,13 @@ _BAD_OPERATION = (
     TypeError,
     OverflowError,
 )
+
+# What may wait for the disk, by default (about: the characters of the queued texts,
+# plus PENDING_OP_BYTES each). Beyond it an event is not queued, and neither is anything
+# after it of the same task: its history on disk stops there, a gap-free prefix, and
+# the gap is recorded (history_gaps) once the disk takes writes again.
+MAX_PENDING_BYTES = 128 * 1024 * 1024
+PENDING_OP_BYTES = 100
 
 # The full integrity check at start-up reads the whole file: only up to this size.
 QUICK_CHECK_MAX_BYTES = 32 * 1024 * 1024
@@ -99,6 +130,8 @@ class StoredTask:
     last_seq: int
     # What could not be read as written (None: nothing).
     damaged: str | None = None
+    # The first seq that never reached the file (None: the stored events are all of it).
+    history_gap: int | None = None
 
 
 @dataclass(slots=True)
@@ -120,6 +153,7 @@ class _EventRun:
 
 
 # ("task", record) | ("events", _EventRun) | ("delete", task_id) | ("barrier", Event)
+# | ("whole", (task_id, seq, text)) | ("gap", (task_id, from_seq, time))
 _Op = tuple[str, Any]
 
 
@@ -136,8 +170,9 @@ def _clean(text: Any) -> Any:
 class TaskStore:
     """SQLite persistence of tasks and their events (``":memory:"`` for tests)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self.path = str(path)
+        self.max_pending_bytes = max_pending_bytes
         self.moved_aside: Path | None = None
         # Said once at start-up (and in status()): e.g. a history others may read.
         self.warnings: list[str] = []
@@ -152,6 +187,13 @@ class TaskStore:
         # Operations queued so far and committed so far (see ticket / durable()).
         self._queued = 0
         self._committed = 0
+        # The same in bytes (see MAX_PENDING_BYTES): what waits is the difference.
+        self._queued_bytes = 0
+        self._committed_bytes = 0
+        # Tasks whose events are no longer queued (the queue was full): the first seq left
+        # out. Their history on disk is the prefix before it.
+        self._gaps: dict[str, int] = {}
+        self._dropped = 0  # events left out so far
         self._waiting = 0  # operations of a failing batch, waiting for a retry
         # The write failure in progress: {"message", "since", "failures"}; None when fine.
         self._error: dict[str, Any] | None = None
@@ -286,13 +328,21 @@ class TaskStore:
         """Queue the task's record; returns its ticket (see :meth:`durable`)."""
         if record["task_id"] in self._deleted:
             return 0
-        return self._put(("task", record))
+        size = PENDING_OP_BYTES + len(str(record.get("input", ""))) + 1024
+        return self._put(("task", record), size)
 
-    def append_event(self, task_id: str, seq: int, message: str) -> None:
+    def append_event(self, task_id: str, seq: int, message: str) -> bool:
+        """Queue an event; False when it is not queued because the queue is full (or
+        was, for an earlier event of the task): the task's history stops before it."""
         if task_id in self._deleted:
-            return
+            return True
+        size = len(message) + PENDING_OP_BYTES
         with self._pending_lock:
+            if task_id in self._gaps or not self._room_for(size):
+                self._leave_out(task_id, seq)
+                return False
             self._queued += 1
+            self._queued_bytes += size
             if self._pending:
                 kind, last = self._pending[-1]
                 if (
@@ -301,9 +351,49 @@ class TaskStore:
                     and last.first_seq + len(last.texts) == seq
                 ):
                     last.texts.append(message)  # the writer is already awake for it
-                    return
+                    return True
             self._pending.append(("events", _EventRun(task_id, seq, message)))
         self._wakeup.set()
+        return True
+
+    def save_whole_event(self, task_id: str, seq: int, message: str) -> bool:
+        """Queue the whole copy of message ``seq`` (the log holds it cut); False when it
+        is not queued (the queue is full, or the task's history already stops)."""
+        if task_id in self._deleted:
+            return True
+        size = len(message) + PENDING_OP_BYTES
+        with self._pending_lock:
+            if task_id in self._gaps or not self._room_for(size):
+                return False
+            self._queued += 1
+            self._queued_bytes += size
+            self._pending.append(("whole", (task_id, seq, message)))
+        self._wakeup.set()
+        return True
+
+    def _room_for(self, size: int) -> bool:
+        return self._queued_bytes - self._committed_bytes + size <= self.max_pending_bytes
+
+    def _leave_out(self, task_id: str, seq: int) -> None:
+        """(Holding the pending lock.) Event ``seq`` of the task is not queued: nor is
+        anything after it, and the gap is queued to be recorded (past the cap: it is one
+        small row a task)."""
+        self._dropped += 1
+        if task_id in self._gaps:
+            return
+        self._gaps[task_id] = seq
+        self._queued += 1
+        self._pending.append(("gap", (task_id, seq, time.time())))
+        self._wakeup.set()
+        log.error(
+            "agentkit: the task history's write queue is full (%.0f MiB wait for %s); "
+            "task %s is kept in memory only from event %d on, and its history on disk "
+            "stops before it",
+            (self._queued_bytes - self._committed_bytes) / 2**20,
+            self.path,
+            task_id,
+            seq,
+        )
 
     def delete_task(self, task_id: str) -> None:
         """Delete the task on disk; anything queued for it from now on is dropped."""
@@ -333,6 +423,9 @@ class TaskStore:
             "path": self.path,
             "error": dict(error) if error else None,
             "pending": max(self._queued - self._committed, 0),
+            "pending_bytes": max(self._queued_bytes - self._committed_bytes, 0),
+            "max_pending_bytes": self.max_pending_bytes,
+            "dropped_events": self._dropped,
             "warnings": list(self.warnings),
         }
 
@@ -349,9 +442,11 @@ class TaskStore:
             with self._read_lock:
                 self._reader.close()
 
-    def _put(self, op: _Op) -> int:
+    def _put(self, op: _Op, size: int = PENDING_OP_BYTES) -> int:
+        """Queue ``op`` whatever the queue holds (records, deletions, barriers)."""
         with self._pending_lock:
             self._queued += 1
+            self._queued_bytes += size
             ticket = self._queued
             self._pending.append(op)
         self._wakeup.set()
@@ -373,11 +468,13 @@ class TaskStore:
                 self._wakeup.clear()
                 stopping = self._stopping
                 upto = self._queued
+                upto_bytes = self._queued_bytes
             waiting.extend(batch)
             del batch  # not kept alive (the texts of a whole batch) until the next one
             if waiting:
                 if self._commit(waiting):
                     self._committed = upto  # before the barriers: flush() then sees it
+                    self._committed_bytes = upto_bytes
                     for kind, value in waiting:
                         if kind == "barrier":
                             value.set()
@@ -472,8 +569,27 @@ class TaskStore:
                         "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         _task_row(value),
                     )
+                    pending = value.get("pending_approvals")
+                    if pending and not protocol.is_final(value.get("status")):
+                        db.execute(
+                            "INSERT OR REPLACE INTO task_waits VALUES (?, ?)",
+                            (value["task_id"], protocol.dumps(pending)),
+                        )
+                    else:
+                        db.execute("DELETE FROM task_waits WHERE task_id = ?", (value["task_id"],))
+                elif kind == "whole":
+                    db.execute("INSERT OR REPLACE INTO whole_events VALUES (?, ?, ?)", value)
+                elif kind == "gap":
+                    db.execute(
+                        "INSERT INTO history_gaps VALUES (?, ?, ?) ON CONFLICT (task_id) "
+                        "DO UPDATE SET from_seq = min(from_seq, excluded.from_seq)",
+                        value,
+                    )
                 elif kind == "delete":
                     db.execute("DELETE FROM events WHERE task_id = ?", (value,))
+                    db.execute("DELETE FROM whole_events WHERE task_id = ?", (value,))
+                    db.execute("DELETE FROM history_gaps WHERE task_id = ?", (value,))
+                    db.execute("DELETE FROM task_waits WHERE task_id = ?", (value,))
                     db.execute("DELETE FROM tasks WHERE task_id = ?", (value,))
             db.execute("COMMIT")
         except BaseException:
@@ -508,7 +624,9 @@ class TaskStore:
                 "CAST(status AS BLOB), CAST(origin AS BLOB), created_at, started_at, "
                 "finished_at, CAST(result AS BLOB), "
                 "(SELECT MIN(seq) FROM events e WHERE e.task_id = t.task_id), "
-                "(SELECT MAX(seq) FROM events e WHERE e.task_id = t.task_id) "
+                "(SELECT MAX(seq) FROM events e WHERE e.task_id = t.task_id), "
+                "(SELECT from_seq FROM history_gaps g WHERE g.task_id = t.task_id), "
+                "(SELECT CAST(pending AS BLOB) FROM task_waits w WHERE w.task_id = t.task_id) "
                 "FROM tasks t ORDER BY created_at"
             ).fetchall()
         for row in rows:
@@ -552,6 +670,23 @@ class TaskStore:
         if damaged:
             log.warning("agentkit: task %s has damaged events in %s (repaired)", task_id, self.path)
         return page, damaged
+
+    def read_whole_event(self, task_id: str, seq: int) -> bytes | None:
+        """The whole copy of message ``seq`` (the log holds it cut), as its UTF-8 bytes;
+        None when there is none."""
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT CAST(message AS BLOB) FROM whole_events WHERE task_id = ? AND seq = ?",
+                (task_id, seq),
+            ).fetchone()
+        if row is None:
+            return None
+        data = bytes(row[0])
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            data = data.decode("utf-8", "replace").encode("utf-8")
+        return data
 
     def events(self, task_id: str) -> list[tuple[int, str]]:
         with self._read_lock:
@@ -641,9 +776,18 @@ def _stored_task(row: tuple[Any, ...]) -> StoredTask:
             },
         }
     first, last = row[9], row[10]
+    gap = row[11] if len(row) > 11 and isinstance(row[11], int) else None
+    if len(row) > 12 and row[12] is not None:
+        try:
+            pending = json.loads(bytes(row[12]).decode("utf-8"))
+            if isinstance(pending, list):
+                record["pending_approvals"] = [p for p in pending if isinstance(p, dict)]
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            problems.append("its pending approvals are not readable JSON")
     return StoredTask(
         record,
         first if isinstance(first, int) else None,
         last if isinstance(last, int) else 0,
         "; ".join(problems) or None,
+        gap,
     )

@@ -12,12 +12,18 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  MainAreaWidget,
+  Notification,
+  WidgetTracker
+} from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
 import { LabMarkdown } from './lab-markdown';
 import { LabTransport } from './lab-transport';
-import { ITaskRef, TaskPanel, TasksPanel, agentIcon } from './panel';
+import { IPendingCall, ITaskRef, TaskPanel, TasksPanel, agentIcon } from './panel';
+import type { ITaskSummary } from './protocol.generated';
 import { createRendererFactory } from './renderer';
 import { revealBidi } from './text';
 import { ITaskInfo, setDefaultMarkdown } from './view';
@@ -118,6 +124,53 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    // Human in the loop: a task that starts waiting for a decision, and is not
+    // shown in the current notebook (or tab), is announced with a notification
+    // whose button opens it; the notification goes once nothing waits any more.
+    const notices = new Map<string, string>();
+    const shownHere = (taskId: string): boolean => {
+      const current = app.shell.currentWidget;
+      const selector = `.ak-task[data-task-id="${CSS.escape(taskId)}"]`;
+      return !!current && current.isVisible && current.node.querySelector(selector) !== null;
+    };
+    const onWaiting = (task: ITaskSummary, calls: IPendingCall[]): void => {
+      if (shownHere(task.task_id)) {
+        return;
+      }
+      const previous = notices.get(task.task_id);
+      if (previous) {
+        Notification.dismiss(previous);
+      }
+      const tools = [...new Set(calls.map(call => call.tool))].join(', ');
+      const agent = revealBidi(task.agent);
+      const message = `Agent ${agent} waits for your approval to run ${revealBidi(tools)}.`;
+      const id = Notification.warning(message.length > 140 ? `${message.slice(0, 139)}…` : message, {
+        autoClose: false,
+        actions: [
+          {
+            label: 'Open task',
+            caption: 'Open the task to approve, edit or reject the call',
+            displayType: 'accent',
+            callback: () => {
+              void app.commands.execute(CommandIDs.openTask, {
+                taskId: task.task_id,
+                agent: task.agent,
+                input: task.input ?? ''
+              });
+            }
+          }
+        ]
+      });
+      notices.set(task.task_id, id);
+    };
+    const onSettled = (taskId: string): void => {
+      const id = notices.get(taskId);
+      if (id) {
+        Notification.dismiss(id);
+        notices.delete(taskId);
+      }
+    };
+
     const panel = new TasksPanel({
       transport,
       openTask: (task: ITaskRef) =>
@@ -125,7 +178,9 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
           taskId: task.task_id,
           agent: task.agent,
           input: task.input ?? ''
-        })
+        }),
+      onWaiting,
+      onSettled
     });
     app.shell.add(panel, 'left', { rank: 800 });
 

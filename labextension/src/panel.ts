@@ -60,12 +60,35 @@ export interface ITaskRef {
   input?: string;
 }
 
+/** A tool call waiting for a decision, as the task list has it. */
+export interface IPendingCall {
+  call_id: string;
+  tool: string;
+}
+
 export interface ITasksPanelOptions {
   transport: ITransport;
   /** Open a task in the main area. */
   openTask: (task: ITaskRef) => void;
   /** Milliseconds between refreshes of the task list. */
   interval?: number;
+  /**
+   * Calls of `task` started waiting for a decision (each call once, from the list's
+   * `pending_approvals`). With it, the list is also refreshed while the panel is
+   * hidden (every `hiddenInterval` ms), so that it is heard of.
+   */
+  onWaiting?: (task: ITaskSummary, calls: IPendingCall[]) => void;
+  /** A task that was waiting no longer is (decided, ended or deleted). */
+  onSettled?: (taskId: string) => void;
+  hiddenInterval?: number;
+}
+
+/** `pending_approvals` of a summary, read defensively. */
+export function pendingCalls(task: Partial<ITaskSummary>): IPendingCall[] {
+  const pending = Array.isArray(task.pending_approvals) ? task.pending_approvals : [];
+  return pending
+    .filter(isRecord)
+    .map(call => ({ call_id: String(call.call_id ?? ''), tool: String(call.tool ?? call.name ?? 'a tool') }));
 }
 
 /** `GET agentkit/api/agents`; `errors` is absent on older servers. */
@@ -83,6 +106,8 @@ interface IRow {
   start: HTMLTimeElement;
   input: HTMLElement;
   status: HTMLElement;
+  /** "Waiting for you: <tool>": shown while calls of the task wait for a decision. */
+  approval: HTMLElement;
   time: HTMLElement;
   cancel: HTMLButtonElement;
 }
@@ -94,7 +119,9 @@ const OVERSCAN = 8;
 /** The status filter's choices: a status, or a group of them. */
 const STATUS_FILTERS: ReadonlyArray<[string, string]> = [
   ['', 'Any status'],
-  ['active', 'Running or queued'],
+  ['active', 'Running, waiting or queued'],
+  [TaskStatus.WAITING, 'Waiting for approval'],
+  [TaskStatus.PAUSED, 'Paused'],
   ['finished', 'Finished'],
   [TaskStatus.SUCCEEDED, 'Succeeded'],
   [TaskStatus.FAILED, 'Failed'],
@@ -146,6 +173,12 @@ export class TasksPanel extends Widget {
   private readonly transport: ITransport;
   private readonly openTask: (task: ITaskRef) => void;
   private readonly interval: number;
+  private readonly hiddenInterval: number;
+  private readonly onWaiting: ((task: ITaskSummary, calls: IPendingCall[]) => void) | null;
+  private readonly onSettled: ((taskId: string) => void) | null;
+  /** The waiting calls already told of (`onWaiting`), per task. */
+  private readonly toldWaiting = new Map<string, Set<string>>();
+  private lastRefresh = 0;
   private readonly warnings: HTMLElement;
   private readonly agentWarning: HTMLElement;
   private readonly historyWarning: HTMLElement;
@@ -182,6 +215,9 @@ export class TasksPanel extends Widget {
     this.transport = options.transport;
     this.openTask = options.openTask;
     this.interval = options.interval ?? 2000;
+    this.hiddenInterval = options.hiddenInterval ?? 4000;
+    this.onWaiting = options.onWaiting ?? null;
+    this.onSettled = options.onSettled ?? null;
     this.id = 'agentkit-tasks-panel';
     this.addClass('agentkit-tasks-panel');
     this.title.icon = agentIcon;
@@ -336,6 +372,7 @@ export class TasksPanel extends Widget {
       return;
     }
     this.refreshing = true;
+    this.lastRefresh = Date.now();
     try {
       if (!this.agentsLoaded) {
         await this.loadAgents();
@@ -357,24 +394,34 @@ export class TasksPanel extends Widget {
 
   protected onAfterShow(): void {
     void this.refresh();
-    window.clearInterval(this.timer);
-    this.timer = window.setInterval(() => {
-      if (this.isVisible) {
-        void this.refresh();
-      }
-    }, this.interval);
+    this.startTimer();
     this.scheduleRender();
   }
 
   protected onAfterAttach(): void {
     if (this.isVisible) {
       this.onAfterShow();
+    } else if (this.onWaiting) {
+      void this.refresh();
+      this.startTimer();
     }
   }
 
   protected onBeforeHide(): void {
+    if (!this.onWaiting) {
+      window.clearInterval(this.timer);
+      this.timer = 0;
+    }
+  }
+
+  /** Refresh every `interval` while shown; while hidden, only to hear of waiting calls. */
+  private startTimer(): void {
     window.clearInterval(this.timer);
-    this.timer = 0;
+    this.timer = window.setInterval(() => {
+      if (this.isVisible || (this.onWaiting && Date.now() - this.lastRefresh >= this.hiddenInterval - 50)) {
+        void this.refresh();
+      }
+    }, this.interval);
   }
 
   protected onBeforeDetach(): void {
@@ -547,6 +594,49 @@ export class TasksPanel extends Widget {
     this.cursor = typeof answer.cursor === 'string' ? answer.cursor : null;
     this.updateAgentFilter();
     this.applyFilter();
+    this.tellWaiting();
+  }
+
+  /** `onWaiting` for calls that started waiting since the last answer, `onSettled` after. */
+  private tellWaiting(): void {
+    if (!this.onWaiting && !this.onSettled) {
+      return;
+    }
+    for (const [taskId, told] of this.toldWaiting) {
+      const task = this.tasks.get(taskId);
+      const now = new Set(task && !isFinal(task.status) ? pendingCalls(task).map(call => call.call_id) : []);
+      for (const id of told) {
+        if (!now.has(id)) {
+          told.delete(id);
+        }
+      }
+      if (!told.size) {
+        this.toldWaiting.delete(taskId);
+        this.onSettled?.(taskId);
+      }
+    }
+    for (const task of this.tasks.values()) {
+      if (isFinal(task.status)) {
+        continue;
+      }
+      const calls = pendingCalls(task);
+      if (!calls.length) {
+        continue;
+      }
+      let told = this.toldWaiting.get(task.task_id);
+      const fresh = calls.filter(call => !told?.has(call.call_id));
+      if (!fresh.length) {
+        continue;
+      }
+      if (!told) {
+        told = new Set();
+        this.toldWaiting.set(task.task_id, told);
+      }
+      for (const call of fresh) {
+        told.add(call.call_id);
+      }
+      this.onWaiting?.(task, fresh);
+    }
   }
 
   private updateAgentFilter(): void {
@@ -659,7 +749,10 @@ export class TasksPanel extends Widget {
     time.className = 'ak-task-time';
     const status = document.createElement('span');
     status.className = 'ak-task-status';
-    line.append(agent, start, status);
+    const approval = document.createElement('span');
+    approval.className = 'ak-task-approval';
+    approval.hidden = true;
+    line.append(agent, start, approval, status);
     const input = document.createElement('span');
     input.className = 'ak-task-input';
     const second = document.createElement('span');
@@ -679,7 +772,7 @@ export class TasksPanel extends Widget {
     cancel.title = 'Cancel this task';
     cancel.addEventListener('click', () => void this.cancelTask(taskId, cancel));
     node.append(open, cancel);
-    return { taskId, node, open, agent, start, input, status, time, cancel };
+    return { taskId, node, open, agent, start, input, status, approval, time, cancel };
   }
 
   private updateRow(row: IRow, task: ITaskSummary, index: number): void {
@@ -707,8 +800,26 @@ export class TasksPanel extends Widget {
     }
     // The hover shows the input as far as the list has it (the task view has all).
     const more = cut ? `… (${task.input_chars.toLocaleString()} characters in all)` : '';
-    row.open.title = `${agent}${full ? ` · started ${full}` : ''}\n${text}${more}`;
-    row.open.setAttribute('aria-label', `Open ${agent} task: ${text || task.task_id}`);
+    const calls = isFinal(status) ? [] : pendingCalls(task);
+    const tools = [...new Set(calls.map(call => showBidiControls(call.tool)))];
+    const waiting = tools.length
+      ? `waits for a decision on ${tools.join(', ')}${calls.length > tools.length ? ` (${calls.length} calls)` : ''}`
+      : '';
+    row.approval.hidden = !calls.length;
+    row.node.dataset.pendingApprovals = String(calls.length);
+    if (calls.length) {
+      const label = `${tools[0]}${calls.length > 1 ? ` +${calls.length - 1}` : ''}`;
+      if (row.approval.textContent !== label) {
+        row.approval.textContent = label;
+      }
+      row.approval.title = `This task ${waiting}: open it to approve or reject`;
+    }
+    row.open.title =
+      `${agent}${full ? ` · started ${full}` : ''}${waiting ? ` · ${waiting}` : ''}\n${text}${more}`;
+    row.open.setAttribute(
+      'aria-label',
+      `Open ${agent} task${waiting ? `, which ${waiting}` : ''}: ${text || task.task_id}`
+    );
     row.cancel.hidden = isFinal(status);
     row.cancel.setAttribute('aria-label', `Cancel ${agent} task`);
     const end = toEpochSeconds(task.finished_at) ?? Date.now() / 1000;

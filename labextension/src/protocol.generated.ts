@@ -10,6 +10,10 @@ export const PROTOCOL_VERSION = 1;
 export const TaskStatus = {
   QUEUED: 'queued',
   RUNNING: 'running',
+  /** A tool call awaits a person's decision (approval_requested without its decision). */
+  WAITING: 'waiting',
+  /** Paused by a viewer, or after the steps a `resume` asked for. */
+  PAUSED: 'paused',
   SUCCEEDED: 'succeeded',
   FAILED: 'failed',
   CANCELLED: 'cancelled',
@@ -22,6 +26,8 @@ export type TaskStatus = (typeof TaskStatus)[keyof typeof TaskStatus];
 export const TASK_STATUSES = [
   'queued',
   'running',
+  'waiting',
+  'paused',
   'succeeded',
   'failed',
   'cancelled',
@@ -31,6 +37,65 @@ export const TASK_STATUSES = [
 /** The statuses a task ends in (it never changes again). */
 export const FINAL_STATUSES = ['succeeded', 'failed', 'cancelled', 'interrupted'] as const;
 export type FinalStatus = (typeof FINAL_STATUSES)[number];
+
+// -- EventType ----------------------------------------------------------------
+
+/** `event_type` of a step: what the runtime emits (`core.events` re-exports it). */
+export const EventType = {
+  TOKEN: 'token',
+  THOUGHT: 'thought',
+  TOOL_CALL: 'tool_call',
+  OBSERVATION: 'observation',
+  FINAL_ANSWER: 'final_answer',
+  ERROR: 'error',
+  CANCELLED: 'cancelled',
+  /** Human in the loop: a tool call waits for a decision, and the decision. */
+  APPROVAL_REQUESTED: 'approval_requested',
+  APPROVAL_DECIDED: 'approval_decided',
+  /** The run stopped before its next model or tool call, and went on again. */
+  PAUSED: 'paused',
+  RESUMED: 'resumed'
+} as const;
+export type EventType = (typeof EventType)[keyof typeof EventType];
+
+// -- ApprovalDecision ---------------------------------------------------------
+
+/** `decision` of an `approval_decided` step. */
+export const ApprovalDecision = {
+  APPROVED: 'approved',
+  /** approved with the arguments a person changed */
+  EDITED: 'edited',
+  REJECTED: 'rejected',
+  /** nobody decided within approval_timeout: it did not run */
+  TIMED_OUT: 'timed_out',
+  /** the run was cancelled while the call waited */
+  CANCELLED: 'cancelled'
+} as const;
+export type ApprovalDecision = (typeof ApprovalDecision)[keyof typeof ApprovalDecision];
+
+// -- ApprovalScope ------------------------------------------------------------
+
+/** How far an approval reaches: this call, or every later call of the tool. */
+export const ApprovalScope = {
+  ONCE: 'once',
+  TASK: 'task'
+} as const;
+export type ApprovalScope = (typeof ApprovalScope)[keyof typeof ApprovalScope];
+
+// -- ApprovalPolicy -----------------------------------------------------------
+
+/** `policy` of an `approval_requested` step: why the call needs a decision. */
+export const ApprovalPolicy = {
+  /** @tool(requires_approval=True) */
+  TOOL: 'tool',
+  /** @tool(requires_approval=<callable>) said yes for these arguments */
+  TOOL_RULE: 'tool_rule',
+  /** Agent(approval="always") */
+  AGENT: 'agent',
+  /** Agent(approval=<callable>) said yes */
+  AGENT_RULE: 'agent_rule'
+} as const;
+export type ApprovalPolicy = (typeof ApprovalPolicy)[keyof typeof ApprovalPolicy];
 
 // -- ErrorCode ----------------------------------------------------------------
 
@@ -73,6 +138,20 @@ export const ErrorCode = {
   SERVER_RESTARTED: 'server_restarted',
   /** A stored record or event could not be read back as written (repaired or replaced). */
   DAMAGED_RECORD: 'damaged_record',
+  /** REST 404: `GET tasks/{id}/events/{seq}` of a seq the task's log does not have. */
+  UNKNOWN_EVENT: 'unknown_event',
+  /** REST 404: that message was cut (see Truncation) and its whole copy is not kept. */
+  EVENT_NOT_KEPT: 'event_not_kept',
+  /**
+   * The step (an `error` event) that ends a restored task whose events from some seq on never
+   * reached the history (its write queue was full while the disk refused).
+   */
+  HISTORY_INCOMPLETE: 'history_incomplete',
+  /** Human in the loop (REST 409 / 404 / 400, or an error frame to the one who sent it). */
+  ALREADY_DECIDED: 'already_decided',
+  UNKNOWN_CALL: 'unknown_call',
+  INVALID_ARGUMENTS: 'invalid_arguments',
+  NOT_PAUSED: 'not_paused',
   INTERNAL_ERROR: 'internal_error'
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -115,6 +194,8 @@ export const HistoryState = {
 export type HistoryState = (typeof HistoryState)[keyof typeof HistoryState];
 
 // -- names: paths, headers, environment, mimetypes, message types -------------
+
+export const TERMINAL_EVENT_TYPES = ['final_answer', 'error', 'cancelled'] as const;
 
 /** Paths below the server's base_url. */
 export const API_PREFIX = 'agentkit/api/';
@@ -164,11 +245,40 @@ export const RECORD_ONLY_LIMIT = 0;
 export const GET_PAGE_MAX_EVENTS = 1000;
 export const GET_PAGE_MAX_BYTES = 4194304;
 
+/**
+ * One message of a task's log (a step or the result) takes at most this many bytes of UTF-8 JSON,
+ * by default (`HubLimits.max_event_bytes`, the `max_event_bytes` traitlet). A larger one is logged,
+ * streamed and paged with its longest texts cut to fit, and a TRUNCATED_KEY marker (`Truncation`)
+ * beside them; the whole message is kept (the task history, or memory within a budget) and served
+ * by `GET` EVENT_PATH.
+ */
+export const MAX_EVENT_BYTES = 262144;
+
+/** The marker's key: in a step's event data (beside `output`, say), or in the result. */
+export const TRUNCATED_KEY = 'truncated';
+
+/** Below API_PREFIX: one message of a task's log, whole (`{seq}`: its `seq`). */
+export const EVENT_PATH = 'tasks/{task_id}/events/{seq}';
+
 export const SERVER_MESSAGE_TYPES = ['connected', 'step', 'result', 'error', 'pong'] as const;
 export type ServerMessageType = (typeof SERVER_MESSAGE_TYPES)[number];
 
-export const CLIENT_MESSAGE_TYPES = ['ping', 'cancel'] as const;
+export const REASON_MAX_CHARS = 2000;
+
+/** The most model or tool calls one `resume` may ask for before the next pause. */
+export const RESUME_MAX_STEPS = 1000;
+
+export const CLIENT_MESSAGE_TYPES = [
+  'ping',
+  'cancel',
+  'approve',
+  'reject',
+  'pause',
+  'resume'
+] as const;
 export type ClientMessageType = (typeof CLIENT_MESSAGE_TYPES)[number];
+export const CONTROL_MESSAGE_TYPES = ['approve', 'reject', 'pause', 'resume'] as const;
+export type ControlMessageType = (typeof CONTROL_MESSAGE_TYPES)[number];
 
 /**
  * `GET tasks` lists summaries: a text field longer than this many characters (the input, the
@@ -184,6 +294,42 @@ export const LIST_SINCE_QUERY = 'since';
 export const LIST_DELETIONS_KEPT = 10000;
 
 // -- messages -----------------------------------------------------------------
+
+/**
+ * `data` of `approval_requested`. `schema` is the tool's JSON schema (the views build the edit form
+ * from it); `timeout` the seconds until `timed_out`.
+ */
+export interface IApprovalRequestedData {
+  call_id: string;
+  tool: string;
+  arguments: unknown;
+  policy: string;
+  schema?: { [key: string]: unknown };
+  timeout?: number | null;
+}
+
+/**
+ * `data` of `approval_decided`: the first decision, the one that counts. `arguments` are the ones
+ * the call runs with (edited ones for `edited`).
+ */
+export interface IApprovalDecidedData {
+  call_id: string;
+  decision: string;
+  arguments: unknown;
+  reason: string | null;
+  by: string | null;
+  scope?: string;
+}
+
+/**
+ * `data` of `paused` and `resumed`; `steps` (resumed only) is how many model or tool calls run
+ * before the next pause (None: no pause planned).
+ */
+export interface IPauseData {
+  by: string | null;
+  reason: string | null;
+  steps?: number | null;
+}
 
 /** `StepEvent.to_dict()` of the runtime. */
 export interface IStepEventData {
@@ -208,6 +354,8 @@ export interface IResultData {
   total_tokens?: number | null;
   error?: { [key: string]: unknown } | null;
   reason?: string | null;
+  /** `interrupted` while calls waited for a decision: their approval_requested data. */
+  pending_approvals?: { [key: string]: unknown }[];
 }
 
 export interface IResultMessage {
@@ -225,6 +373,11 @@ export interface IConnectedMessage {
   last_seq: number;
   after: number;
   protocol: number;
+  /**
+   * Whether this viewer may send cancel / approve / reject / pause / resume (the views show those
+   * buttons only then).
+   */
+  can_write?: boolean;
 }
 
 export interface IErrorData {
@@ -232,6 +385,8 @@ export interface IErrorData {
   message: string;
   last_seq?: number;
   first_seq?: number;
+  /** The tool call a refused approve/reject was about. */
+  call_id?: string;
 }
 
 export interface IErrorMessage {
@@ -243,6 +398,27 @@ export interface IPongMessage {
   type: 'pong';
 }
 
+/** One text a shortened message holds only the start of. */
+export interface ITruncatedText {
+  /** The whole text's length, in characters (code points). */
+  chars: number;
+  /** How many of them (from the start) this copy holds. */
+  shown: number;
+}
+
+/** The TRUNCATED_KEY marker of a message cut to fit `max_event_bytes`. */
+export interface ITruncation {
+  /**
+   * The texts that were cut, by their path in the event data (or the result): keys joined by ".",
+   * list items by index ("output", "arguments.code", "rows.3").
+   */
+  fields: { [key: string]: ITruncatedText };
+  /** The whole message's size, in bytes of UTF-8 JSON. */
+  bytes: number;
+  /** GET it (below the server's base_url, with the usual auth) for the whole message. */
+  href: string;
+}
+
 export interface IPingMessage {
   type: 'ping';
 }
@@ -250,6 +426,36 @@ export interface IPingMessage {
 export interface ICancelMessage {
   type: 'cancel';
   reason?: string | null;
+}
+
+/**
+ * Approve a pending tool call; `arguments` present means edited (validated against the tool's
+ * schema first); `scope: "task"` also approves every later call of the same tool in this task.
+ */
+export interface IApproveMessage {
+  type: 'approve';
+  call_id: string;
+  arguments?: { [key: string]: unknown } | null;
+  scope?: 'once' | 'task';
+}
+
+/** Reject a pending tool call; the model reads the reason as the call's result. */
+export interface IRejectMessage {
+  type: 'reject';
+  call_id: string;
+  reason?: string | null;
+}
+
+/** Pause before the next model or tool call (a call in flight finishes). */
+export interface IPauseMessage {
+  type: 'pause';
+  reason?: string | null;
+}
+
+/** Go on; with `steps`, run that many more model or tool calls, then pause. */
+export interface IResumeMessage {
+  type: 'resume';
+  steps?: number | null;
 }
 
 /**
@@ -278,6 +484,19 @@ export interface IPublishCancelMessage {
   reason: string | null;
 }
 
+/**
+ * Server -> kernel: a viewer's decision, pause or resume (`command` is the viewer's `approve` /
+ * `reject` / `pause` / `resume` message as parsed), and who sent it. Resent on a reconnect until
+ * the kernel's log shows its effect.
+ */
+export interface IPublishControlMessage {
+  type: 'control';
+  command: { [key: string]: unknown };
+  by: string | null;
+  /** Numbered per task: a reconnecting kernel gets them again and skips those it applied. */
+  id?: number;
+}
+
 /** View -> kernel: send the task's messages after `after`, then the live ones. */
 export interface IRelayRequest {
   type: 'relay';
@@ -289,6 +508,15 @@ export interface IRelayCancel {
   type: 'cancel';
 }
 
+/**
+ * View -> kernel: approve, reject, pause or resume (buttons, on the relay path); `command` is the
+ * task WebSocket's message of that type.
+ */
+export interface IRelayControl {
+  type: 'control';
+  command: { [key: string]: unknown };
+}
+
 /** Kernel -> view: the task's record and a batch of its log messages. */
 export interface IRelayBatch {
   type: 'relay_batch';
@@ -297,11 +525,46 @@ export interface IRelayBatch {
   messages: { [key: string]: unknown }[];
 }
 
-/** Kernel -> view: the kernel lost the stream (or a cancel failed). */
+/**
+ * Kernel -> view: the kernel lost the stream, or a cancel or a control command failed (`code` and,
+ * for approve / reject, `call_id` say which).
+ */
 export interface IRelayError {
   type: 'relay_error';
   task_id: string;
   error: string;
+  code?: string;
+  call_id?: string;
+}
+
+/** `POST tasks/{id}/approvals/{call_id}`. */
+export interface IApprovalBody {
+  decision: 'approve' | 'reject';
+  arguments?: { [key: string]: unknown } | null;
+  reason?: string | null;
+  scope?: 'once' | 'task';
+}
+
+/** `POST tasks/{id}/pause` (an empty body is fine). */
+export interface IPauseBody {
+  reason?: string | null;
+}
+
+/** `POST tasks/{id}/resume` (an empty body is fine). */
+export interface IResumeBody {
+  steps?: number | null;
+}
+
+/**
+ * What the human-in-the-loop routes answer (200): the task's status after the command was accepted;
+ * the step that records it follows on the stream.
+ */
+export interface IControlAnswer {
+  task_id: string;
+  status: string;
+  /** the command's type: approve, reject, pause, resume */
+  accepted: string;
+  call_id?: string;
 }
 
 /** What `GET tasks/{id}` adds to the task's record: one page of its log. */
@@ -330,6 +593,17 @@ export interface IHistoryStatus {
   error: IHistoryError | null;
   /** Events and records not yet on disk. */
   pending: number;
+  /**
+   * Their size (about: the bytes of their texts), and the most that may wait: beyond it a task's
+   * later events are not queued (its history on disk stops there, said in `incomplete_tasks` and in
+   * the task's `history_incomplete_from`).
+   */
+  pending_bytes: number;
+  max_pending_bytes: number;
+  /** Events not queued this session because the queue was full (memory still has them). */
+  dropped_events: number;
+  /** Tasks whose history on disk stops before their last event (see above). */
+  incomplete_tasks: string[];
   /** Said at start-up, e.g. a history file other users may read. */
   warnings: string[];
   /** Tasks with a record or event that could not be read back as written. */
@@ -375,7 +649,14 @@ export interface ITaskSummary {
   last_seq: number;
   first_seq: number;
   damaged: string | null;
+  /**
+   * The first seq missing from the task history on disk (its queue was full while the disk refused
+   * writes): events from it on are in memory only. None: whole.
+   */
+  history_incomplete_from: number | null;
   subscribers: number;
+  /** `call_id` and `tool` of each call waiting for a decision (status `waiting`). */
+  pending_approvals: { [key: string]: unknown }[];
   ws_url: string;
 }
 
@@ -403,4 +684,20 @@ export type ServerMessage =
   | IErrorMessage
   | IPongMessage;
 
-export type ClientMessage = IPingMessage | ICancelMessage;
+export type ControlMessage = IApproveMessage | IRejectMessage | IPauseMessage | IResumeMessage;
+
+export type AnyClientMessage =
+  | IPingMessage
+  | ICancelMessage
+  | IApproveMessage
+  | IRejectMessage
+  | IPauseMessage
+  | IResumeMessage;
+
+export type ClientMessage =
+  | IPingMessage
+  | ICancelMessage
+  | IApproveMessage
+  | IRejectMessage
+  | IPauseMessage
+  | IResumeMessage;

@@ -31,6 +31,8 @@ import type {
 
 export {
   API_PREFIX,
+  ApprovalDecision,
+  ApprovalScope,
   CloseCode,
   ErrorCode,
   FINAL_STATUSES,
@@ -41,15 +43,25 @@ export {
   TaskStatus
 } from './protocol.generated';
 export type {
+  ControlMessage,
   FinalStatus,
+  IApprovalDecidedData,
+  IApprovalRequestedData,
+  IApproveMessage,
   ICancelMessage,
+  IErrorData,
   IErrorMessage,
+  IPauseData,
+  IPauseMessage,
   IPingMessage,
   IPongMessage,
   IRelayBatch,
   IRelayCancel,
+  IRelayControl,
   IRelayError,
   IRelayRequest,
+  IRejectMessage,
+  IResumeMessage,
   IStepEventData,
   IStepMessage
 } from './protocol.generated';
@@ -66,9 +78,10 @@ export interface IResultMessage extends IWireResultMessage {
   data: IResultData;
 }
 
-/** A parsed `connected` greeting: its status is a known one. */
+/** A parsed `connected` greeting: its status is a known one; `can_write` always said. */
 export interface IConnectedMessage extends IWireConnectedMessage {
   status: TaskStatus;
+  can_write: boolean;
 }
 
 /** A message of a task's log: what REST `events` and the relay carry. */
@@ -82,8 +95,17 @@ export type ServerMessage =
   | IErrorMessage
   | IPongMessage;
 
+/**
+ * A `relay_error`; `code` and `call_id` when the kernel refused a relayed control
+ * command (the task WebSocket's error frame's fields), absent otherwise.
+ */
+export interface IRelayErrorMessage extends IRelayError {
+  code?: string;
+  call_id?: string;
+}
+
 /** What the kernel sends the view on the relay path. */
-export type RelayMessage = IRelayBatch | IRelayError;
+export type RelayMessage = IRelayBatch | IRelayErrorMessage;
 
 /** A task as `GET agentkit/api/tasks` lists it. */
 export interface ITask {
@@ -98,6 +120,8 @@ export interface ITask {
   last_seq?: number;
   ws_url?: string;
   origin?: string;
+  /** Calls waiting for a decision (`call_id`, `tool`), in the task list's summaries. */
+  pending_approvals?: JSONRecord[];
 }
 
 /**
@@ -225,7 +249,9 @@ export function parseServerMessage(raw: unknown): ServerMessage | null {
         status: isTaskStatus(raw.status) ? raw.status : TaskStatus.RUNNING,
         last_seq: typeof raw.last_seq === 'number' ? raw.last_seq : 0,
         after: typeof raw.after === 'number' ? raw.after : 0,
-        protocol: typeof raw.protocol === 'number' ? raw.protocol : PROTOCOL_VERSION
+        protocol: typeof raw.protocol === 'number' ? raw.protocol : PROTOCOL_VERSION,
+        // An older server does not say: it let every viewer that may read cancel.
+        can_write: raw.can_write !== false
       };
     case 'error': {
       const data = isRecord(raw.data) ? raw.data : {};
@@ -241,6 +267,9 @@ export function parseServerMessage(raw: unknown): ServerMessage | null {
       }
       if (typeof data.first_seq === 'number') {
         message.data.first_seq = data.first_seq;
+      }
+      if (typeof data.call_id === 'string') {
+        message.data.call_id = data.call_id;
       }
       return message;
     }
@@ -274,8 +303,20 @@ export function parseRelayMessage(raw: unknown): RelayMessage | null {
         task: isRecord(raw.task) ? raw.task : {},
         messages: Array.isArray(raw.messages) ? raw.messages.filter(isRecord) : []
       };
-    case 'relay_error':
-      return { type: 'relay_error', task_id: taskId, error: errorText(raw.error) };
+    case 'relay_error': {
+      const error: IRelayErrorMessage = {
+        type: 'relay_error',
+        task_id: taskId,
+        error: errorText(raw.error)
+      };
+      if (typeof raw.code === 'string') {
+        error.code = raw.code;
+      }
+      if (typeof raw.call_id === 'string') {
+        error.call_id = raw.call_id;
+      }
+      return error;
+    }
     default:
       return null;
   }

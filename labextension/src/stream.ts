@@ -12,11 +12,14 @@
 
 import {
   CloseCode,
+  ControlMessage,
   ErrorCode,
   ICancelMessage,
   IConnectedMessage,
+  IErrorData,
   IPingMessage,
   IRelayCancel,
+  IRelayControl,
   IRelayRequest,
   ITask,
   ITaskDetail,
@@ -36,6 +39,19 @@ import { ApiError, ITransport } from './transport';
 const POLICY_VIOLATION = 1008;
 
 const PING: IPingMessage = { type: 'ping' };
+
+/**
+ * Error frames that refuse a viewer's command (a decision, pause, resume, cancel):
+ * said to the view that sent it (`onControlError`), not as a connection problem.
+ */
+const CONTROL_ERRORS: ReadonlySet<string> = new Set<string>([
+  ErrorCode.ALREADY_DECIDED,
+  ErrorCode.UNKNOWN_CALL,
+  ErrorCode.INVALID_ARGUMENTS,
+  ErrorCode.NOT_PAUSED,
+  ErrorCode.FORBIDDEN,
+  ErrorCode.TASK_FINISHED
+]);
 
 /** How the view is connected, shown in its header. */
 export type ConnectionState =
@@ -67,6 +83,12 @@ export interface ITaskSink {
   onUnreadable?(detail: string): void;
   /** Messages `after + 1` to `next - 1` of the log will never be delivered. */
   onGap?(after: number, next: number): void;
+  /**
+   * The server (or the kernel, on the relay) refused a command this view sent:
+   * `already_decided`, `unknown_call`, `invalid_arguments` (with the `call_id` of a
+   * decision), `not_paused`, `forbidden`, `task_finished`.
+   */
+  onControlError?(error: IErrorData): void;
 }
 
 /** A running subscription to one task. */
@@ -75,6 +97,17 @@ export interface ITaskSubscription {
   readonly mode: 'direct' | 'relay';
   /** Ask the server to cancel the task. */
   cancel(): Promise<void>;
+  /**
+   * Send approve / reject / pause / resume. Resolves once sent (success is silent:
+   * the step that records it follows on the stream); a refusal comes to the sink's
+   * `onControlError`, or rejects the promise (an `ApiError`) when it went over REST.
+   */
+  control(command: ControlMessage): Promise<void>;
+  /**
+   * A GET under `{base_url}agentkit/api/` of the server the stream comes from (the
+   * whole text of a cut event); absent, or rejecting, where there is none (the relay).
+   */
+  request?<T>(path: string): Promise<T>;
   /** Stop listening (the task goes on). */
   dispose(): void;
 }
@@ -299,7 +332,12 @@ class DirectSubscription implements ITaskSubscription {
           this.deliverer.deliver(message);
           break;
         case 'error':
-          if (message.data.code !== ErrorCode.UNKNOWN_TASK) {
+          if (
+            this.sink.onControlError &&
+            (message.data.call_id !== undefined || CONTROL_ERRORS.has(message.data.code))
+          ) {
+            this.sink.onControlError(message.data);
+          } else if (message.data.code !== ErrorCode.UNKNOWN_TASK) {
             this.sink.onConnection('live', `Server: ${message.data.message}`);
           }
           break;
@@ -371,6 +409,56 @@ class DirectSubscription implements ITaskSubscription {
       if (!(reason instanceof ApiError && reason.status === 409)) {
         throw reason;
       }
+    }
+    if (!this.socket && !this.deliverer.done) {
+      window.clearTimeout(this.retryTimer);
+      this.connect();
+    }
+  }
+
+  request<T>(path: string): Promise<T> {
+    return this.transport.request<T>(path);
+  }
+
+  async control(command: ControlMessage): Promise<void> {
+    const socket = this.socket;
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(command));
+      return;
+    }
+    // No socket right now (reconnecting): the same command over REST, whose
+    // refusal is an ApiError with the same code.
+    const task = `tasks/${encodeURIComponent(this.taskId)}`;
+    switch (command.type) {
+      case 'approve': {
+        const body: { [key: string]: unknown } = { decision: 'approve', scope: command.scope ?? 'once' };
+        if (command.arguments) {
+          body.arguments = command.arguments;
+        }
+        await this.transport.request(`${task}/approvals/${encodeURIComponent(command.call_id)}`, {
+          method: 'POST',
+          body
+        });
+        break;
+      }
+      case 'reject':
+        await this.transport.request(`${task}/approvals/${encodeURIComponent(command.call_id)}`, {
+          method: 'POST',
+          body: { decision: 'reject', reason: command.reason ?? null }
+        });
+        break;
+      case 'pause':
+        await this.transport.request(`${task}/pause`, {
+          method: 'POST',
+          body: command.reason ? { reason: command.reason } : {}
+        });
+        break;
+      case 'resume':
+        await this.transport.request(`${task}/resume`, {
+          method: 'POST',
+          body: typeof command.steps === 'number' ? { steps: command.steps } : {}
+        });
+        break;
     }
     if (!this.socket && !this.deliverer.done) {
       window.clearTimeout(this.retryTimer);
@@ -460,6 +548,13 @@ class RelaySubscription implements ITaskSubscription {
       if (this.deliverer.done) {
         this.sink.onConnection('closed');
       }
+    } else if (relayed.code && this.sink.onControlError) {
+      // The kernel refused a relayed command (the server's error, passed on).
+      const error: IErrorData = { code: relayed.code, message: relayed.error };
+      if (relayed.call_id) {
+        error.call_id = relayed.call_id;
+      }
+      this.sink.onControlError(error);
     } else {
       this.sink.onConnection('error', `Kernel: ${relayed.error}`);
     }
@@ -468,6 +563,12 @@ class RelaySubscription implements ITaskSubscription {
   cancel(): Promise<void> {
     const cancel: IRelayCancel = { type: 'cancel' };
     this.model.send({ ...cancel, task_id: this.taskId });
+    return Promise.resolve();
+  }
+
+  control(command: ControlMessage): Promise<void> {
+    const control: IRelayControl = { type: 'control', command: { ...command } };
+    this.model.send({ ...control, task_id: this.taskId });
     return Promise.resolve();
   }
 
@@ -584,12 +685,26 @@ class AutoSubscription implements ITaskSubscription {
     return this.chosen;
   }
 
+  request<T>(path: string): Promise<T> {
+    if (this.inner?.request) {
+      return this.inner.request<T>(path);
+    }
+    return Promise.reject(new Error('Not available while the kernel relays this run.'));
+  }
+
   cancel(): Promise<void> {
     if (this.inner) {
       return this.inner.cancel();
     }
     this.pendingCancel = true;
     return Promise.resolve();
+  }
+
+  control(command: ControlMessage): Promise<void> {
+    if (this.inner) {
+      return this.inner.control(command);
+    }
+    return Promise.reject(new Error('Not connected to the task yet; try again in a moment.'));
   }
 
   dispose(): void {

@@ -8,8 +8,12 @@
  * once per animation frame, so thousands of steps stay smooth.
  */
 
+import { ApprovalCard, ApprovalScopeValue, IApprovalHandlers } from './approval';
 import {
+  ControlMessage,
+  IApproveMessage,
   IConnectedMessage,
+  IErrorData,
   IResultMessage,
   IStepEventData,
   ITask,
@@ -20,6 +24,8 @@ import {
   isFinal,
   toEpochSeconds
 } from './protocol';
+import { API_PREFIX, TRUNCATED_KEY } from './protocol.generated';
+import type { ITruncation } from './protocol.generated';
 import { ConnectionState, ITaskBackend, ITaskSink, ITaskSubscription } from './stream';
 import { hasBidi, revealBidi, textNodes } from './text';
 
@@ -108,6 +114,8 @@ interface IStepTime {
 const STATUS_LABEL: Record<ViewStatus, string> = {
   [TaskStatus.QUEUED]: 'Queued',
   [TaskStatus.RUNNING]: 'Running',
+  [TaskStatus.WAITING]: 'Waiting for approval',
+  [TaskStatus.PAUSED]: 'Paused',
   cancelling: 'Cancelling…',
   [TaskStatus.SUCCEEDED]: 'Succeeded',
   [TaskStatus.FAILED]: 'Failed',
@@ -125,6 +133,12 @@ const CONNECTION_LABEL: Record<ConnectionState, string> = {
   'not-found': 'not found',
   error: 'error'
 };
+
+/** A pause, resume or step sent and not yet seen on the stream. */
+type RunCommand = 'pause' | 'resume' | 'step';
+
+/** How long a pause or resume waits for its step before the button works again. */
+const COMMAND_TIMEOUT_MS = 15_000;
 
 let counter = 0;
 
@@ -379,6 +393,11 @@ export class TaskView implements ITaskSink {
   private readonly elapsedNode: HTMLElement;
   private readonly connectionNode: HTMLElement;
   private readonly cancelButton: HTMLButtonElement;
+  private readonly pauseButton: HTMLButtonElement;
+  private readonly resumeButton: HTMLButtonElement;
+  private readonly stepButton: HTMLButtonElement;
+  /** Pause, Resume, Step and Cancel: shown only to a viewer who may write. */
+  private readonly controlsNode: HTMLElement;
   private readonly collapseButton: HTMLButtonElement;
   private readonly timelineNode: HTMLElement;
   private readonly inputNode: HTMLElement;
@@ -400,11 +419,25 @@ export class TaskView implements ITaskSink {
   private lastBlock: IStepBlock | null = null;
   private missing = 0;
   private bidiSeen = false;
+  /** Events shown cut by the server (a `truncated` marker) and not loaded whole. */
+  private cuts = 0;
 
   private readonly blocks = new Map<number, IStepBlock>();
   /** The group new steps go into (a list item holding a list; see STEPS_PER_GROUP). */
   private group: HTMLOListElement | null = null;
   private readonly calls = new Map<string, HTMLElement>();
+  /** Human in the loop: the approval card of each call that asked, by call id. */
+  private readonly approvals = new Map<string, ApprovalCard>();
+  /** Whether this viewer may cancel, decide, pause, resume (null: not told yet). */
+  private writable: boolean | null = null;
+  private pendingCommand: RunCommand | null = null;
+  /** A step was asked for and its `resumed` arrived: the next `paused` ends it. */
+  private stepResumed = false;
+  private commandTimer = 0;
+  private readonly approvalHandlers: IApprovalHandlers = {
+    approve: (callId, args, scope) => this.approve(callId, args ?? undefined, scope),
+    reject: (callId, reason) => this.reject(callId, reason)
+  };
   private status: ViewStatus = 'unknown';
   private agent = '';
   private maxStep = 0;
@@ -470,6 +503,34 @@ export class TaskView implements ITaskSink {
     this.cancelButton.disabled = true;
     this.cancelButton.addEventListener('click', () => void this.cancel());
 
+    this.pauseButton = this.controlButton(
+      'ak-pause',
+      'Pause',
+      'Pause this agent run',
+      'Pause before the next model or tool call (a call in flight finishes)',
+      () => void this.pause()
+    );
+    this.resumeButton = this.controlButton(
+      'ak-resume',
+      'Resume',
+      'Resume this agent run',
+      'Go on running',
+      () => void this.resume()
+    );
+    this.stepButton = this.controlButton(
+      'ak-single-step',
+      'Step',
+      'Step: run one more model or tool call, then pause',
+      'Run one more model or tool call, then pause again',
+      () => void this.resume(1)
+    );
+    this.controlsNode = el('span', 'ak-run-controls');
+    this.controlsNode.setAttribute('role', 'group');
+    this.controlsNode.setAttribute('aria-label', 'Run controls');
+    this.controlsNode.hidden = true;
+    this.pauseButton.hidden = this.resumeButton.hidden = this.stepButton.hidden = true;
+    this.controlsNode.append(this.pauseButton, this.resumeButton, this.stepButton, this.cancelButton);
+
     this.collapseButton = el('button', 'ak-collapse-all', 'Collapse all');
     this.collapseButton.type = 'button';
     this.collapseButton.hidden = true;
@@ -487,7 +548,7 @@ export class TaskView implements ITaskSink {
       meta,
       this.connectionNode,
       this.collapseButton,
-      this.cancelButton,
+      this.controlsNode,
       this.timelineNode
     );
 
@@ -572,6 +633,10 @@ export class TaskView implements ITaskSink {
     this.subscription = null;
     window.cancelAnimationFrame(this.frame);
     window.clearInterval(this.ticker);
+    window.clearTimeout(this.commandTimer);
+    for (const card of this.approvals.values()) {
+      card.dispose();
+    }
   }
 
   /** Ask the server to stop the run. */
@@ -579,13 +644,48 @@ export class TaskView implements ITaskSink {
     if (!this.subscription || isFinal(this.status)) {
       return;
     }
+    const before = this.status;
     this.setStatus('cancelling');
     try {
       await this.subscription.cancel();
     } catch (reason) {
       this.showNotice(`Could not cancel: ${errorText(reason instanceof Error ? reason.message : reason)}`, 'error');
-      this.setStatus(TaskStatus.RUNNING);
+      this.setStatus(before === 'cancelling' || before === 'unknown' ? TaskStatus.RUNNING : before);
     }
+  }
+
+  /** Pause the run before its next model or tool call (a call in flight finishes). */
+  pause(): Promise<void> {
+    return this.sendCommand({ type: 'pause' }, 'pause');
+  }
+
+  /** Resume a paused run; with `steps`, run that many model or tool calls, then pause. */
+  resume(steps?: number): Promise<void> {
+    return this.sendCommand(steps ? { type: 'resume', steps } : { type: 'resume' }, steps ? 'step' : 'resume');
+  }
+
+  /**
+   * Approve the pending call `callId`, with edited `args` if given; `scope: "task"`
+   * also approves the tool's later calls in this task. Resolves once sent: the
+   * decision shows when its step arrives, a refusal on the call's card.
+   */
+  approve(callId: string, args?: JSONRecord, scope: ApprovalScopeValue = 'once'): Promise<void> {
+    if (!this.subscription) {
+      return Promise.reject(new Error('Not connected to the task.'));
+    }
+    const command: IApproveMessage = { type: 'approve', call_id: callId, scope };
+    if (args) {
+      command.arguments = args;
+    }
+    return this.subscription.control(command);
+  }
+
+  /** Reject the pending call `callId`; the agent reads `reason` as the call's result. */
+  reject(callId: string, reason = ''): Promise<void> {
+    if (!this.subscription) {
+      return Promise.reject(new Error('Not connected to the task.'));
+    }
+    return this.subscription.control({ type: 'reject', call_id: callId, reason: reason || null });
   }
 
   // -- ITaskSink ---------------------------------------------------------------
@@ -620,6 +720,7 @@ export class TaskView implements ITaskSink {
     if (message.agent) {
       this.setAgent(message.agent);
     }
+    this.setWritable(message.can_write !== false);
     if (!isFinal(this.status) && this.status !== 'cancelling' && message.status) {
       this.setStatus(message.status);
     }
@@ -631,6 +732,10 @@ export class TaskView implements ITaskSink {
     }
     this.connectionNode.dataset.state = state;
     this.connectionNode.textContent = CONNECTION_LABEL[state];
+    if (state === 'relay' && this.writable === null) {
+      // The kernel carries the stream, and commands, with its own credentials.
+      this.setWritable(true);
+    }
     this.connectionNode.title = detail ?? '';
     if (this.subscription) {
       this.node.dataset.mode = this.subscription.mode;
@@ -776,6 +881,16 @@ export class TaskView implements ITaskSink {
           this.callout('ak-cancelled', 'Cancelled', asText(data.message) || 'The run was cancelled.')
         );
         break;
+      case 'approval_requested':
+        this.addApproval(block, data, event.timestamp);
+        break;
+      case 'approval_decided':
+        this.decideApproval(block, data);
+        break;
+      case 'paused':
+      case 'resumed':
+        this.addPauseEvent(block, event.event_type, data);
+        break;
       default:
         block.body.append(this.callout('ak-other', event.event_type, asText(data)));
         break;
@@ -788,6 +903,7 @@ export class TaskView implements ITaskSink {
       );
       this.warn('truncated', 'This view does not show everything: some events were cut short for the stream.', 'warning');
     }
+    this.noteCut(block, event.event_type, event.step, data);
   }
 
   private onResult(message: IResultMessage): void {
@@ -807,6 +923,7 @@ export class TaskView implements ITaskSink {
       typeof data.output === 'string'
     ) {
       this.showFinal(data.output, this.maxStep);
+      this.noteCut(null, 'result', this.maxStep, data as unknown as JSONRecord);
     }
     if (data.status === TaskStatus.FAILED && !this.errorShown) {
       this.showNotice(errorText(data.error) || 'The run failed.', 'error');
@@ -818,6 +935,12 @@ export class TaskView implements ITaskSink {
     for (const block of this.blocks.values()) {
       this.markDraftInterrupted(block);
     }
+    this.endApprovals(
+      data.status === TaskStatus.INTERRUPTED
+        ? 'The run was interrupted while this call waited: it did not run.'
+        : 'The run ended while this call waited: it did not run.'
+    );
+    this.clearCommand();
     this.setStatus(data.status);
   }
 
@@ -855,12 +978,22 @@ export class TaskView implements ITaskSink {
     block.summary.hidden = !collapsed;
     if (collapsed) {
       const calls = Array.from(block.body.querySelectorAll('.ak-tool-name'), node => node.textContent ?? '');
-      const errors = block.body.querySelectorAll('.ak-error, .ak-observation--error').length;
+      const errors = block.body.querySelectorAll(
+        '.ak-error, .ak-observation--error:not(.ak-observation--rejected)'
+      ).length;
+      const waiting = block.body.querySelectorAll('.ak-approval[data-state="pending"]').length;
+      const rejected = block.body.querySelectorAll('.ak-observation--rejected').length;
       const parts: string[] = [];
       if (calls.length) {
         parts.push(`${plural(calls.length, 'tool call')}: ${calls.join(', ')}`);
       } else if (block.body.querySelector('.ak-thought')) {
         parts.push('a thought');
+      }
+      if (waiting) {
+        parts.push(`${waiting} waiting for approval`);
+      }
+      if (rejected) {
+        parts.push(`${rejected} not run`);
       }
       if (errors) {
         parts.push(plural(errors, 'error'));
@@ -1103,9 +1236,14 @@ export class TaskView implements ITaskSink {
   private addObservation(block: IStepBlock, data: JSONRecord): void {
     const callId = typeof data.call_id === 'string' ? data.call_id : '';
     const isError = data.is_error === true;
+    // A call a person rejected (or nobody decided in time) did not run: not a tool error.
+    const notRun = isError && (data.error_code === 'rejected' || data.error_code === 'timed_out');
     const node = el('div', isError ? 'ak-observation ak-observation--error' : 'ak-observation');
+    if (notRun) {
+      node.classList.add('ak-observation--rejected');
+    }
     const head = el('div', 'ak-observation-head');
-    head.append(el('span', 'ak-observation-label', isError ? 'Tool error' : 'Result'));
+    head.append(el('span', 'ak-observation-label', notRun ? 'Not run' : isError ? 'Tool error' : 'Result'));
     if (typeof data.duration_ms === 'number') {
       head.append(el('span', 'ak-duration', formatMillis(data.duration_ms)));
     }
@@ -1183,6 +1321,114 @@ export class TaskView implements ITaskSink {
     return node;
   }
 
+  /**
+   * An event the server cut to `max_event_bytes` (its data has a `truncated` marker):
+   * say "showing M of N characters" under what it shows, with "Load all", which
+   * fetches the whole event (`href`) and shows it in place of the cut one.
+   */
+  private noteCut(block: IStepBlock | null, kind: string, step: number, data: JSONRecord): void {
+    const marker = data[TRUNCATED_KEY] as ITruncation | undefined;
+    if (!marker || typeof marker !== 'object' || typeof marker.href !== 'string') {
+      return;
+    }
+    const callId = typeof data.call_id === 'string' ? data.call_id : '';
+    let shown: Element | null;
+    if (!block || kind === 'final_answer') {
+      shown = this.finalNode.querySelector('.ak-cut') ? null : this.finalNode.lastElementChild;
+    } else if (kind === 'token') {
+      shown = block.draftNode;
+    } else {
+      shown = ((kind === 'observation' && this.calls.get(callId)) || block.body).lastElementChild;
+    }
+    if (!shown) {
+      return;
+    }
+    const fields = Object.entries(marker.fields ?? {});
+    const parts = fields.map(
+      ([name, cut]) =>
+        `showing ${cut.shown.toLocaleString()} of ${plural(cut.chars, 'character')}` +
+        (fields.length > 1 || name !== 'output' ? ` (${name || 'all'})` : '')
+    );
+    const note = el('div', 'ak-cut');
+    note.setAttribute('role', 'note');
+    const text = el('span', 'ak-cut-text', `Shortened by the server: ${parts.join('; ') || 'cut'}.`);
+    note.append(text);
+    const sayCuts = (): void => {
+      if (this.cuts) {
+        this.warn(
+          'cut',
+          `This view does not show everything: ${plural(this.cuts, 'event')} of this run ` +
+            `${this.cuts === 1 ? 'is' : 'are'} shortened by the server ("Load all" shows the whole text).`,
+          'warning'
+        );
+      } else {
+        this.warningsNode.querySelector('[data-key="cut"]')?.remove();
+        this.warningsNode.hidden = !this.warningsNode.childElementCount;
+      }
+    };
+    const settle = (): void => {
+      this.cuts -= 1;
+      sayCuts();
+    };
+    if (kind !== 'token') {
+      // (A cut token is part of a draft; its thought or answer comes with its own note.)
+      const load = el('button', 'ak-cut-load', 'Load all');
+      load.type = 'button';
+      load.addEventListener('click', () => {
+        const request = this.subscription?.request;
+        if (!request) {
+          text.textContent = 'The whole text cannot be loaded here: this view gets the run through the kernel.';
+          return;
+        }
+        load.disabled = true;
+        load.textContent = 'Loading…';
+        const path = marker.href.startsWith(API_PREFIX) ? marker.href.slice(API_PREFIX.length) : marker.href;
+        request.call(this.subscription, path).then(
+          whole => {
+            // A step's texts are in its event's data; a result's in itself.
+            const message = whole as { type?: string; data?: JSONRecord };
+            const event = message.data ?? {};
+            const full = (message.type === 'step' ? (event.data as JSONRecord | undefined) : event) ?? {};
+            if (!block || kind === 'final_answer' || kind === 'result') {
+              this.showFinal(asText(full.output), step);
+            } else if (kind === 'observation') {
+              const holder = shown.parentElement ?? block.body;
+              this.addObservation(block, full);
+              const fresh = holder.lastElementChild;
+              if (fresh && fresh !== shown) {
+                shown.replaceWith(fresh);
+              }
+            } else if (kind === 'thought') {
+              this.renderMarkdown(shown as HTMLElement, asText(full.text));
+            } else if (kind === 'tool_call') {
+              shown.querySelector('.ak-args')?.replaceChildren(...this.show(formatArguments(full.arguments)));
+            } else {
+              (shown.querySelector('.ak-callout-text') ?? shown).replaceChildren(
+                ...this.show(asText(full.message ?? full))
+              );
+            }
+            note.remove();
+            settle();
+            this.scheduleRefresh();
+          },
+          (reason: unknown) => {
+            load.disabled = false;
+            load.textContent = 'Load all';
+            text.textContent = `Could not load the whole text: ${errorText(reason instanceof Error ? reason.message : reason)}`;
+          }
+        );
+      });
+      note.append(load);
+    }
+    if (shown === this.finalNode.lastElementChild) {
+      this.finalNode.append(note);
+    } else {
+      shown.after(note);
+    }
+    this.cuts += 1;
+    sayCuts();
+  }
+
   private showFinal(output: string, step: number): void {
     this.finalShown = true;
     const label = el('div', 'ak-final-label', 'Answer');
@@ -1201,6 +1447,260 @@ export class TaskView implements ITaskSink {
     this.noticeNode.dataset.kind = kind;
     this.noticeNode.setAttribute('role', kind === 'error' ? 'alert' : 'note');
     this.noticeNode.hidden = false;
+  }
+
+  // -- human in the loop -------------------------------------------------------
+
+  /** `approval_requested`: the call's card, inside the call (or the step, without one). */
+  private addApproval(block: IStepBlock, data: JSONRecord, timestamp: number): void {
+    const callId = typeof data.call_id === 'string' ? data.call_id : '';
+    if (callId && this.approvals.has(callId)) {
+      return;
+    }
+    const call = callId ? this.calls.get(callId) : undefined;
+    const card = new ApprovalCard({
+      data,
+      timestamp,
+      idPrefix: this.idPrefix,
+      show: text => this.show(text),
+      handlers: this.approvalHandlers,
+      standalone: !call
+    });
+    card.setWritable(this.writable);
+    (call ?? block.body).append(card.node);
+    if (callId) {
+      this.approvals.set(callId, card);
+    }
+    if (block.node.classList.contains('ak-step--collapsed')) {
+      this.setCollapsed(block, false); // a decision to take is never folded away
+    }
+    this.followStatus(TaskStatus.WAITING);
+    this.updatePending();
+  }
+
+  /** `approval_decided`: the card says who decided what (a card of its own if none asked). */
+  private decideApproval(block: IStepBlock, data: JSONRecord): void {
+    const callId = typeof data.call_id === 'string' ? data.call_id : '';
+    let card = callId ? this.approvals.get(callId) : undefined;
+    if (!card) {
+      // Decided without a request shown: approved for the task earlier, or a gap.
+      const call = callId ? this.calls.get(callId) : undefined;
+      const tool = call?.querySelector('.ak-tool-name')?.textContent ?? asText(data.tool);
+      card = new ApprovalCard({
+        data: { call_id: callId, tool, arguments: data.arguments },
+        timestamp: NaN,
+        idPrefix: this.idPrefix,
+        show: text => this.show(text),
+        handlers: this.approvalHandlers,
+        standalone: !call
+      });
+      (call ?? block.body).append(card.node);
+      if (callId) {
+        this.approvals.set(callId, card);
+      }
+    }
+    if (!card.isPending) {
+      return;
+    }
+    if (card.decide(data)) {
+      this.focusAfterDecision(card);
+    }
+    if (!this.pendingApprovals() && this.status === TaskStatus.WAITING) {
+      this.followStatus(TaskStatus.RUNNING);
+    }
+    this.updatePending();
+  }
+
+  /** The run ended: the cards still pending say so. */
+  private endApprovals(text: string): void {
+    for (const card of this.approvals.values()) {
+      if (card.isPending && card.end(text)) {
+        this.focusAfterDecision(card);
+      }
+    }
+    this.updatePending();
+  }
+
+  /** The focus was in a card just decided: to the next pending card, else its decision. */
+  private focusAfterDecision(card: ApprovalCard): void {
+    const pending = Array.from(this.approvals.values()).filter(other => other.isPending);
+    const next =
+      pending.find(
+        other => card.node.compareDocumentPosition(other.node) & Node.DOCUMENT_POSITION_FOLLOWING
+      ) ?? pending[0];
+    if (next) {
+      next.focus();
+    } else {
+      card.focusDecision();
+    }
+  }
+
+  private pendingApprovals(): number {
+    let count = 0;
+    for (const card of this.approvals.values()) {
+      count += card.isPending ? 1 : 0;
+    }
+    return count;
+  }
+
+  private updatePending(): void {
+    const count = this.pendingApprovals();
+    this.node.dataset.pendingApprovals = String(count);
+    if (this.status === TaskStatus.WAITING) {
+      this.statusNode.textContent =
+        count > 1 ? `Waiting for approval (${count} calls)` : STATUS_LABEL[TaskStatus.WAITING];
+    }
+  }
+
+  /** `paused` / `resumed`: a line in the step, the status, the buttons. */
+  private addPauseEvent(block: IStepBlock, kind: string, data: JSONRecord): void {
+    const by = typeof data.by === 'string' && data.by ? ` by ${data.by}` : '';
+    const reason = typeof data.reason === 'string' && data.reason ? `: ${data.reason}` : '';
+    if (kind === 'paused') {
+      block.body.append(this.callout('ak-paused', 'Paused', `Paused${by}${reason}.`));
+      if (this.pendingCommand === 'pause' || (this.pendingCommand === 'step' && this.stepResumed)) {
+        this.clearCommand();
+      }
+      this.followStatus(TaskStatus.PAUSED);
+    } else {
+      const steps = typeof data.steps === 'number' ? data.steps : null;
+      const then = steps ? `, for ${plural(steps, 'more call')}, then it pauses again` : '';
+      block.body.append(this.callout('ak-resumed', 'Resumed', `Resumed${by}${then}${reason}.`));
+      if (this.pendingCommand === 'resume' || (this.pendingCommand === 'step' && steps === null)) {
+        this.clearCommand();
+      } else if (this.pendingCommand === 'step') {
+        this.stepResumed = true;
+        window.clearTimeout(this.commandTimer);
+      }
+      this.followStatus(this.pendingApprovals() ? TaskStatus.WAITING : TaskStatus.RUNNING);
+    }
+    this.updateControls();
+  }
+
+  /** A status an event implies, unless the run is over or being cancelled. */
+  private followStatus(status: ViewStatus): void {
+    if (!isFinal(this.status) && this.status !== 'cancelling' && this.status !== 'unknown') {
+      this.setStatus(status);
+    }
+  }
+
+  onControlError(error: IErrorData): void {
+    if (this.disposed) {
+      return;
+    }
+    const card = error.call_id ? this.approvals.get(error.call_id) : undefined;
+    if (card) {
+      card.showError(error.code, error.message);
+    } else if (this.pendingCommand) {
+      this.commandFailed(error.message);
+    } else {
+      this.showNotice(error.message, 'error');
+    }
+  }
+
+  private setWritable(writable: boolean): void {
+    if (writable === this.writable) {
+      return;
+    }
+    this.writable = writable;
+    for (const card of this.approvals.values()) {
+      card.setWritable(writable);
+    }
+    this.updateControls();
+  }
+
+  private async sendCommand(command: ControlMessage, kind: RunCommand): Promise<void> {
+    if (!this.subscription || isFinal(this.status) || this.pendingCommand) {
+      return;
+    }
+    this.pendingCommand = kind;
+    this.stepResumed = false;
+    window.clearTimeout(this.commandTimer);
+    this.commandTimer = window.setTimeout(() => {
+      if (this.pendingCommand === kind && !this.stepResumed) {
+        this.commandFailed('no confirmation came from the server yet; try again.');
+      }
+    }, COMMAND_TIMEOUT_MS);
+    this.updateControls();
+    try {
+      await this.subscription.control(command);
+    } catch (reason) {
+      if (this.pendingCommand === kind) {
+        this.commandFailed(errorText(reason instanceof Error ? reason.message : reason));
+      }
+    }
+  }
+
+  private commandFailed(text: string): void {
+    const verb = this.pendingCommand === 'pause' ? 'pause' : this.pendingCommand === 'step' ? 'step' : 'resume';
+    this.clearCommand();
+    this.showNotice(`Could not ${verb}: ${text}`, 'error');
+    this.updateControls();
+  }
+
+  private clearCommand(): void {
+    this.pendingCommand = null;
+    this.stepResumed = false;
+    window.clearTimeout(this.commandTimer);
+  }
+
+  private controlButton(
+    className: string,
+    text: string,
+    label: string,
+    title: string,
+    onClick: () => void
+  ): HTMLButtonElement {
+    const button = el('button', `ak-control ${className}`, text);
+    button.type = 'button';
+    button.dataset.label = text;
+    button.setAttribute('aria-label', label);
+    button.title = title;
+    button.addEventListener('click', () => {
+      // aria-disabled, not disabled, while a command is on its way: the focus stays.
+      if (button.getAttribute('aria-disabled') !== 'true') {
+        onClick();
+      }
+    });
+    return button;
+  }
+
+  /** Which of Pause, Resume, Step and Cancel show, and which work, now. */
+  private updateControls(): void {
+    const status = this.status;
+    const writable = this.writable === true;
+    const live = !isFinal(status) && status !== 'unknown' && status !== 'cancelling';
+    const stepping = this.pendingCommand === 'step';
+    const paused = status === TaskStatus.PAUSED || stepping;
+    const root = this.node.getRootNode();
+    const active = root instanceof Document || root instanceof ShadowRoot ? root.activeElement : null;
+    this.node.dataset.writable = String(this.writable);
+    this.controlsNode.hidden = !writable;
+    this.cancelButton.disabled = !writable || isFinal(status) || status === 'cancelling' || status === 'unknown';
+    this.pauseButton.hidden = !live || paused || status === TaskStatus.QUEUED;
+    this.resumeButton.hidden = !live || !paused;
+    this.stepButton.hidden = !live || !paused;
+    const busy: [HTMLButtonElement, RunCommand, string][] = [
+      [this.pauseButton, 'pause', 'Pausing…'],
+      [this.resumeButton, 'resume', 'Resuming…'],
+      [this.stepButton, 'step', 'Stepping…']
+    ];
+    for (const [button, kind, text] of busy) {
+      button.setAttribute('aria-disabled', String(this.pendingCommand !== null));
+      button.textContent = this.pendingCommand === kind ? text : (button.dataset.label ?? '');
+    }
+    // A focused button that goes away: the focus moves to the one that replaces it.
+    if (active instanceof HTMLElement && active.hidden && this.controlsNode.contains(active)) {
+      const next = [this.resumeButton, this.pauseButton, this.stepButton].find(
+        button => !button.hidden && !this.controlsNode.hidden
+      );
+      if (next) {
+        next.focus();
+      } else {
+        this.statusNode.tabIndex = -1;
+        this.statusNode.focus();
+      }
+    }
   }
 
   // -- header ------------------------------------------------------------------
@@ -1227,7 +1727,7 @@ export class TaskView implements ITaskSink {
     const root = this.node.getRootNode();
     const focused =
       (root instanceof Document || root instanceof ShadowRoot) && root.activeElement === this.cancelButton;
-    this.cancelButton.disabled = final || status === 'cancelling' || status === 'unknown';
+    this.updateControls();
     if (focused && this.cancelButton.disabled) {
       this.statusNode.tabIndex = -1;
       this.statusNode.focus();
@@ -1237,7 +1737,13 @@ export class TaskView implements ITaskSink {
       window.clearInterval(this.ticker);
       this.ticker = 0;
       this.connectionNode.textContent = '';
-    } else if (!this.ticker && (status === TaskStatus.RUNNING || status === 'cancelling')) {
+    } else if (
+      !this.ticker &&
+      (status === TaskStatus.RUNNING ||
+        status === TaskStatus.WAITING ||
+        status === TaskStatus.PAUSED ||
+        status === 'cancelling')
+    ) {
       this.ticker = window.setInterval(() => this.refreshElapsed(), 1000);
     }
     this.scheduleRefresh();

@@ -290,6 +290,38 @@ def open_notebook(page: Any, server: LabServer, name: str) -> None:
     )
 
 
+# The plugin that renders the task mimetype (labextension/src/index.ts).
+RENDERER_PLUGIN = "agentkit-jupyter:renderer"
+# Adds a plugin to the page config's disabledExtensions before JupyterLab (a deferred
+# script) reads it: the config's <script> element is edited once the parser has it all.
+DISABLE_PLUGIN_SCRIPT = """
+(plugin => {
+  const observer = new MutationObserver(() => {
+    const element = document.getElementById('jupyter-config-data');
+    let config;
+    try {
+      config = JSON.parse(element.textContent);
+    } catch (error) {
+      return;  // not there, or not all parsed yet
+    }
+    observer.disconnect();
+    config.disabledExtensions = [...(config.disabledExtensions || []), plugin];
+    element.textContent = JSON.stringify(config);
+  });
+  observer.observe(document, {childList: true, subtree: true, characterData: true});
+})(%s);
+"""
+
+
+def without_task_renderer(page: Any) -> None:
+    """Show notebook outputs in this page as a front end without the agentkit plugin
+    does (VS Code, Colab): JupyterLab loads here without the plugin's renderer of the
+    task mimetype, so a task output shows its ipywidgets view (the anywidget). Every
+    task output carries the task mimetype, which that renderer would otherwise take.
+    Call before the page opens JupyterLab."""
+    page.add_init_script(DISABLE_PLUGIN_SCRIPT % json.dumps(RENDERER_PLUGIN))
+
+
 def run_cell(page: Any, index: int) -> None:
     """Run the index-th cell of the current notebook (Shift+Enter in its editor)."""
     cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").nth(index)

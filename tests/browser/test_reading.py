@@ -1,7 +1,8 @@
 """What a reader sees in the task view (issue 21: markdown, results, steps, collapse,
 focus, tabs, badge colours; issue 20: unreadable and missing messages, bidi controls),
 in a real JupyterLab, in headless Chromium, on both paths: the plugin's renderer (by
-task id) and the anywidget bundle (``display="widget"``).
+task id) and the anywidget bundle (in a page without that renderer, as VS Code or Colab
+show it: ``without_task_renderer``).
 
 The runs are notebook agents played by a scripted model, so the test decides every
 word of the model's text and every tool output.
@@ -25,6 +26,7 @@ from .conftest import (
     task_view,
     wait_status,
     wait_until,
+    without_task_renderer,
 )
 
 pytestmark = pytest.mark.browser
@@ -191,6 +193,8 @@ def _check_collapse_and_timeline(view: Any) -> None:
 def test_markdown_results_steps_and_bidi(page: Any, lab_server: LabServer, display: str) -> None:
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     name = _probe_notebook(lab_server, f"reading-{display.strip(chr(39))}.ipynb", display)
+    if display == "'widget'":
+        without_task_renderer(page)  # the anywidget view, as VS Code shows it
     open_notebook(page, lab_server, name)
     # 700 px: the width at which one-line JSON used to break mid-number.
     page.set_viewport_size({"width": 700, "height": 1000})
@@ -378,6 +382,7 @@ def test_panel_badges_keep_their_colour_beside_a_widget(page: Any, lab_server: L
             "display='widget')"
         ],
     )
+    without_task_renderer(page)  # the anywidget view, whose stylesheet joins the page
     open_notebook(page, lab_server, name)
     run_cell(page, 0)
     view = task_view(page)

@@ -1,8 +1,8 @@
 """The anywidget view fed through the kernel (the relay), in a real JupyterLab.
 
-``display="widget"`` leaves the task mimetype out of the output, so JupyterLab
-renders the anywidget view (as VS Code or Colab would) instead of the plugin's
-renderer. That view then gets the stream either through the kernel because
+Each page loads JupyterLab without the plugin's renderer of the task mimetype
+(``without_task_renderer``), so it renders the anywidget view, as VS Code or Colab
+would. That view then gets the stream either through the kernel because
 ``transport="relay"`` says so, or because the page's WebSocket to the server is
 refused (Playwright's ``route_web_socket`` closes it) and it falls back to the
 relay.
@@ -22,6 +22,7 @@ from .conftest import (
     run_cell,
     task_view,
     wait_status,
+    without_task_renderer,
 )
 
 pytestmark = pytest.mark.browser
@@ -80,6 +81,7 @@ def test_forced_relay_renders_the_steps_and_the_answer(page: Any, lab_server: La
     # No task WebSocket at all may be opened by this page: the kernel carries it.
     opened: list[str] = []
     page.on("websocket", lambda ws: opened.append(ws.url) if "/agentkit/ws/" in ws.url else None)
+    without_task_renderer(page)
     open_notebook(page, lab_server, name)
     run_cell(page, 0)
     view = task_view(page)
@@ -104,6 +106,7 @@ def test_cancel_through_the_relay(page: Any, lab_server: LabServer) -> None:
             "print('python sees', w.wait(30)['status'])",
         ],
     )
+    without_task_renderer(page)
     open_notebook(page, lab_server, name)
     run_cell(page, 0)
     view = task_view(page)
@@ -149,6 +152,7 @@ def test_refused_websocket_falls_back_to_the_relay(page: Any, lab_server: LabSer
             "w = agentkit_jupyter.run('demo', 'Compare Paris and Berlin', display='widget')"
         ],
     )
+    without_task_renderer(page)
     open_notebook(page, lab_server, name)
     run_cell(page, 0)
     view = task_view(page)
@@ -171,6 +175,7 @@ def test_refused_websocket_cancel_falls_back_too(page: Any, lab_server: LabServe
             "w = agentkit_jupyter.run('demo-slow', 'fallback question', display='widget')"
         ],
     )
+    without_task_renderer(page)
     open_notebook(page, lab_server, name)
     run_cell(page, 0)
     view = task_view(page)

@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from .conftest import LabServer, click_cancel, open_notebook, run_cell, task_view, wait_status
+from .conftest import (
+    LabServer,
+    click_cancel,
+    open_notebook,
+    run_cell,
+    task_view,
+    wait_status,
+    without_task_renderer,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -25,6 +33,7 @@ def test_cancel_during_wait_in_the_same_cell(page: Any, lab_server: LabServer) -
             "print('python sees', w.wait(120)['status'])",
         ],
     )
+    without_task_renderer(page)  # the anywidget view, as VS Code shows it
     open_notebook(page, lab_server, name)
     run_cell(page, 0)
     view = task_view(page)
