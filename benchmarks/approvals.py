@@ -2,7 +2,8 @@
 with 100 viewers on the task?
 
 A real ``jupyter server`` with the extension (tests/server_process.py, the test
-agents of tests/support.py). For each of ``--runs`` runs (default 30):
+agents of tests/support.py). After ``--warmup`` uncounted runs (default 2), for
+each of ``--runs`` runs (default 100):
 
 - decision -> tool start: a task of ``bench-approval`` (one call of a tool that needs
   approval and returns ``time.time()`` as it starts); ``--viewers`` WebSocket viewers
@@ -16,7 +17,7 @@ agents of tests/support.py). For each of ``--runs`` runs (default 30):
 
 Prints p50 / p99 / max in milliseconds; the target is p99 under 50 ms for both.
 
-    .venv/bin/python benchmarks/approvals.py [--runs 30] [--viewers 100]
+    .venv/bin/python benchmarks/approvals.py [--runs 100] [--warmup 2] [--viewers 100]
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ async def main_async(args: argparse.Namespace) -> int:
         server = bench_server(Path(home), *args.server_arg, history=True)
         try:
             decisions, pauses, last_viewer = [], [], []
+            for _ in range(args.warmup):  # not counted: first connections, thread pool
+                await decision_to_tool_start(server, args.viewers)
+                await pause_to_paused(server, args.viewers)
             for _ in range(args.runs):
                 decisions.append(await decision_to_tool_start(server, args.viewers))
                 own, slowest = await pause_to_paused(server, args.viewers)
@@ -114,7 +118,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 last_viewer.append(slowest)
         finally:
             server.stop()
-    print(f"{machine()}; {args.runs} runs, {args.viewers} viewers on each task; ms")
+    print(
+        f"{machine()}; {args.runs} runs after {args.warmup} uncounted, "
+        f"{args.viewers} viewers on each task; ms"
+    )
     print(
         table(
             ["figure", "p50", "p99", "max", f"p99 < {TARGET_MS:g} ms"],
@@ -131,7 +138,8 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=2, help="uncounted runs first")
     parser.add_argument("--viewers", type=int, default=100)
     add_server_args(parser)
     return asyncio.run(main_async(parser.parse_args()))
