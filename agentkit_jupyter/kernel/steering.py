@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 # How often the waits below look at the task's record.
 POLL_SECONDS = 0.05
+# The longest a wait gives the stream to bring ``task.status`` up to the record.
+CATCH_UP_SECONDS = 5.0
 
 
 class ApprovalNotRequested(TimeoutError):
@@ -41,6 +43,9 @@ class Steering:
 
         @property
         def task_id(self) -> str: ...
+
+        @property
+        def status(self) -> str: ...
 
         @property
         def _client(self) -> TaskClient: ...
@@ -92,6 +97,7 @@ class Steering:
             record = self._record()
             pending = record.get("pending_approvals") or []
             if pending:
+                self._catch_up(str(record.get("status")), deadline)
                 return dict(pending[0])
             if is_final(record.get("status")):
                 raise ApprovalNotRequested(
@@ -101,6 +107,15 @@ class Steering:
                 raise ApprovalNotRequested(f"No call waited for a decision in {timeout:g} s.")
             time.sleep(POLL_SECONDS)
 
+    def _catch_up(self, status: str, deadline: float | None) -> None:
+        """Let the view's copy (``self.status``, from the stream) reach what the record
+        said, so that ``task.status`` agrees right after a wait returns."""
+        limit = time.monotonic() + CATCH_UP_SECONDS
+        if deadline is not None:
+            limit = min(limit, max(deadline, time.monotonic() + POLL_SECONDS))
+        while self.status != status and time.monotonic() < limit:
+            time.sleep(POLL_SECONDS / 5)
+
     def wait_until(self, status: str, timeout: float | None = None) -> str:
         """Block until the task's status is ``status`` (e.g. ``"paused"``, ``"waiting"``);
         ``TimeoutError`` if it is not within ``timeout``, or the run ended otherwise."""
@@ -108,6 +123,7 @@ class Steering:
         while True:
             now = str(self._record().get("status"))
             if now == status:
+                self._catch_up(now, deadline)
                 return now
             if is_final(now):
                 raise TimeoutError(f"The run ended ({now}) before it was {status}.")
