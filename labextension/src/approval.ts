@@ -14,6 +14,7 @@
  * goes through the view's `show` (bidi controls made visible), never innerHTML.
  */
 
+import { el } from './dom';
 import { JSONRecord, isRecord } from './protocol';
 
 /** Text from the run as DOM nodes (the view's: bidi controls shown). */
@@ -71,21 +72,6 @@ const REFUSAL_TEXT: Record<string, string> = {
 };
 
 let uid = 0;
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className?: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 function str(value: unknown): string {
   return typeof value === 'string' ? value : '';

@@ -26,6 +26,7 @@ import {
 } from './protocol';
 import { API_PREFIX, TRUNCATED_KEY } from './protocol.generated';
 import type { ITruncation } from './protocol.generated';
+import { el } from './dom';
 import { ConnectionState, ITaskBackend, ITaskSink, ITaskSubscription } from './stream';
 import { hasBidi, revealBidi, textNodes } from './text';
 
@@ -141,21 +142,6 @@ type RunCommand = 'pause' | 'resume' | 'step';
 const COMMAND_TIMEOUT_MS = 15_000;
 
 let counter = 0;
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className?: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 function plural(count: number, word: string): string {
   return `${count.toLocaleString()} ${word}${count === 1 ? '' : 's'}`;
