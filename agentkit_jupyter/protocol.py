@@ -80,6 +80,8 @@ class EventType(StrEnum):
     # The run stopped before its next model or tool call, and went on again.
     PAUSED = "paused"
     RESUMED = "resumed"
+    # Runs as data: what one model call used (tokens in and out) and cost.
+    USAGE = "usage"
 
 
 TERMINAL_EVENT_TYPES: frozenset[EventType] = frozenset(
@@ -111,6 +113,9 @@ class ApprovalPolicy(StrEnum):
     TOOL_RULE = "tool_rule"  # @tool(requires_approval=<callable>) said yes for these arguments
     AGENT = "agent"  # Agent(approval="always")
     AGENT_RULE = "agent_rule"  # Agent(approval=<callable>) said yes
+    # The run was interrupted after this call started and before its result: it may
+    # have run already, so resuming never runs it again unasked.
+    INTERRUPTED = "interrupted"
 
 
 class ApprovalRequestedData(TypedDict):
@@ -144,6 +149,29 @@ class PauseData(TypedDict):
     by: str | None
     reason: str | None
     steps: NotRequired[int | None]
+
+
+class UsageData(TypedDict):
+    """``data`` of ``usage``, after every model call: that call's tokens (in and out,
+    as the endpoint reported them) and cost, and the run's totals so far. ``cost`` is
+    in US dollars, None when the model's price is unknown (never a guess)."""
+
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    total_prompt_tokens: int
+    total_completion_tokens: int
+    total_cost: float | None
+    duration_ms: float
+
+
+class BudgetData(TypedDict):
+    """A task's budget (``Agent(budget=...)``, the REST ``budget`` field): the run ends
+    ``cancelled`` with code ``budget_exceeded`` when it crosses either, even mid-call."""
+
+    max_tokens: NotRequired[int | None]
+    max_cost: NotRequired[float | None]
 
 
 # -- codes ----------------------------------------------------------------------------
@@ -201,6 +229,18 @@ class ErrorCode(StrEnum):
     UNKNOWN_CALL = "unknown_call"
     INVALID_ARGUMENTS = "invalid_arguments"
     NOT_PAUSED = "not_paused"
+    # Runs as data. The run crossed its budget (max_tokens / max_cost): the ``code`` of
+    # its ``cancelled`` step and of its result.
+    BUDGET_EXCEEDED = "budget_exceeded"
+    # REST 400: ``at_seq`` is not an event one can fork at, or the edit does not fit it.
+    INVALID_FORK = "invalid_fork"
+    # REST 409: a task of a kernel agent is forked in the kernel that has its tools
+    # (``task.fork()`` there, or the widget's Fork), not by the server.
+    FORK_NEEDS_KERNEL = "fork_needs_kernel"
+    # REST 409: ``POST tasks/{id}/resume`` on a task that is neither paused nor
+    # interrupted, or an interrupted one already resumed (``resumed_by`` names it).
+    NOT_RESUMABLE = "not_resumable"
+    ALREADY_RESUMED = "already_resumed"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -277,12 +317,14 @@ def event_href(task_id: str, seq: int) -> str:
 
 
 class StepEventData(TypedDict):
-    """``StepEvent.to_dict()`` of the runtime."""
+    """``StepEvent.to_dict()`` of the runtime. ``copied``: a fork's event copied from
+    its parent's record (no model or tool call made it); the live part follows."""
 
     event_type: str
     step: int
     data: dict[str, Any]
     timestamp: float
+    copied: NotRequired[bool]
 
 
 class StepMessage(TypedDict):
@@ -302,6 +344,12 @@ class ResultData(TypedDict):
     reason: NotRequired[str | None]
     # ``interrupted`` while calls waited for a decision: their approval_requested data.
     pending_approvals: NotRequired[list[dict[str, Any]]]
+    # ``cancelled`` by the budget: ``budget_exceeded`` (the reason is then the same).
+    code: NotRequired[str]
+    # Tokens in and out over the whole run (also the partial usage of a cut run), and
+    # its cost in US dollars (None: a model whose price is unknown).
+    usage: NotRequired[dict[str, int]]
+    cost: NotRequired[float | None]
 
 
 class ResultMessage(TypedDict):
@@ -585,6 +633,8 @@ class RelayRequest(TypedDict):
 
     type: Literal["relay"]
     after: int
+    # Another task than the widget's: a fork made from this widget (see RelayForked).
+    task_id: NotRequired[str]
 
 
 class RelayCancel(TypedDict):
@@ -599,6 +649,24 @@ class RelayControl(TypedDict):
 
     type: Literal["control"]
     command: dict[str, Any]
+
+
+class RelayFork(TypedDict):
+    """View -> kernel: fork the task at ``at_seq`` (the step's "Fork from here"), with
+    ``edit`` as ``ForkEdit``; the kernel answers ``relay_forked`` or ``relay_error``."""
+
+    type: Literal["fork"]
+    at_seq: int
+    edit: NotRequired[dict[str, Any] | None]
+
+
+class RelayForked(TypedDict):
+    """Kernel -> view: the fork exists; the view streams ``fork_id`` below the parent
+    (a ``relay`` request with that ``task_id`` on the relay path)."""
+
+    type: Literal["relay_forked"]
+    task_id: str
+    fork_id: str
 
 
 class RelayBatch(TypedDict):
@@ -653,6 +721,49 @@ class ResumeBody(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", strict=True)
     steps: int | None = pydantic.Field(default=None, ge=1, le=RESUME_MAX_STEPS)
+
+
+class ForkEdit(pydantic.BaseModel):
+    """The one thing a fork changes at its fork point: the ``observation`` of the tool
+    call at ``at_seq``, the ``arguments`` of the tool call at ``at_seq`` (it runs again
+    with them), or the user ``input`` (a fork at the start, ``at_seq`` 0)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+    observation: str | None = pydantic.Field(default=None, max_length=1_000_000)
+    arguments: dict[str, Any] | None = None
+    input: str | None = pydantic.Field(default=None, max_length=1_000_000)
+
+    @pydantic.model_validator(mode="after")
+    def _one_thing(self) -> ForkEdit:
+        given = [n for n in ("observation", "arguments", "input") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("an edit changes exactly one of observation, arguments, input")
+        return self
+
+
+class ForkBody(pydantic.BaseModel):
+    """``POST tasks/{id}/fork``: a new task that copies the parent's events up to
+    ``at_seq`` (no model or tool call) and goes on live from there."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+    at_seq: int = pydantic.Field(ge=0)
+    edit: ForkEdit | None = None
+
+
+class Budget(pydantic.BaseModel):
+    """The ``budget`` field of ``POST tasks`` (see ``BudgetData``)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    max_tokens: int | None = pydantic.Field(default=None, ge=1)
+    max_cost: float | None = pydantic.Field(default=None, gt=0, allow_inf_nan=False)
+
+
+class ForkKind(StrEnum):
+    """``fork_kind`` of a task with a ``parent_id``: forked by a person, or the
+    continuation of an interrupted task (``POST tasks/{id}/resume``)."""
+
+    FORK = "fork"
+    RESUME = "resume"
 
 
 class ControlAnswer(TypedDict):
@@ -778,6 +889,17 @@ class TaskSummary(TypedDict):
     # ``call_id`` and ``tool`` of each call waiting for a decision (status ``waiting``).
     pending_approvals: list[dict[str, Any]]
     ws_url: str
+    # Runs as data: the task it was forked from (or continues), the parent's seq it was
+    # forked at, how (``ForkKind``), and the continuation of an interrupted task.
+    parent_id: str | None
+    forked_at_seq: int | None
+    fork_kind: str | None
+    resumed_by: str | None
+    # Tokens in and out so far, the cost in US dollars (None: unknown price), the budget.
+    tokens_in: int
+    tokens_out: int
+    cost: float | None
+    budget: BudgetData | None
 
 
 class TaskList(TypedDict):
@@ -792,6 +914,71 @@ class TaskList(TypedDict):
     # True: ``tasks`` is the whole list (no cursor, or one from before a restart or older
     # than the deletions the server remembers); replace what you hold.
     full: bool
+
+
+# -- runs as data: two runs compared --------------------------------------------------------
+
+
+class DiffSegment(TypedDict):
+    """A piece of a text compared: in both (``equal``), only in run a (``delete``) or
+    only in run b (``insert``). Side a shows equal + delete, side b equal + insert."""
+
+    op: Literal["equal", "delete", "insert"]
+    text: str
+
+
+class CompareCell(TypedDict):
+    """One run's side of a row. ``kind``: ``thought``, ``tool`` (a call and its
+    observation), ``answer`` (the final answer) or ``end`` (an error or a cancel)."""
+
+    kind: str
+    seq: int
+    text: NotRequired[str]
+    tool: NotRequired[str]
+    arguments: NotRequired[Any]
+    observation: NotRequired[str]
+    is_error: NotRequired[bool]
+    copied: NotRequired[bool]
+
+
+class CompareRow(TypedDict):
+    """A step of both runs, aligned by step and tool; ``a`` or ``b`` is None where one
+    run has nothing there. ``diffs`` by field (``text``, ``arguments``, ``observation``)
+    for the fields that differ."""
+
+    step: int
+    key: str
+    a: CompareCell | None
+    b: CompareCell | None
+    same: bool
+    diffs: dict[str, list[DiffSegment]]
+
+
+class CompareSide(TypedDict):
+    task_id: str
+    agent: str
+    status: str
+    input: str
+    output: str | None
+    steps: int
+    tokens_in: int
+    tokens_out: int
+    cost: float | None
+    duration_s: float | None
+    parent_id: str | None
+
+
+class Comparison(TypedDict):
+    """``GET agentkit/api/compare?a=<id>&b=<id>`` and ``compare(a, b)``'s widget.
+    ``deltas`` are b minus a (None where either side is unknown)."""
+
+    a: CompareSide
+    b: CompareSide
+    rows: list[CompareRow]
+    deltas: dict[str, float | None]
+
+
+COMPARE_MIMETYPE = "application/vnd.agentkit.compare+json"
 
 
 # -- serialisation: strict JSON, valid text ----------------------------------------------

@@ -76,7 +76,13 @@ async def run(
 
 
 def kinds(events: list[StepEvent], skip_tokens: bool = True) -> list[str]:
-    return [e.event_type.value for e in events if not (skip_tokens and e.event_type == "token")]
+    """The steps a viewer follows: without tokens (unless asked) and the ``usage``
+    accounting after each model call (tests/test_costs.py checks those)."""
+    return [
+        e.event_type.value
+        for e in events
+        if e.event_type != "usage" and not (skip_tokens and e.event_type == "token")
+    ]
 
 
 async def test_a_run_streams_thought_tool_call_observation_and_answer() -> None:
@@ -88,7 +94,9 @@ async def test_a_run_streams_thought_tool_call_observation_and_answer() -> None:
         tools=[add],
     )
     assert kinds(events) == ["thought", "tool_call", "observation", "final_answer"]
-    thought, call, observation, answer = [e for e in events if e.event_type != "token"]
+    thought, call, observation, answer = [
+        e for e in events if e.event_type not in ("token", "usage")
+    ]
     assert thought.data["text"] == "I will add." and thought.step == 1
     assert call.data == {"call_id": "call_0_0", "name": "add", "arguments": {"a": 2, "b": 3}}
     assert observation.data["output"] == "5" and observation.data["is_error"] is False

@@ -165,4 +165,4 @@ def test_a_model_faster_than_the_run_waits_instead_of_piling_up_tokens() -> None
     made, count, events = asyncio.run(main())
     assert made <= 1 + MODEL_QUEUE_SIZE + 1  # one consumed, a full queue, one in hand
     assert events[-1].event_type is EventType.FINAL_ANSWER
-    assert count == 100_001
+    assert count == 100_002  # the tokens, the call's usage, the answer

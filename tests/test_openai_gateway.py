@@ -102,7 +102,8 @@ async def run_engine(
 
 
 def types(events: list[StepEvent]) -> list[str]:
-    return [e.event_type.value for e in events]
+    """Event types without the ``usage`` accounting after each model call."""
+    return [e.event_type.value for e in events if e.event_type != "usage"]
 
 
 # -- streaming --------------------------------------------------------------------------

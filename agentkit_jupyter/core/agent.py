@@ -8,9 +8,11 @@ from typing import Any
 
 from .cancellation import CancellationToken
 from .control import AgentApproval, RunControl
+from .costs import Budget, PriceTable
 from .engine import DEFAULT_MAX_STEPS, ReActEngine
 from .events import StepEvent
 from .llm import LLMGateway
+from .replay import RunSnapshot
 from .tools import Tool, as_tools
 
 
@@ -44,9 +46,15 @@ class Agent:
     approval: AgentApproval = None
     # Seconds a call waits for a decision before it is ``timed_out`` (None: no limit).
     approval_timeout: float | None = None
+    # The most a run may use: ``Budget(max_tokens=..., max_cost=...)`` or that as a dict.
+    budget: Budget | dict[str, Any] | None = None
+    # Model name -> {"input_per_mtok", "output_per_mtok"} in US dollars: wins over the
+    # price library (``genai-prices``) for this agent's cost figures.
+    prices: PriceTable | None = None
 
     def __post_init__(self) -> None:
         self._tools = as_tools(self.tools)  # validates names once, at definition
+        self.budget = Budget.parse(self.budget)
         if not (self.approval in (None, "always", "never") or callable(self.approval)):
             raise ValueError("approval must be 'always', 'never', a callable or None")
 
@@ -67,9 +75,14 @@ class Agent:
         user_input: str,
         cancellation_token: CancellationToken | None = None,
         control: RunControl | None = None,
+        *,
+        budget: Budget | dict[str, Any] | None = None,
+        snapshot: RunSnapshot | None = None,
     ) -> AsyncIterator[StepEvent]:
         """Run the agent on one user input, yielding its events; ``control`` takes a
-        person's decisions, pause and resume."""
+        person's decisions, pause and resume. ``budget`` (this run's, else the
+        agent's) bounds what it uses; ``snapshot`` goes on from recorded events (a
+        fork or a resume, see ``replay``)."""
         engine = ReActEngine(
             self.gateway, max_steps=self.max_steps, llm_idle_timeout=self.llm_idle_timeout
         )
@@ -83,7 +96,14 @@ class Agent:
             control=control,
             approval=self.approval,
             approval_timeout=self.approval_timeout,
+            budget=Budget.parse(budget) or self.budget_limits,
+            prices=self.prices,
+            snapshot=snapshot,
         )
+
+    @property
+    def budget_limits(self) -> Budget | None:
+        return self.budget if isinstance(self.budget, Budget) else Budget.parse(self.budget)
 
 
 class AgentPool:

@@ -10,11 +10,23 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import ApprovalRequestedData
+from ..protocol import ApprovalPolicy, ApprovalRequestedData
+from ..protocol import ErrorCode as WireCode
 from .cancellation import CancellationToken
 from .control import AgentApproval, Decision, PendingCall, RunControl, approval_policy
+from .costs import Budget, BudgetExceeded, Meter, PriceTable, Pricing
 from .events import ErrorCode, EventType, StepEvent
-from .llm import LLMError, LLMGateway, Message, ModelRequest, ModelTurn, TokenDelta, ToolCall, Usage
+from .llm import (
+    LLMError,
+    LLMGateway,
+    Message,
+    ModelRequest,
+    ModelTurn,
+    TokenDelta,
+    ToolCall,
+    Usage,
+)
+from .replay import RunSnapshot, edited_note, render
 from .tools import Tool, ToolArgumentError, as_tools
 from .workers import run_in_process, run_in_thread
 
@@ -36,6 +48,14 @@ class _Ended:
 
 _ENDED = _Ended()
 
+
+class _OverBudget:
+    """Queue sentinel: the call in flight crossed the run's budget."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 # The most model items (tokens) buffered between the gateway and the run.
 MODEL_QUEUE_SIZE = 256
 
@@ -53,6 +73,8 @@ class _ToolOutcome:
     error_code: str | None = None
     # What the model reads as the call's result, when it differs from ``output``.
     model_text_override: str | None = None
+    # A fork's observation, given instead of running the call.
+    replaced: bool = False
 
     @property
     def model_text(self) -> str:
@@ -83,8 +105,8 @@ class _RunState:
     token: CancellationToken
     conversation: list[Message]
     tools: dict[str, Tool]
+    meter: Meter
     step: int = 0
-    usage: Usage = field(default_factory=Usage)
     # Pool jobs of sync tools: a cancel abandons the running ones, and we say so.
     tool_jobs: dict[str, list[Any]] = field(default_factory=dict)
     control: RunControl = field(default_factory=RunControl)
@@ -122,6 +144,9 @@ class ReActEngine:
         control: RunControl | None = None,
         approval: AgentApproval = None,
         approval_timeout: float | None = None,
+        budget: Budget | None = None,
+        prices: PriceTable | None = None,
+        snapshot: RunSnapshot | None = None,
     ) -> AsyncIterator[StepEvent]:
         """Yield the run's events; the last one is ``final_answer``, ``error`` or ``cancelled``.
 
@@ -129,26 +154,72 @@ class ReActEngine:
         carries a person's decisions on tool calls that need approval (the tools'
         ``requires_approval``, overridden by ``approval``; undecided after
         ``approval_timeout`` seconds they do not run) and pause / resume / step.
+        Every model call is followed by a ``usage`` event (tokens, cost from ``prices``
+        or the price library); crossing ``budget``, even mid-call, ends the run
+        ``cancelled`` with code ``budget_exceeded``. ``snapshot`` (``replay.rebuild``)
+        goes on from recorded events instead of ``messages`` (a fork, a resume).
         """
         limit = max_steps if max_steps is not None else self.max_steps
         conversation: list[Message] = []
         if system_prompt:
             conversation.append({"role": "system", "content": system_prompt})
-        conversation.extend(dict(m) for m in messages)
+        if snapshot is not None:
+            conversation.extend(dict(m) for m in snapshot.messages)
+        else:
+            conversation.extend(dict(m) for m in messages)
+        meter = Meter(Pricing(model, prices), budget)
+        if snapshot is not None and snapshot.call_usages:
+            meter.seed(snapshot.call_usages[-1])
         state = _RunState(
             token=cancellation_token or CancellationToken(),
             conversation=conversation,
             tools=as_tools(tools),
+            meter=meter,
             control=control or RunControl(),
             approval=approval,
             approval_timeout=approval_timeout,
         )
         state.control.bind(asyncio.get_running_loop())
         try:
+            if snapshot is not None:
+                state.step = snapshot.step
+                if snapshot.unfinished:
+                    async for event in self._finish_turn(snapshot, state):
+                        yield event
+                        if event.is_terminal:
+                            return
             async for event in self._loop(state, limit, model, agent_name):
                 yield event
         finally:
             state.control.end()
+
+    async def _finish_turn(
+        self, snapshot: RunSnapshot, state: _RunState
+    ) -> AsyncIterator[StepEvent]:
+        """The recorded turn's calls that have no result: announced if the record did
+        not, then given the fork's observation, or asked (a call that had started), or
+        run."""
+        calls = snapshot.unfinished
+        for call in snapshot.unannounced:
+            data: dict[str, Any] = {"call_id": call.call_id, "name": call.name}
+            data["arguments"] = _display(call)
+            if call.call_id in snapshot.edited_calls:
+                data["edited"] = True
+            yield StepEvent(EventType.TOOL_CALL, state.step, data)
+        preset = {
+            call_id: _ToolOutcome(text, False, 0.0, replaced=True)
+            for call_id, text in snapshot.replaced_observations.items()
+        }
+        to_decide = [c for c in calls if c.call_id not in preset]
+        forced = {c.call_id for c in snapshot.interrupted}
+        decisions: dict[str, Decision] = {}
+        async for event in self._decide(to_decide, state, decisions, forced):
+            yield event
+        if state.token.cancelled:
+            yield self._cancelled_event(state, "approval", [])
+            return
+        async for event in self._run_tools(calls, state, decisions, preset):
+            yield event
 
     async def _loop(
         self, state: _RunState, limit: int, model: str, agent_name: str
@@ -173,6 +244,7 @@ class ReActEngine:
 
             turn: ModelTurn | None = None
             request = ModelRequest(model=model, messages=list(conversation), tools=tool_specs)
+            started = time.perf_counter()
             async for item in self._model_turn(request, state):
                 if isinstance(item, StepEvent):
                     yield item
@@ -181,7 +253,12 @@ class ReActEngine:
                 else:
                     turn = item
             assert turn is not None
-            state.usage = state.usage + turn.usage
+            yield self._usage_event(state, model, turn, started)
+            try:
+                state.meter.check()
+            except BudgetExceeded as exc:
+                yield self._budget_event(state, "llm_call", exc.message)
+                return
 
             if not turn.tool_calls:
                 if not turn.text.strip():
@@ -197,8 +274,8 @@ class ReActEngine:
                     {
                         "output": turn.text,
                         "total_steps": state.step,
-                        "total_tokens": state.usage.total_tokens,
-                        "usage": state.usage.to_dict(),
+                        "total_tokens": state.meter.usage.total_tokens,
+                        **self._spent(state),
                     },
                 )
                 return
@@ -229,23 +306,78 @@ class ReActEngine:
 
     # -- the model call -------------------------------------------------------------
 
+    def _usage_event(
+        self, state: _RunState, model: str, turn: ModelTurn, started: float
+    ) -> StepEvent:
+        cost = state.meter.add(turn.usage)
+        total = state.meter.usage
+        return StepEvent(
+            EventType.USAGE,
+            state.step,
+            {
+                "model": model,
+                "prompt_tokens": turn.usage.prompt_tokens,
+                "completion_tokens": turn.usage.completion_tokens,
+                "cost": cost,
+                "total_prompt_tokens": total.prompt_tokens,
+                "total_completion_tokens": total.completion_tokens,
+                "total_cost": state.meter.cost,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+
+    def _partial_usage(
+        self, state: _RunState, model: str, partial: Usage, started: float
+    ) -> StepEvent:
+        """The ``usage`` of a call the budget cut: estimated (see ``costs.Meter``)."""
+        total = state.meter.usage
+        return StepEvent(
+            EventType.USAGE,
+            state.step,
+            {
+                "model": model,
+                "prompt_tokens": partial.prompt_tokens,
+                "completion_tokens": partial.completion_tokens,
+                "cost": state.meter.pricing.cost(partial),
+                "total_prompt_tokens": total.prompt_tokens,
+                "total_completion_tokens": total.completion_tokens,
+                "total_cost": state.meter.cost,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "estimated": True,
+            },
+        )
+
+    def _spent(self, state: _RunState) -> dict[str, Any]:
+        """What a run's last event says it used: tokens in and out, and cost."""
+        return {"usage": state.meter.usage.to_dict(), "cost": state.meter.cost}
+
     async def _model_turn(
         self, request: ModelRequest, state: _RunState
     ) -> AsyncIterator[StepEvent | ModelTurn]:
         """Stream one model call: token events, then the turn; or a terminal event."""
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         # Bounded: a gateway that streams faster than the run consumes waits (backpressure)
         # instead of piling tokens up in memory.
-        queue: asyncio.Queue[TokenDelta | ModelTurn | LLMError | _Cancelled | _Ended] = (
-            asyncio.Queue(MODEL_QUEUE_SIZE)
-        )
+        queue: asyncio.Queue[
+            TokenDelta | ModelTurn | LLMError | _Cancelled | _Ended | _OverBudget
+        ] = asyncio.Queue(MODEL_QUEUE_SIZE)
 
         async def pump() -> None:
+            pieces = 0
             try:
+                state.meter.check_during_call(0)  # the call would cross it: not made
                 async for item in self.gateway.stream(request):
+                    if isinstance(item, TokenDelta) and item.text:
+                        pieces += 1
+                        state.meter.check_during_call(pieces)
                     await queue.put(item)
                     if isinstance(item, ModelTurn):
                         return
+            except BudgetExceeded as exc:
+                # Ends the call here: leaving the generator closes its connection.
+                await queue.put(_OverBudget(exc.message))
+                return
             except LLMError as exc:
                 await queue.put(exc)
                 return
@@ -287,6 +419,12 @@ class ReActEngine:
                 if isinstance(item, _Cancelled):
                     yield self._cancelled_event(state, "llm_call", [])
                     return
+                if isinstance(item, _OverBudget):
+                    partial = state.meter.partial
+                    if partial is not None:
+                        yield self._partial_usage(state, request.model, partial, started)
+                    yield self._budget_event(state, "llm_call", item.message)
+                    return
                 if isinstance(item, _Ended):
                     yield self._error(
                         state,
@@ -322,10 +460,15 @@ class ReActEngine:
             yield StepEvent(EventType.RESUMED, state.step, dict(resumed))
 
     async def _decide(
-        self, calls: Sequence[ToolCall], state: _RunState, decisions: dict[str, Decision]
+        self,
+        calls: Sequence[ToolCall],
+        state: _RunState,
+        decisions: dict[str, Decision],
+        forced: frozenset[str] | set[str] = frozenset(),
     ) -> AsyncIterator[StepEvent]:
-        """Ask for every call of the turn that needs a decision, then wait for them all
-        (each until its timeout); a cancel decides the waiting ones ``cancelled``."""
+        """Ask for every call of the turn that needs a decision (and the ``forced``
+        ones: calls an interrupted run had started), then wait for them all (each
+        until its timeout); a cancel decides the waiting ones ``cancelled``."""
         control = state.control
         waiting: list[PendingCall] = []
         for call in calls:
@@ -336,7 +479,11 @@ class ReActEngine:
                 kwargs = tool.validate_arguments(call.arguments)
             except ToolArgumentError:
                 continue  # it fails with invalid_arguments without running: nothing to ask
-            policy = approval_policy(tool, kwargs, state.approval)
+            policy = (
+                ApprovalPolicy.INTERRUPTED
+                if call.call_id in forced
+                else approval_policy(tool, kwargs, state.approval)
+            )
             if policy is None:
                 continue
             arguments = _display(call)
@@ -348,7 +495,7 @@ class ReActEngine:
                 "schema": tool.parameters_schema,
                 "timeout": state.approval_timeout,
             }
-            earlier = control.approved_for_task(tool.name)
+            earlier = None if call.call_id in forced else control.approved_for_task(tool.name)
             if earlier is not None:
                 decision = control.auto_approve(call.call_id, arguments, earlier)
                 decisions[call.call_id] = decision
@@ -396,7 +543,11 @@ class ReActEngine:
         return StepEvent(EventType.APPROVAL_DECIDED, state.step, dict(decision.to_data(call_id)))
 
     async def _run_tools(
-        self, calls: Sequence[ToolCall], state: _RunState, decisions: dict[str, Decision]
+        self,
+        calls: Sequence[ToolCall],
+        state: _RunState,
+        decisions: dict[str, Decision],
+        preset: dict[str, _ToolOutcome] | None = None,
     ) -> AsyncIterator[StepEvent]:
         """Run the turn's tool calls concurrently; yield observations as they finish.
 
@@ -418,6 +569,8 @@ class ReActEngine:
             }
             if outcome.error_code:
                 data["error_code"] = outcome.error_code
+            if outcome.replaced:
+                data["edited"] = True  # a fork's observation, in place of the recorded one
             return StepEvent(EventType.OBSERVATION, state.step, data)
 
         async def finish_some(everything: bool) -> AsyncIterator[StepEvent]:
@@ -430,6 +583,9 @@ class ReActEngine:
 
         try:
             for call in calls:
+                if preset and call.call_id in preset:
+                    yield observation(call, preset[call.call_id])
+                    continue
                 decision = decisions.get(call.call_id)
                 if decision is not None and not decision.runs:
                     yield observation(call, _not_run(call, decision))
@@ -504,20 +660,36 @@ class ReActEngine:
             raise
         except Exception as exc:
             return failed(ErrorCode.TOOL_ERROR, f"{type(exc).__name__}: {exc}")
-        output = _render(result)
+        output = render(result)
         outcome = _ToolOutcome(output, False, (time.perf_counter() - started) * 1000)
         if edited and decision is not None:
             # The model asked for other arguments: it must know what ran.
-            who = decision.by or "a person"
-            outcome.model_text = (
-                f"(Run with arguments edited by {who}: {_render(decision.arguments)})\n{output}"
-            )
+            outcome.model_text = edited_note(decision.by, decision.arguments, output)
         return outcome
 
     # -- terminal events ------------------------------------------------------------
 
     def _error(self, state: _RunState, code: ErrorCode, message: str) -> StepEvent:
-        return StepEvent(EventType.ERROR, state.step, {"message": message, "code": code.value})
+        data = {"message": message, "code": code.value, **self._spent(state)}
+        return StepEvent(EventType.ERROR, state.step, data)
+
+    def _budget_event(self, state: _RunState, interrupted: str, message: str) -> StepEvent:
+        code = WireCode.BUDGET_EXCEEDED.value
+        budget = state.meter.budget
+        return StepEvent(
+            EventType.CANCELLED,
+            state.step,
+            {
+                "reason": code,
+                "code": code,
+                "interrupted": interrupted,
+                "tools": [],
+                "background": [],
+                "message": f"{message} The run was stopped.",
+                "budget": budget.to_dict() if budget is not None else None,
+                **self._spent(state),
+            },
+        )
 
     def _cancelled_event(self, state: _RunState, interrupted: str, tools: list[str]) -> StepEvent:
         background = sorted(
@@ -547,6 +719,7 @@ class ReActEngine:
                 "tools": tools,
                 "background": background,
                 "message": message,
+                **self._spent(state),
             },
         )
 
@@ -568,12 +741,3 @@ def _display(call: ToolCall) -> Any:
         return call.parsed_arguments()
     except json.JSONDecodeError:
         return call.arguments
-
-
-def _render(result: Any) -> str:
-    if isinstance(result, str):
-        return result
-    try:
-        return json.dumps(result, default=str, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(result)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pydantic
@@ -24,6 +26,15 @@ from ..tasks import (
     UnknownTaskError,
 )
 from ..tasks.listing import journal_for, task_summary
+from ..tasks.runs import (
+    AlreadyResumedError,
+    ForkError,
+    ForkNeedsKernelError,
+    InvalidForkArgumentsError,
+    NotResumableError,
+    fork_task,
+    resume_task,
+)
 from .base import (
     INTERNAL_ERROR_TEXT,
     WRONG_KEY_TEXT,
@@ -42,6 +53,7 @@ class CreateTaskBody(pydantic.BaseModel):
 
     agent: str = pydantic.Field(min_length=1, max_length=200)
     input: str = pydantic.Field(max_length=MAX_INPUT_CHARS)
+    budget: protocol.Budget | None = None
 
 
 class CreateKernelTaskBody(CreateTaskBody):
@@ -90,6 +102,35 @@ class AgentKitAPIHandler(AgentKitHandlerMixin, APIHandler):
 
     def running_cap(self, exc: TooManyRunningTasksError) -> ApiError:
         return ApiError(429, ErrorCode.TOO_MANY_RUNNING_TASKS, str(exc), retry_after=5)
+
+    @contextlib.asynccontextmanager
+    async def run_guard(self) -> AsyncIterator[None]:
+        """Around a fork or a continuation: the creation guards, and the hub's refusals
+        as the API's errors."""
+        self.create_guard()
+        try:
+            yield
+        except ForkError as exc:
+            raise ApiError(400, ErrorCode.INVALID_FORK, str(exc)) from None
+        except InvalidForkArgumentsError as exc:
+            raise ApiError(400, ErrorCode.INVALID_ARGUMENTS, str(exc)) from None
+        except ForkNeedsKernelError as exc:
+            raise ApiError(409, ErrorCode.FORK_NEEDS_KERNEL, str(exc)) from None
+        except NotResumableError as exc:
+            raise ApiError(409, ErrorCode.NOT_RESUMABLE, str(exc)) from None
+        except AlreadyResumedError as exc:
+            raise ApiError(409, ErrorCode.ALREADY_RESUMED, str(exc)) from None
+        except UnknownAgentError as exc:
+            raise ApiError(409, ErrorCode.UNKNOWN_AGENT, exc.message) from None
+        except UnknownTaskError:
+            raise ApiError(404, ErrorCode.UNKNOWN_TASK, "No task with that id.") from None
+        except TooManyRunningTasksError as exc:
+            raise self.running_cap(exc) from None
+
+    def created(self, task: Task) -> None:
+        self.set_status(201)
+        self.set_header("Location", url_path_join(self.base_url, API_PREFIX, "tasks", task.task_id))
+        self.finish(self.task_json(task))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -158,7 +199,8 @@ class TasksHandler(AgentKitAPIHandler):
         try:
             self.hub.agents.get(body.agent)  # a typo costs none of the creation budget
             self.create_guard()
-            task = self.hub.create_task(body.agent, body.input)
+            budget = body.budget.model_dump() if body.budget is not None else None
+            task = self.hub.create_task(body.agent, body.input, budget=budget)
         except UnknownAgentError as exc:
             raise ApiError(404, ErrorCode.UNKNOWN_AGENT, exc.message) from None
         except TooManyRunningTasksError as exc:
@@ -215,9 +257,7 @@ class TaskHandler(AgentKitAPIHandler):
         head = protocol.dumps(body).encode("utf-8")
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(
-            b"".join(
-                (head[:-1], b',"events":[', b",".join(e.data for e in entries), b"]}")
-            )
+            b"".join((head[:-1], b',"events":[', b",".join(e.data for e in entries), b"]}"))
         )
 
     @requires("write")
@@ -326,13 +366,44 @@ class TaskPauseHandler(_TaskControlHandler):
 
 
 class TaskResumeHandler(_TaskControlHandler):
-    """``POST tasks/{id}/resume``: go on, or run ``steps`` more calls and pause again."""
+    """``POST tasks/{id}/resume``: a paused task goes on (or runs ``steps`` more calls
+    and pauses again): 200. An interrupted one gets its continuation, a new task that
+    goes on from its last completed step: 201 with that task's record."""
 
     @requires("write")
     async def post(self, task_id: str) -> None:
         task = self.find_task(task_id)
         body = _parse_body(protocol.ResumeBody, self.body_or_empty(), '{"steps"?: N}')
-        self.apply(task, protocol.ResumeMessage(type="resume", steps=body.steps))
+        if task.status is not protocol.TaskStatus.INTERRUPTED:
+            if task.finished:
+                raise ApiError(
+                    409,
+                    ErrorCode.NOT_RESUMABLE,
+                    f"The task is {task.status.value}: only a paused or an interrupted task "
+                    "can be resumed (fork it to go on from one of its steps).",
+                )
+            self.apply(task, protocol.ResumeMessage(type="resume", steps=body.steps))
+            return
+        async with self.run_guard():
+            child = await resume_task(self.hub, task.task_id)
+        self.created(child)
+
+
+class TaskForkHandler(AgentKitAPIHandler):
+    """``POST tasks/{id}/fork``: a new task with the events up to ``at_seq`` copied
+    (no model or tool call), the edit applied, then live: 201 with its record."""
+
+    @requires("write")
+    async def post(self, task_id: str) -> None:
+        self.find_task(task_id)
+        body = _parse_body(
+            protocol.ForkBody,
+            self.request.body,
+            '{"at_seq": N, "edit"?: {"observation": str} | {"arguments": {...}} | {"input": str}}',
+        )
+        async with self.run_guard():
+            child = await fork_task(self.hub, task_id, body.at_seq, body.edit)
+        self.created(child)
 
 
 class StatusHandler(AgentKitAPIHandler):
@@ -366,6 +437,7 @@ default_handlers: list[tuple[str, type[AgentKitAPIHandler]]] = [
     (rf"{_API}tasks/{TASK_ID}/approvals/(?P<call_id>[^/]+)", TaskApprovalHandler),
     (rf"{_API}tasks/{TASK_ID}/pause", TaskPauseHandler),
     (rf"{_API}tasks/{TASK_ID}/resume", TaskResumeHandler),
+    (rf"{_API}tasks/{TASK_ID}/fork", TaskForkHandler),
     (rf"{_API}kernel-tasks", KernelTasksHandler),
     (rf"{_API}status", StatusHandler),
 ]

@@ -19,6 +19,7 @@ from typing import Any, cast
 import agentkit_jupyter.protocol as protocol
 
 from ..core import AgentPool, CancellationToken, EventType, StepEvent
+from ..core.costs import Budget
 from ..protocol import TaskStatus
 from .bounds import WholeTexts, bounded, carried, container_of, truncation_of
 from .control import CONTROL_EVENT_TYPES, TaskControl
@@ -279,6 +280,20 @@ class Task:
         self._redact = redact
         # Approvals, pause and resume (human in the loop).
         self.control = TaskControl()
+        # Runs as data: the task this one was forked from (or continues), the parent's
+        # seq it was forked at and how (protocol.ForkKind); the continuation of this
+        # task once it was resumed after an interruption.
+        self.parent_id: str | None = None
+        self.forked_at_seq: int | None = None
+        self.fork_kind: str | None = None
+        self.resumed_by: str | None = None
+        # The run's budget (protocol.BudgetData) and what its own model calls used,
+        # from its ``usage`` steps (a fork's copied ones were the parent's).
+        self.budget: dict[str, Any] | None = None
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.cost: float | None = None
+        self._priced = True  # False once a call had no known price: the cost is unknown
 
     @property
     def finished(self) -> bool:
@@ -398,7 +413,37 @@ class Task:
             "history_incomplete_from": self.history_incomplete_from,
             "subscribers": self.subscriber_count,
             "pending_approvals": self.control.pending_list(),
+            "parent_id": self.parent_id,
+            "forked_at_seq": self.forked_at_seq,
+            "fork_kind": self.fork_kind,
+            "resumed_by": self.resumed_by,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost": self.cost,
+            "budget": self.budget,
         }
+
+    def _count_usage(self, data: dict[str, Any]) -> None:
+        prompt, completion = data.get("prompt_tokens"), data.get("completion_tokens")
+        self.tokens_in += prompt if isinstance(prompt, int) else 0
+        self.tokens_out += completion if isinstance(completion, int) else 0
+        cost = data.get("cost")
+        if not isinstance(cost, int | float) or isinstance(cost, bool):
+            self._priced, self.cost = False, None
+        elif self._priced:
+            self.cost = (self.cost or 0.0) + float(cost)
+
+    def copy_in(self, message: dict[str, Any]) -> LogEntry:
+        """Append a step of another task's log (a fork's parent) as this task's own,
+        marked ``copied``: no model or tool call made it here."""
+        step = dict(message["data"])
+        step["copied"] = True
+        seq = self.log.last_seq + 1
+        return self._append(
+            protocol.dumps(
+                protocol.step_message(self.task_id, seq, cast(protocol.StepEventData, step))
+            )
+        )
 
     # -- subscribers --------------------------------------------------------------
 
@@ -484,6 +529,8 @@ class Task:
             self._check_lagging()
         if event.event_type in CONTROL_EVENT_TYPES and self.control.observe(event):
             self._control_status_changed()
+        elif event.event_type is EventType.USAGE:
+            self._count_usage(event.data)
         return entry
 
     def _control_status_changed(self) -> None:
@@ -536,7 +583,11 @@ class Task:
             return False
         self.status = status
         self.finished_at = time.time()
-        record = {"status": status.value, "task_id": self.task_id, **result}
+        spent: dict[str, Any] = {
+            "usage": {"prompt_tokens": self.tokens_in, "completion_tokens": self.tokens_out},
+            "cost": self.cost,
+        }
+        record = {"status": status.value, "task_id": self.task_id, **spent, **result}
         data = cast(protocol.ResultData, record)
         # One serialisation for the log and the record, so the record holds what the log
         # holds: strict JSON, valid text (a lone surrogate in an output is U+FFFD in both,
@@ -596,7 +647,8 @@ class Task:
                 **cut,
             )
         elif event.event_type is EventType.CANCELLED:
-            self.finish(TaskStatus.CANCELLED, reason=data.get("reason"), **cut)
+            code = {"code": data["code"]} if isinstance(data.get("code"), str) else {}
+            self.finish(TaskStatus.CANCELLED, reason=data.get("reason"), **code, **cut)
         elif event.event_type is EventType.ERROR:
             self.finish(
                 TaskStatus.FAILED,
@@ -892,6 +944,16 @@ class TaskHub:
         task.started_at = record["started_at"]
         task.finished_at = record["finished_at"]
         task.damaged = stored.damaged
+        task.parent_id = record.get("parent_id")
+        task.forked_at_seq = record.get("forked_at_seq")
+        task.fork_kind = record.get("fork_kind")
+        task.resumed_by = record.get("resumed_by")
+        task.budget = record.get("budget")
+        task.tokens_in = int(record.get("tokens_in") or 0)
+        task.tokens_out = int(record.get("tokens_out") or 0)
+        cost = record.get("cost")
+        task.cost = float(cost) if isinstance(cost, int | float) else None
+        task._priced = task.cost is not None or not (task.tokens_in or task.tokens_out)
         # An empty log at the stored end; what came before is read from the history.
         task.log.restore(stored.last_seq + 1, [])
         task._history_first = stored.last_seq + 1 if stored.first_seq is None else stored.first_seq
@@ -937,12 +999,24 @@ class TaskHub:
             self.delete(task.task_id)
         return len(doomed)
 
-    def create_task(self, agent_name: str, user_input: str) -> Task:
-        """Create and start a run of a registered agent (UnknownAgentError if none)."""
+    def create_task(
+        self, agent_name: str, user_input: str, budget: dict[str, Any] | None = None
+    ) -> Task:
+        """Create and start a run of a registered agent (UnknownAgentError if none);
+        ``budget`` (protocol.BudgetData) replaces the agent's own."""
         agent = self.agents.get(agent_name)
+        limits = Budget.parse(budget) or agent.budget_limits
         task = self._new_task(agent.name, user_input, origin="server")
-        task.start(lambda token: agent.stream(user_input, token, control=task.control.run))
+        task.budget = limits.to_dict() if limits is not None else None
+        task.save()
+        task.start(
+            lambda token: agent.stream(user_input, token, control=task.control.run, budget=limits)
+        )
         return task
+
+    def new_task(self, agent_name: str, user_input: str, origin: str = "server") -> Task:
+        """A task not started yet (a fork or a continuation fills it, then starts it)."""
+        return self._new_task(agent_name, user_input, origin=origin)
 
     def run_source(
         self, agent_name: str, user_input: str, source: EventSource, origin: str = "server"

@@ -35,7 +35,19 @@ import agentkit_jupyter.protocol as protocol
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+# The record fields of runs as data (lineage, usage, budget), kept in task_details.
+DETAIL_FIELDS = (
+    "parent_id",
+    "forked_at_seq",
+    "fork_kind",
+    "resumed_by",
+    "budget",
+    "tokens_in",
+    "tokens_out",
+    "cost",
+)
 
 # MIGRATIONS[n] takes a database at version n - 1 to version n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -81,6 +93,14 @@ MIGRATIONS: dict[int, list[str]] = {
         """CREATE TABLE task_waits (
             task_id TEXT PRIMARY KEY,
             pending TEXT NOT NULL
+        )""",
+    ],
+    4: [
+        # Runs as data: a fork's parent, an interrupted task's continuation, tokens in
+        # and out, cost and budget (DETAIL_FIELDS, as one JSON object).
+        """CREATE TABLE task_details (
+            task_id TEXT PRIMARY KEY,
+            details TEXT NOT NULL
         )""",
     ],
 }
@@ -577,6 +597,12 @@ class TaskStore:
                         )
                     else:
                         db.execute("DELETE FROM task_waits WHERE task_id = ?", (value["task_id"],))
+                    details = {k: value[k] for k in DETAIL_FIELDS if value.get(k) is not None}
+                    if details:
+                        db.execute(
+                            "INSERT OR REPLACE INTO task_details VALUES (?, ?)",
+                            (value["task_id"], protocol.dumps(details)),
+                        )
                 elif kind == "whole":
                     db.execute("INSERT OR REPLACE INTO whole_events VALUES (?, ?, ?)", value)
                 elif kind == "gap":
@@ -590,6 +616,7 @@ class TaskStore:
                     db.execute("DELETE FROM whole_events WHERE task_id = ?", (value,))
                     db.execute("DELETE FROM history_gaps WHERE task_id = ?", (value,))
                     db.execute("DELETE FROM task_waits WHERE task_id = ?", (value,))
+                    db.execute("DELETE FROM task_details WHERE task_id = ?", (value,))
                     db.execute("DELETE FROM tasks WHERE task_id = ?", (value,))
             db.execute("COMMIT")
         except BaseException:
@@ -626,7 +653,8 @@ class TaskStore:
                 "(SELECT MIN(seq) FROM events e WHERE e.task_id = t.task_id), "
                 "(SELECT MAX(seq) FROM events e WHERE e.task_id = t.task_id), "
                 "(SELECT from_seq FROM history_gaps g WHERE g.task_id = t.task_id), "
-                "(SELECT CAST(pending AS BLOB) FROM task_waits w WHERE w.task_id = t.task_id) "
+                "(SELECT CAST(pending AS BLOB) FROM task_waits w WHERE w.task_id = t.task_id), "
+                "(SELECT CAST(details AS BLOB) FROM task_details d WHERE d.task_id = t.task_id) "
                 "FROM tasks t ORDER BY created_at"
             ).fetchall()
         for row in rows:
@@ -784,6 +812,14 @@ def _stored_task(row: tuple[Any, ...]) -> StoredTask:
                 record["pending_approvals"] = [p for p in pending if isinstance(p, dict)]
         except (ValueError, UnicodeDecodeError, RecursionError):
             problems.append("its pending approvals are not readable JSON")
+    if len(row) > 13 and row[13] is not None:
+        try:
+            details = json.loads(bytes(row[13]).decode("utf-8"))
+            if not isinstance(details, dict):
+                raise ValueError("not an object")
+            record.update({k: details[k] for k in DETAIL_FIELDS if k in details})
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            problems.append("its details (parent, usage, budget) are not readable JSON")
     return StoredTask(
         record,
         first if isinstance(first, int) else None,

@@ -54,7 +54,9 @@ export const EventType = {
   APPROVAL_DECIDED: 'approval_decided',
   /** The run stopped before its next model or tool call, and went on again. */
   PAUSED: 'paused',
-  RESUMED: 'resumed'
+  RESUMED: 'resumed',
+  /** Runs as data: what one model call used (tokens in and out) and cost. */
+  USAGE: 'usage'
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -152,6 +154,24 @@ export const ErrorCode = {
   UNKNOWN_CALL: 'unknown_call',
   INVALID_ARGUMENTS: 'invalid_arguments',
   NOT_PAUSED: 'not_paused',
+  /**
+   * Runs as data. The run crossed its budget (max_tokens / max_cost): the `code` of its `cancelled`
+   * step and of its result.
+   */
+  BUDGET_EXCEEDED: 'budget_exceeded',
+  /** REST 400: `at_seq` is not an event one can fork at, or the edit does not fit it. */
+  INVALID_FORK: 'invalid_fork',
+  /**
+   * REST 409: a task of a kernel agent is forked in the kernel that has its tools (`task.fork()`
+   * there, or the widget's Fork), not by the server.
+   */
+  FORK_NEEDS_KERNEL: 'fork_needs_kernel',
+  /**
+   * REST 409: `POST tasks/{id}/resume` on a task that is neither paused nor interrupted, or an
+   * interrupted one already resumed (`resumed_by` names it).
+   */
+  NOT_RESUMABLE: 'not_resumable',
+  ALREADY_RESUMED: 'already_resumed',
   INTERNAL_ERROR: 'internal_error'
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -180,6 +200,18 @@ export const CloseCode = {
   TOO_MANY_SUBSCRIBERS: 4009
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+// -- ForkKind -----------------------------------------------------------------
+
+/**
+ * `fork_kind` of a task with a `parent_id`: forked by a person, or the continuation of an
+ * interrupted task (`POST tasks/{id}/resume`).
+ */
+export const ForkKind = {
+  FORK: 'fork',
+  RESUME: 'resume'
+} as const;
+export type ForkKind = (typeof ForkKind)[keyof typeof ForkKind];
 
 // -- HistoryState -------------------------------------------------------------
 
@@ -293,6 +325,8 @@ export const LIST_SINCE_QUERY = 'since';
 /** How many deletions the server remembers for `since`; an older cursor gets a full list. */
 export const LIST_DELETIONS_KEPT = 10000;
 
+export const COMPARE_MIMETYPE = 'application/vnd.agentkit.compare+json';
+
 // -- messages -----------------------------------------------------------------
 
 /**
@@ -331,12 +365,41 @@ export interface IPauseData {
   steps?: number | null;
 }
 
-/** `StepEvent.to_dict()` of the runtime. */
+/**
+ * `data` of `usage`, after every model call: that call's tokens (in and out, as the endpoint
+ * reported them) and cost, and the run's totals so far. `cost` is in US dollars, None when the
+ * model's price is unknown (never a guess).
+ */
+export interface IUsageData {
+  model: string;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost: number | null;
+  total_prompt_tokens: number;
+  total_completion_tokens: number;
+  total_cost: number | null;
+  duration_ms: number;
+}
+
+/**
+ * A task's budget (`Agent(budget=...)`, the REST `budget` field): the run ends `cancelled` with
+ * code `budget_exceeded` when it crosses either, even mid-call.
+ */
+export interface IBudgetData {
+  max_tokens?: number | null;
+  max_cost?: number | null;
+}
+
+/**
+ * `StepEvent.to_dict()` of the runtime. `copied`: a fork's event copied from its parent's record
+ * (no model or tool call made it); the live part follows.
+ */
 export interface IStepEventData {
   event_type: string;
   step: number;
   data: { [key: string]: unknown };
   timestamp: number;
+  copied?: boolean;
 }
 
 export interface IStepMessage {
@@ -356,6 +419,14 @@ export interface IResultData {
   reason?: string | null;
   /** `interrupted` while calls waited for a decision: their approval_requested data. */
   pending_approvals?: { [key: string]: unknown }[];
+  /** `cancelled` by the budget: `budget_exceeded` (the reason is then the same). */
+  code?: string;
+  /**
+   * Tokens in and out over the whole run (also the partial usage of a cut run), and its cost in US
+   * dollars (None: a model whose price is unknown).
+   */
+  usage?: { [key: string]: number };
+  cost?: number | null;
 }
 
 export interface IResultMessage {
@@ -501,6 +572,8 @@ export interface IPublishControlMessage {
 export interface IRelayRequest {
   type: 'relay';
   after: number;
+  /** Another task than the widget's: a fork made from this widget (see RelayForked). */
+  task_id?: string;
 }
 
 /** View -> kernel: cancel the task (the Cancel button, on the relay path). */
@@ -515,6 +588,26 @@ export interface IRelayCancel {
 export interface IRelayControl {
   type: 'control';
   command: { [key: string]: unknown };
+}
+
+/**
+ * View -> kernel: fork the task at `at_seq` (the step's "Fork from here"), with `edit` as
+ * `ForkEdit`; the kernel answers `relay_forked` or `relay_error`.
+ */
+export interface IRelayFork {
+  type: 'fork';
+  at_seq: number;
+  edit?: { [key: string]: unknown } | null;
+}
+
+/**
+ * Kernel -> view: the fork exists; the view streams `fork_id` below the parent (a `relay` request
+ * with that `task_id` on the relay path).
+ */
+export interface IRelayForked {
+  type: 'relay_forked';
+  task_id: string;
+  fork_id: string;
 }
 
 /** Kernel -> view: the task's record and a batch of its log messages. */
@@ -553,6 +646,32 @@ export interface IPauseBody {
 /** `POST tasks/{id}/resume` (an empty body is fine). */
 export interface IResumeBody {
   steps?: number | null;
+}
+
+/**
+ * The one thing a fork changes at its fork point: the `observation` of the tool call at `at_seq`,
+ * the `arguments` of the tool call at `at_seq` (it runs again with them), or the user `input` (a
+ * fork at the start, `at_seq` 0).
+ */
+export interface IForkEdit {
+  observation?: string | null;
+  arguments?: { [key: string]: unknown } | null;
+  input?: string | null;
+}
+
+/**
+ * `POST tasks/{id}/fork`: a new task that copies the parent's events up to `at_seq` (no model or
+ * tool call) and goes on live from there.
+ */
+export interface IForkBody {
+  at_seq: number;
+  edit?: IForkEdit | null;
+}
+
+/** The `budget` field of `POST tasks` (see `BudgetData`). */
+export interface IBudget {
+  max_tokens?: number | null;
+  max_cost?: number | null;
 }
 
 /**
@@ -658,6 +777,19 @@ export interface ITaskSummary {
   /** `call_id` and `tool` of each call waiting for a decision (status `waiting`). */
   pending_approvals: { [key: string]: unknown }[];
   ws_url: string;
+  /**
+   * Runs as data: the task it was forked from (or continues), the parent's seq it was forked at,
+   * how (`ForkKind`), and the continuation of an interrupted task.
+   */
+  parent_id: string | null;
+  forked_at_seq: number | null;
+  fork_kind: string | null;
+  resumed_by: string | null;
+  /** Tokens in and out so far, the cost in US dollars (None: unknown price), the budget. */
+  tokens_in: number;
+  tokens_out: number;
+  cost: number | null;
+  budget: IBudgetData | null;
 }
 
 /** `GET tasks` (all tasks) and `GET tasks?since=<cursor>` (what changed). */
@@ -673,6 +805,68 @@ export interface ITaskList {
    * deletions the server remembers); replace what you hold.
    */
   full: boolean;
+}
+
+/**
+ * A piece of a text compared: in both (`equal`), only in run a (`delete`) or only in run b
+ * (`insert`). Side a shows equal + delete, side b equal + insert.
+ */
+export interface IDiffSegment {
+  op: 'equal' | 'delete' | 'insert';
+  text: string;
+}
+
+/**
+ * One run's side of a row. `kind`: `thought`, `tool` (a call and its observation), `answer` (the
+ * final answer) or `end` (an error or a cancel).
+ */
+export interface ICompareCell {
+  kind: string;
+  seq: number;
+  text?: string;
+  tool?: string;
+  arguments?: unknown;
+  observation?: string;
+  is_error?: boolean;
+  copied?: boolean;
+}
+
+/**
+ * A step of both runs, aligned by step and tool; `a` or `b` is None where one run has nothing
+ * there. `diffs` by field (`text`, `arguments`, `observation`) for the fields that differ.
+ */
+export interface ICompareRow {
+  step: number;
+  key: string;
+  a: ICompareCell | null;
+  b: ICompareCell | null;
+  same: boolean;
+  diffs: { [key: string]: IDiffSegment[] };
+}
+
+export interface ICompareSide {
+  task_id: string;
+  agent: string;
+  status: string;
+  input: string;
+  output: string | null;
+  steps: number;
+  tokens_in: number;
+  tokens_out: number;
+  cost: number | null;
+  duration_s: number | null;
+  parent_id: string | null;
+}
+
+/**
+ * `GET agentkit/api/compare?a=<id>&b=<id>` and `compare(a, b)`'s widget. `deltas` are b minus a
+ * (None where either side is unknown).
+ */
+export interface IComparison {
+  a: ICompareSide;
+  b: ICompareSide;
+  rows: ICompareRow[];
+  deltas: { [key: string]: number | null };
 }
 
 // -- message unions -----------------------------------------------------------
