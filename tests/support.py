@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -144,6 +145,39 @@ async def tick() -> str:
     return "tick"
 
 
+@tool
+def marked_slow_write(path: str) -> str:
+    """Write a line to a file; the first call then takes 60 s (a run killed mid-call).
+
+    Args:
+        path: The file.
+    """
+    first = not os.path.exists(path)
+    with open(path, "a", encoding="utf-8") as file:
+        file.write("ran\n")
+    if first:
+        time.sleep(60)
+    return f"wrote to {path}"
+
+
+def resume_agents() -> list[Agent]:
+    """Runs that a server restart interrupts (tests/test_resume.py)."""
+    return [
+        Agent(
+            "mark-slow",
+            ScriptedGateway(
+                [
+                    lambda ctx: ScriptedTurn(
+                        "Writing.", [("marked_slow_write", {"path": ctx.question})]
+                    ),
+                    _echo_last,
+                ]
+            ),
+            tools=[marked_slow_write],
+        ),
+    ]
+
+
 def approval_agents() -> list[Agent]:
     """A tool call that waits for a decision; the answer repeats what the tool said."""
 
@@ -196,6 +230,7 @@ def approval_agents() -> list[Agent]:
 def test_agents() -> list[Agent]:
     return [
         *approval_agents(),
+        *resume_agents(),
         Agent("echo", ScriptedGateway([ScriptedTurn("pong")]), description="Answers at once"),
         Agent(
             "hang-llm",

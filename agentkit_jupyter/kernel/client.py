@@ -179,14 +179,40 @@ class AgentKitClient:
         )
 
     def register_kernel_task(
-        self, agent: str, user_input: str, description: str = ""
+        self,
+        agent: str,
+        user_input: str,
+        description: str = "",
+        parent: tuple[str, int, str] | None = None,
     ) -> dict[str, Any]:
-        """Register a run this process will publish itself (see ``local_run.LocalRun``).
+        """Register a run this process will publish itself (see ``local_run.LocalRun``);
+        ``parent`` is a fork's ``(parent_id, forked_at_seq, fork_kind)``.
 
         The answer holds ``publish_url`` and the ``publish_token`` only this caller gets.
         """
-        body = {"agent": agent, "input": user_input, "description": description}
+        body: dict[str, Any] = {"agent": agent, "input": user_input, "description": description}
+        if parent is not None:
+            body.update(parent_id=parent[0], forked_at_seq=parent[1], fork_kind=parent[2])
         return dict(self._request("POST", "kernel-tasks", json=body).json())
+
+    def fork_task(
+        self, task_id: str, at_seq: int, edit: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``POST tasks/{id}/fork``: the new task's record."""
+        body: dict[str, Any] = {"at_seq": at_seq}
+        if edit is not None:
+            body["edit"] = edit
+        return dict(
+            self._request("POST", f"tasks/{quote(task_id, safe='')}/fork", json=body).json()
+        )
+
+    def resume_task(self, task_id: str, steps: int | None = None) -> dict[str, Any]:
+        """``POST tasks/{id}/resume``: a paused task's status, or an interrupted one's
+        continuation (a new task's record, with ``parent_id``)."""
+        body = {} if steps is None else {"steps": steps}
+        return dict(
+            self._request("POST", f"tasks/{quote(task_id, safe='')}/resume", json=body).json()
+        )
 
     def list_tasks(self) -> list[dict[str, Any]]:
         return list(self._request("GET", "tasks").json()["tasks"])

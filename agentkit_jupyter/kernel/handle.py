@@ -31,6 +31,7 @@ from typing import Any, SupportsIndex, overload
 
 from ..protocol import RECORD_ONLY_LIMIT, ErrorCode
 from .client import AgentKitAPIError, ServerInfo, ServerNotFoundError, TaskClient
+from .forking import Forking
 from .steering import Steering
 from .widget import DisplayKind, TaskWidget, Transport
 from .widget import run as start_widget
@@ -155,7 +156,7 @@ def check_input(user_input: object) -> str:
     return user_input
 
 
-class TaskHandle(Steering):
+class TaskHandle(Steering, Forking):
     """One agent run, as a notebook user holds it.
 
     - ``status`` (queued, running, succeeded, failed, cancelled, interrupted), ``done``,
@@ -167,7 +168,10 @@ class TaskHandle(Steering):
       whether others (the side panel, other notebooks) see the run;
     - human in the loop: ``pending_approvals``, ``approve(call_id, arguments=...,
       scope=...)``, ``reject(call_id, reason)``, ``pause()``, ``resume(steps=None)``,
-      ``wait_for_approval()``, ``wait_until(status)`` (see ``steering``).
+      ``wait_for_approval()``, ``wait_until(status)`` (see ``steering``);
+    - runs as data: ``fork(at_step, observation=... | arguments=... | input=...)``,
+      ``resume()`` of an interrupted task (its continuation), ``messages()``,
+      ``to_dataframe()`` (see ``forking``).
 
     At the end of a cell, a handle shows its live view (unless ``run()`` already showed
     it in that cell).

@@ -19,6 +19,7 @@ import queue
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import websockets
@@ -27,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from ..core import Agent, CancellationToken, StepEvent
 from ..core.control import ControlError
 from ..core.llm import REDACTED
+from ..core.replay import ForkPlan
 from ..protocol import (
     PUBLISH_TOKEN_HEADER,
     RECORD_ONLY_LIMIT,
@@ -89,6 +91,25 @@ def _redactor(token: str | None) -> Callable[[str], str] | None:
     return lambda text: text.replace(token, REDACTED) if token in text else text
 
 
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """Where a forked run comes from: its parent, the parent's seq and how
+    (``protocol.ForkKind``), the parent's messages it copies, and the plan."""
+
+    parent_id: str
+    at_seq: int
+    kind: str
+    copied: list[dict[str, Any]]
+    plan: ForkPlan
+
+    @classmethod
+    def of(
+        cls, parent_id: str, at_seq: int, messages: list[dict[str, Any]], plan: ForkPlan, kind: str
+    ) -> Lineage:
+        by_seq = {m["seq"]: m for m in messages if m.get("type") == "step"}
+        return cls(parent_id, at_seq, kind, [by_seq[seq] for seq in plan.copied], plan)
+
+
 class LocalRun:
     """An agent run in this process; ``shared`` says whether the server's hub sees it."""
 
@@ -99,9 +120,13 @@ class LocalRun:
         *,
         server: ServerInfo | None = None,
         share: bool = True,
+        lineage: Lineage | None = None,
     ) -> None:
         self.agent = agent
         self.input = user_input
+        # A fork (or the continuation of an interrupted run): what it copies and
+        # where it goes on (None: a run from the start).
+        self.lineage = lineage
         self.shared = False
         self.not_shared_reason: str | None = None
         self.server: ServerInfo | None = None
@@ -115,6 +140,12 @@ class LocalRun:
         self.task = Task(
             task_id, agent.name, user_input, HubLimits(), origin="kernel", redact=_redactor(token)
         )
+        if lineage is not None:
+            self.task.parent_id = lineage.parent_id
+            self.task.forked_at_seq = lineage.at_seq
+            self.task.fork_kind = lineage.kind
+            for message in lineage.copied:
+                self.task.copy_in(message)
         self._threads = _LoopThread.get()
         self._publish_target = registration
         self.shared = registration is not None
@@ -233,8 +264,12 @@ class LocalRun:
         try:
             with AgentKitClient(server, timeout=10) as client:
                 self.server = client.server
+                lineage = self.lineage
                 return client.register_kernel_task(
-                    self.agent.name, self.input, self.agent.description
+                    self.agent.name,
+                    self.input,
+                    self.agent.description,
+                    parent=(lineage.parent_id, lineage.at_seq, lineage.kind) if lineage else None,
                 )
         except (ServerNotFoundError, AgentKitAPIError) as exc:
             self.not_shared_reason = (
@@ -253,7 +288,9 @@ class LocalRun:
 
     async def _source(self, token: CancellationToken) -> AsyncIterator[StepEvent]:
         control = self.task.control.run
-        async for event in self.agent.stream(self.input, token, control=control):
+        snapshot = self.lineage.plan.snapshot if self.lineage is not None else None
+        events = self.agent.stream(self.input, token, control=control, snapshot=snapshot)
+        async for event in events:
             yield event
             if self._publishing and self._backlog_too_big():
                 # Backpressure: the run waits for the publisher rather than letting

@@ -85,8 +85,12 @@ class Steering:
         """Pause before the next model call or tool call (one in flight finishes)."""
         return self._send(PauseMessage(type="pause", reason=reason))
 
-    def resume(self, steps: int | None = None) -> dict[str, Any]:
-        """Go on; with ``steps``, run that many more model or tool calls, then pause."""
+    def resume(self, steps: int | None = None) -> Any:
+        """Go on; with ``steps``, run that many more model or tool calls, then pause.
+        An interrupted task (the server stopped while it ran, waited or was paused)
+        goes on in its continuation, a new task: its handle is returned."""
+        if self.status == "interrupted" and hasattr(self, "continue_interrupted"):
+            return self.continue_interrupted()
         return self._send(ResumeMessage(type="resume", steps=steps))
 
     def wait_for_approval(self, timeout: float | None = None) -> dict[str, Any]:

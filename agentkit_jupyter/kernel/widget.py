@@ -43,8 +43,10 @@ from ..protocol import (
     RECORD_ONLY_LIMIT,
     TASK_MIMETYPE,
     ErrorCode,
+    ForkEdit,
     RelayBatch,
     RelayError,
+    RelayForked,
     parse_control_command,
 )
 from ..tasks.control import TaskControl
@@ -271,6 +273,10 @@ class TaskWidget(anywidget.AnyWidget):
         self._relay_queue: queue.Queue[list[dict[str, Any]] | _Gap | None] = queue.Queue()
         self._relay_thread: threading.Thread | None = None
         self._relaying = False
+        # Forks made from this view (its "Fork from here"), by id; and where a fork's
+        # relay goes (the parent's view, which shows it below itself).
+        self._forks: dict[str, TaskWidget] = {}
+        self._sink: Callable[[Any], None] | None = None
         self.on_msg(self._on_custom_msg)
         self._watcher = threading.Thread(
             target=self._watch, name=f"agentkit-watch-{task_id}", daemon=True
@@ -529,7 +535,14 @@ class TaskWidget(anywidget.AnyWidget):
                 after = max(0, int(content.get("after") or 0))
             except (TypeError, ValueError):
                 after = 0
-            self._start_relay(after)
+            fork = self._forks.get(str(content.get("task_id") or self.task_id))
+            if fork is not None:
+                fork._sink = self.send  # a fork shown below this view: relayed here
+                fork._start_relay(after)
+            else:
+                self._start_relay(after)
+        elif kind == "fork":
+            self._fork(content)
         elif kind == "cancel":
             try:
                 self.cancel()
@@ -553,6 +566,41 @@ class TaskWidget(anywidget.AnyWidget):
             self._relay_error(exc.message, exc.code, call_id)
         except Exception as exc:
             self._relay_error(f"{command.type} failed: {exc}", "internal_error", call_id)
+
+    def _fork(self, raw: dict[str, Any]) -> None:
+        """The view's "Fork from here": forked as ``TaskHandle.fork`` does, the fork's id
+        sent back (``relay_forked``) for the view to stream below; or the refusal."""
+        from ..core.replay import ForkError
+        from .forking import fork_widget
+
+        try:
+            at_seq = raw.get("at_seq")
+            if not isinstance(at_seq, int) or isinstance(at_seq, bool) or at_seq < 0:
+                raise ValueError("at_seq must be an integer >= 0")
+            edit = ForkEdit.model_validate(raw["edit"]) if raw.get("edit") else None
+        except (ValueError, TypeError) as exc:
+            self._relay_error(f"That fork is not valid: {exc}", ErrorCode.INVALID_BODY.value)
+            return
+        try:
+            child = fork_widget(self, at_seq, edit)
+        except ForkError as exc:
+            self._relay_error(str(exc), ErrorCode.INVALID_FORK.value)
+            return
+        except AgentKitAPIError as exc:
+            self._relay_error(exc.message, exc.code)
+            return
+        except Exception as exc:
+            log.exception("agentkit: fork of task %s failed", self.task_id)
+            self._relay_error(f"The fork failed: {exc}", ErrorCode.INTERNAL_ERROR.value)
+            return
+        self._forks[child.task_id] = child
+        forked: RelayForked = {
+            "type": "relay_forked",
+            "task_id": self.task_id,
+            "fork_id": child.task_id,
+        }
+        self._relaying = True
+        self.send(forked)
 
     def _start_relay(self, after: int) -> None:
         with self._lock:
@@ -630,7 +678,7 @@ class TaskWidget(anywidget.AnyWidget):
                 "task": task,
                 "messages": messages[start : start + RELAY_BATCH],
             }
-            self.send(batch)
+            (self._sink or self.send)(batch)
 
     def _relay_error(self, text: str, code: str | None = None, call_id: str | None = None) -> None:
         if self._relaying and self.comm is not None and not self._closing.is_set():
@@ -639,7 +687,7 @@ class TaskWidget(anywidget.AnyWidget):
                 error["code"] = code
             if call_id is not None:
                 error["call_id"] = call_id
-            self.send(error)
+            (self._sink or self.send)(error)
 
 
 def run(

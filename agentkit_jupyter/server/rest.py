@@ -58,6 +58,10 @@ class CreateTaskBody(pydantic.BaseModel):
 
 class CreateKernelTaskBody(CreateTaskBody):
     description: str = pydantic.Field(default="", max_length=2000)
+    # A fork made in the kernel: its parent (a task of this server), where and how.
+    parent_id: str | None = pydantic.Field(default=None, max_length=200)
+    forked_at_seq: int | None = pydantic.Field(default=None, ge=0)
+    fork_kind: protocol.ForkKind | None = None
 
 
 def _parse_body(model: type[pydantic.BaseModel], body: bytes | None, shape: str) -> Any:
@@ -225,6 +229,11 @@ class KernelTasksHandler(AgentKitAPIHandler):
             task = self.hub.create_external_task(body.agent, body.input, origin="kernel")
         except TooManyRunningTasksError as exc:
             raise self.running_cap(exc) from None
+        if body.parent_id is not None:
+            task.parent_id = body.parent_id
+            task.forked_at_seq = body.forked_at_seq
+            task.fork_kind = (body.fork_kind or protocol.ForkKind.FORK).value
+            task.save()
         self.set_status(201)
         self.finish(
             {

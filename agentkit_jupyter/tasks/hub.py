@@ -803,6 +803,9 @@ class Task:
                 "An event needs event_type (a known type), step (int), data (object), "
                 "timestamp (number).",
             ) from None
+        if raw.get("copied") is True and not event.is_terminal:
+            self.copy_in({"data": event.to_dict()})  # a kernel fork's copied step
+            return event
         self.publish(event)
         if event.is_terminal:
             self.finish_from_event(event)

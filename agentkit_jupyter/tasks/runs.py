@@ -27,6 +27,7 @@ __all__ = [
     "AlreadyResumedError",
     "ForkError",
     "ForkNeedsKernelError",
+    "check_fork_arguments",
     "NotResumableError",
     "fork_task",
     "read_whole_log",
@@ -103,7 +104,7 @@ async def _source(hub: TaskHub, task_id: str, action: str) -> _Source:
     return _Source(parent, agent, await read_whole_log(parent))
 
 
-def _check_arguments(
+def check_fork_arguments(
     agent: Agent, events: list[tuple[int, StepEvent]], at_seq: int, arguments: dict[str, Any]
 ) -> None:
     event = dict(events).get(at_seq)
@@ -131,7 +132,7 @@ async def fork_task(
     source = await _source(hub, task_id, "fork")
     events = step_events(source.messages)
     if edit is not None and edit.arguments is not None:
-        _check_arguments(source.agent, events, at_seq, edit.arguments)
+        check_fork_arguments(source.agent, events, at_seq, edit.arguments)
     plan = plan_fork(
         source.parent.input,
         events,

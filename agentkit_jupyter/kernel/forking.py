@@ -1,0 +1,208 @@
+"""Runs as data from Python: fork a task at a step, the continuation of an interrupted
+task, the run as a DataFrame and its whole log.
+
+A server agent's task is forked by the server (``POST tasks/{id}/fork``); a task of an
+agent of this kernel is forked here, since its tools live here: the same plan
+(``core.replay.plan_fork``), its copied steps published to the server like any run's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from ..core.replay import plan_fork
+from ..protocol import ForkEdit, ForkKind, TaskStatus
+from ..tasks.runs import check_fork_arguments, step_events
+
+if TYPE_CHECKING:
+    from .handle import TaskHandle
+    from .widget import TaskWidget, Transport
+
+# The most messages one page of GET tasks/{id} is asked for.
+_PAGE = 1000
+
+
+def all_messages(widget: TaskWidget) -> list[dict[str, Any]]:
+    """Every message of the task's log, oldest first (steps, then the result)."""
+    local = getattr(widget, "local_run", None)
+    if local is not None and local.task.log.first_seq == 1:
+        return list(local.messages())
+    messages: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = widget.client.get_task(widget.task_id, after=after, limit=_PAGE)
+        events = list(page.get("events") or [])
+        messages.extend(events)
+        if not page.get("has_more") or not events:
+            return messages
+        after = int(events[-1]["seq"])
+
+
+def _transport(widget: TaskWidget) -> Transport:
+    return cast("Transport", widget.transport)
+
+
+def fork_point(
+    messages: list[dict[str, Any]],
+    at_step: int | None,
+    at_seq: int | None,
+    call_id: str | None,
+    edit: ForkEdit | None,
+) -> int:
+    """The seq a fork of ``at_step`` (or ``at_seq``) means: the observation or the
+    tool call of that step for an edit of one (``call_id`` says which when the step
+    made several), 0 for a new input, else the step's last event."""
+    if edit is not None and edit.input is not None:
+        return 0
+    if at_seq is not None:
+        return at_seq
+    if at_step is None:
+        raise ValueError("Say where to fork: at_step=N (or at_seq=N).")
+    steps = [
+        m
+        for m in messages
+        if m.get("type") == "step"
+        and m["data"].get("step") == at_step
+        and m["data"].get("event_type") not in ("token", "usage")
+    ]
+    if not steps:
+        raise ValueError(f"The task has no step {at_step}.")
+    kind = None
+    if edit is not None:
+        kind = "observation" if edit.observation is not None else "tool_call"
+    if kind is None:
+        return int(steps[-1]["seq"])
+    found = [m for m in steps if m["data"]["event_type"] == kind]
+    if call_id is not None:
+        found = [m for m in found if m["data"]["data"].get("call_id") == call_id]
+    if not found:
+        what = "an observation" if kind == "observation" else "a tool call"
+        raise ValueError(f"Step {at_step} has no {what}" + (f" {call_id!r}." if call_id else "."))
+    if len(found) > 1:
+        ids = ", ".join(str(m["data"]["data"].get("call_id")) for m in found)
+        raise ValueError(f"Step {at_step} made several calls ({ids}): say which with call_id=.")
+    return int(found[0]["seq"])
+
+
+def fork_widget(widget: TaskWidget, at_seq: int, edit: ForkEdit | None) -> TaskWidget:
+    """The fork's widget: forked in this kernel for a run of this kernel, else by the
+    server. Raises ``ForkError`` / ``AgentKitAPIError`` (``invalid_fork``...)."""
+    from .agent import KernelTaskWidget
+    from .local_run import Lineage, LocalRun
+    from .widget import TaskWidget
+
+    local = getattr(widget, "local_run", None)
+    if local is None:
+        record = widget.client.fork_task(  # type: ignore[attr-defined]
+            widget.task_id, at_seq, edit.model_dump(exclude_none=True) if edit else None
+        )
+        server = getattr(widget.client, "server", None)
+        return TaskWidget(
+            str(record["task_id"]),
+            server=server,
+            task=record,
+            transport=_transport(widget),
+            attach_by_id=widget._attach_by_id,
+        )
+    messages = all_messages(widget)
+    events = step_events(messages)
+    if edit is not None and edit.arguments is not None:
+        check_fork_arguments(local.agent, events, at_seq, edit.arguments)
+    plan = plan_fork(
+        local.input,
+        events,
+        at_seq,
+        observation=edit.observation if edit else None,
+        arguments=edit.arguments if edit else None,
+        new_input=edit.input if edit else None,
+    )
+    lineage = Lineage.of(widget.task_id, at_seq, messages, plan, ForkKind.FORK.value)
+    run = LocalRun(
+        local.agent,
+        plan.user_input,
+        server=local.server,
+        share=local.shared,
+        lineage=lineage,
+    )
+    return KernelTaskWidget(run, transport=_transport(widget), attach_by_id=widget._attach_by_id)
+
+
+class Forking:
+    """``fork``, the continuation of an interrupted run, ``messages`` and
+    ``to_dataframe`` of :class:`~agentkit_jupyter.kernel.handle.TaskHandle`."""
+
+    if TYPE_CHECKING:
+
+        @property
+        def widget(self) -> TaskWidget: ...
+
+        @property
+        def status(self) -> str: ...
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The task's whole log as wire messages (``RecordedGateway.from_task`` reads it)."""
+        return all_messages(self.widget)
+
+    def fork(
+        self,
+        at_step: int | None = None,
+        *,
+        observation: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        input: str | None = None,
+        call_id: str | None = None,
+        at_seq: int | None = None,
+        display: bool = True,
+    ) -> TaskHandle:
+        """A new run that copies this one up to step ``at_step`` (no model or tool call
+        for that part) and goes on live, with at most one change: the ``observation``
+        of that step's tool call, its ``arguments`` (the call runs again with them), or
+        a new ``input`` (a fork at the start). Without a change it goes on after the
+        step; at the final step, that step is asked again. ``call_id`` picks the call
+        of a step that made several; ``at_seq`` forks at an exact event instead.
+
+        Returns the fork's handle (its live view shown when ``display``); its record
+        has ``parent_id`` and ``forked_at_seq``.
+        """
+        from .handle import TaskHandle
+
+        edit = None
+        if observation is not None or arguments is not None or input is not None:
+            edit = ForkEdit(observation=observation, arguments=arguments, input=input)
+        seq = fork_point(self.messages(), at_step, at_seq, call_id, edit)
+        handle = TaskHandle(fork_widget(self.widget, seq, edit))
+        if display:
+            handle.show()
+        return handle
+
+    def continue_interrupted(self, display: bool = True) -> TaskHandle:
+        """The continuation of an interrupted server task (``POST tasks/{id}/resume``):
+        a new task that goes on from its last completed step; a call that had started
+        is asked again (policy ``interrupted``), never re-run unasked."""
+        from .handle import TaskHandle
+        from .widget import TaskWidget
+
+        widget = self.widget
+        record = widget.client.resume_task(widget.task_id)  # type: ignore[attr-defined]
+        child = TaskWidget(
+            str(record["task_id"]),
+            server=getattr(widget.client, "server", None),
+            task=record,
+            transport=_transport(widget),
+            attach_by_id=widget._attach_by_id,
+        )
+        handle = TaskHandle(child)
+        if display:
+            handle.show()
+        return handle
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == TaskStatus.INTERRUPTED.value
+
+    def to_dataframe(self) -> Any:
+        """One row a step event: seq, step, event_type, tool, arguments, text or
+        output, is_error, duration_ms, tokens, cost, copied, timestamp (needs pandas)."""
+        from .history import steps_frame
+
+        return steps_frame(self.messages())
