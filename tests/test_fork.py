@@ -14,6 +14,7 @@ from conftest import read_until_result
 from llm_server import FakeLLMServer, FakeToolCall, Reply
 
 from agentkit_jupyter.core import Agent, OpenAIGateway, tool
+from agentkit_jupyter.kernel.static_html import render_static_html
 
 CALLS: Counter[str] = Counter()
 
@@ -120,7 +121,13 @@ async def test_a_fork_copies_its_steps_without_a_model_or_tool_call(
     assert seen[-1]["content"] == "item 1: a blue lamp"
     # Its record: only the live call's tokens are the fork's own.
     status, record = await api("GET", "tasks", fork["task_id"], params={"limit": "0"})
-    assert record["tokens_in"] > 0 and record["parent_id"] == parent
+    assert record["tokens_in"] == 12 and record["tokens_out"] == 7  # one call's (Reply default)
+    assert record["parent_id"] == parent
+    # The static copy (GitHub, nbviewer) marks the copied steps and names the parent.
+    html = render_static_html(record, forked)
+    assert html.count("data-copied='true'") == 2  # steps 1 and 2
+    assert f"Forked from task <code>{parent}</code>" in html
+    assert "12 tokens in, 7 out" in html
 
 
 async def test_a_replaced_observation_reaches_the_model_and_the_tool_does_not_run(

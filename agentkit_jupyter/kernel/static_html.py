@@ -180,6 +180,15 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
 
 
+def format_cost(dollars: float) -> str:
+    """US dollars as the views show them: enough digits for a cheap call."""
+    if dollars == 0:
+        return "$0"
+    if dollars < 0.01:
+        return f"${dollars:.6f}".rstrip("0")
+    return f"${dollars:,.4f}".rstrip("0").rstrip(".")
+
+
 def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> str:
     """A self-contained HTML rendering of a task's steps (for GitHub, nbviewer)."""
     esc = _esc
@@ -188,6 +197,8 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
     status = str(result.get("status") or task.get("status") or "")
     steps: dict[int, list[str]] = {}
     drafts: dict[int, str] = {}
+    # A fork's steps copied from its parent (every event of the step copied).
+    copied: dict[int, bool] = {}
     max_step = 0
     for message in messages:
         if message.get("type") == "result":
@@ -198,6 +209,9 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
         max_step = max(max_step, step)
         data = event.get("data") or {}
         kind = event.get("event_type")
+        if kind == "usage":
+            continue  # tokens and cost: in the header
+        copied[step] = copied.get(step, True) and event.get("copied") is True
         parts = steps.setdefault(step, [])
         if kind == "token":
             drafts[step] = drafts.get(step, "") + _text(data.get("delta"))
@@ -257,8 +271,17 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
     if isinstance(total_steps, int) and total_steps > max_step:
         max_step = total_steps
     meta = [f"{max_step} step{'s' if max_step != 1 else ''}"]
-    if isinstance(tokens, int) and tokens:
+    usage = result.get("usage")
+    if isinstance(usage, dict) and (usage.get("prompt_tokens") or usage.get("completion_tokens")):
+        meta.append(
+            f"{int(usage.get('prompt_tokens') or 0):,} tokens in, "
+            f"{int(usage.get('completion_tokens') or 0):,} out"
+        )
+    elif isinstance(tokens, int) and tokens:
         meta.append(f"{tokens:,} tokens")
+    cost = result.get("cost", task.get("cost"))
+    if isinstance(cost, int | float) and not isinstance(cost, bool):
+        meta.append(format_cost(float(cost)))
     started, finished = task.get("started_at"), task.get("finished_at")
     if isinstance(started, int | float) and isinstance(finished, int | float):
         meta.append(_duration(max(0.0, finished - started)))
@@ -270,10 +293,24 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
     ]
     if task.get("input"):
         out.append(f"<div><span style='{_MUTED}'>Input:</span> {esc(str(task['input']))}</div>")
+    if task.get("parent_id"):
+        how = "Continues" if task.get("fork_kind") == "resume" else "Forked from"
+        out.append(
+            f"<div style='{_MUTED}'>{how} task <code>{esc(str(task['parent_id']))}</code> "
+            f"at event {esc(str(task.get('forked_at_seq')))}.</div>"
+        )
     if steps:
         out.append("<ol style='margin:6px 0;padding-left:1.6em'>")
         for step in sorted(steps):
-            if steps[step]:
+            if not steps[step]:
+                continue
+            if copied.get(step):
+                out.append(
+                    f"<li value='{step}' style='margin:4px 0;opacity:.6' data-copied='true'>"
+                    f"<span style='{_MUTED};font-style:italic'>copied from the parent</span>"
+                    f"{''.join(steps[step])}</li>"
+                )
+            else:
                 out.append(f"<li value='{step}' style='margin:4px 0'>{''.join(steps[step])}</li>")
         out.append("</ol>")
     if result.get("output") is not None and result.get("status") == "succeeded":
