@@ -192,3 +192,33 @@ async def test_an_agents_cost_budget_ends_the_run_after_the_call_that_crossed_it
     result = messages[-1]["data"]
     assert result["status"] == "cancelled" and result["code"] == "budget_exceeded", result
     assert json.dumps(result).count("budget") >= 1
+
+
+def test_a_call_that_cannot_fit_is_not_made() -> None:
+    # 1st call: 4 + 6 tokens. The 2nd prompt is at least 10: with 15 allowed, not sent.
+    gateway = ScriptedGateway(
+        [ScriptedTurn("Adding now.", [("add", {"a": 1, "b": 2})]), ScriptedTurn("It is 3.")]
+    )
+
+    async def main() -> list[Any]:
+        stream = ReActEngine(gateway).execute_stream(
+            [{"role": "user", "content": "1 + 2?"}],
+            [add],
+            "m",
+            "a",
+            None,
+            budget=Budget(max_tokens=15),
+        )
+        return [e async for e in stream]
+
+    events = asyncio.run(main())
+    usages = [e for e in events if e.event_type is EventType.USAGE]
+    assert len(usages) == 1  # one call made, none estimated
+    end = events[-1]
+    assert end.event_type is EventType.CANCELLED and end.data["code"] == "budget_exceeded"
+    assert end.data["interrupted"] == "between_steps"
+    assert "next model call" in end.data["message"]
+    assert (
+        end.data["usage"]["total_tokens"]
+        == usages[0].data["prompt_tokens"] + usages[0].data["completion_tokens"]
+    )

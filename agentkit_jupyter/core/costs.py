@@ -188,6 +188,20 @@ class Meter:
         prompt = self._last_prompt + self._last_completion
         return self.usage + Usage(prompt, streamed_pieces)
 
+    def check_before_call(self) -> None:
+        """Raise :class:`BudgetExceeded` when the next call cannot fit: its prompt alone
+        (at least the last prompt and answer) takes the run past the budget. Nothing is
+        counted: the call is not made."""
+        if self.budget is None:
+            return
+        estimate = self.estimate(0)
+        try:
+            self.budget.check(estimate, self._cost_of(estimate))
+        except BudgetExceeded as exc:
+            raise BudgetExceeded(
+                f"The next model call would take the run past its budget ({exc.message})"
+            ) from None
+
     def check_during_call(self, streamed_pieces: int) -> None:
         """Raise :class:`BudgetExceeded` when the call in flight crossed the budget;
         the call is then counted as its estimate (``partial``)."""

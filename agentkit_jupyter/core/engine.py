@@ -256,8 +256,8 @@ class ReActEngine:
             yield self._usage_event(state, model, turn, started)
             try:
                 state.meter.check()
-            except BudgetExceeded as exc:
-                yield self._budget_event(state, "llm_call", exc.message)
+            except BudgetExceeded as exc:  # the call's reported usage crossed it
+                yield self._budget_event(state, "between_steps", exc.message)
                 return
 
             if not turn.tool_calls:
@@ -366,7 +366,7 @@ class ReActEngine:
         async def pump() -> None:
             pieces = 0
             try:
-                state.meter.check_during_call(0)  # the call would cross it: not made
+                state.meter.check_before_call()  # it would cross it: not made
                 async for item in self.gateway.stream(request):
                     if isinstance(item, TokenDelta) and item.text:
                         pieces += 1
@@ -421,8 +421,10 @@ class ReActEngine:
                     return
                 if isinstance(item, _OverBudget):
                     partial = state.meter.partial
-                    if partial is not None:
-                        yield self._partial_usage(state, request.model, partial, started)
+                    if partial is None:  # stopped before the call: nothing was sent
+                        yield self._budget_event(state, "between_steps", item.message)
+                        return
+                    yield self._partial_usage(state, request.model, partial, started)
                     yield self._budget_event(state, "llm_call", item.message)
                     return
                 if isinstance(item, _Ended):
