@@ -238,3 +238,37 @@ async def test_a_running_task_forks_at_a_step_it_has_completed(
         assert forked[-1]["data"]["output"] == "From the fork."
         assert CALLS == {"search": 1}
         await read_until_result(ws)
+
+
+async def test_a_forks_lineage_tokens_and_budget_survive_a_restart(tmp_path: Any) -> None:
+    from agentkit_jupyter.core import AgentPool, ScriptedGateway, ScriptedTurn
+    from agentkit_jupyter.tasks import TaskHub, TaskStore
+    from agentkit_jupyter.tasks.runs import fork_task
+
+    db = tmp_path / "t.sqlite3"
+    agent = Agent(
+        "a",
+        ScriptedGateway(
+            [ScriptedTurn("Adding.", [("search", {"query": "x"})]), ScriptedTurn("ok")]
+        ),
+        tools=[search],
+        prices={"scripted": {"input_per_mtok": 1.0, "output_per_mtok": 1.0}},
+    )
+    hub = TaskHub(AgentPool([agent]), store=TaskStore(db))
+    parent = hub.create_task("a", "q", budget={"max_tokens": 1000})
+    await asyncio.wait_for(parent.wait(), 5)
+    child = await fork_task(hub, parent.task_id, 0)
+    await asyncio.wait_for(child.wait(), 5)
+    before = child.to_dict()
+    await hub.shutdown()
+
+    reopened = TaskHub(AgentPool([agent]), store=TaskStore(db))
+    again = reopened.get(child.task_id).to_dict()
+    for key in ("parent_id", "forked_at_seq", "fork_kind", "tokens_in", "tokens_out", "cost"):
+        assert again[key] == before[key], key
+    assert again["parent_id"] == parent.task_id and again["cost"] > 0
+    assert reopened.get(parent.task_id).to_dict()["budget"] == {
+        "max_tokens": 1000,
+        "max_cost": None,
+    }
+    await reopened.shutdown()
