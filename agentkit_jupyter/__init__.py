@@ -4,6 +4,8 @@ In a notebook: ``agentkit_jupyter.run("demo", "What is 17 * 23?")`` runs a serve
 agent; ``Agent(name, gateway, tools=[...]).run(question)`` runs your own agent in
 the kernel; both show the live task view and return a :class:`TaskHandle`
 (``status``, ``result``, ``steps``, ``wait()``, ``cancel()``, ``to_json()``...).
+``history()`` lists the server's runs as a DataFrame, ``compare(a, b)`` shows two runs
+side by side.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from .core import AgentPool, CancellationToken, StepEvent, tool
 if TYPE_CHECKING:
     from .kernel.agent import Agent
     from .kernel.client import AgentKitClient, ServerInfo
+    from .kernel.compare import compare
     from .kernel.handle import AgentNotFound as AgentNotFound
     from .kernel.handle import TaskHandle, run
     from .kernel.handle import TaskStillRunning as TaskStillRunning
+    from .kernel.history import history
     from .kernel.widget import TaskWidget
 
 __version__ = "0.1.0"
@@ -31,6 +35,9 @@ _LAZY = {
     "TaskHandle": "kernel.handle",
     "TaskWidget": "kernel.widget",
     "run": "kernel.handle",
+    # Runs as data: the task history as a DataFrame, two runs side by side.
+    "history": "kernel.history",
+    "compare": "kernel.compare",
     # Importable from here (`except agentkit_jupyter.AgentNotFound`), not offered by Tab.
     "AgentNotFound": "kernel.handle",
     "TaskStillRunning": "kernel.handle",
@@ -46,6 +53,8 @@ __all__ = [
     "TaskHandle",
     "TaskWidget",
     "__version__",
+    "compare",
+    "history",
     "run",
     "tool",
 ]

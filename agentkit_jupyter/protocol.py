@@ -204,7 +204,8 @@ class ErrorCode(StrEnum):
     SUBSCRIBER_TOO_SLOW = "subscriber_too_slow"
     INVALID_AFTER = "invalid_after"
     INVALID_LIMIT = "invalid_limit"
-    # REST 400: ``GET tasks?since=`` with a cursor that is not one the server gave.
+    # REST 400: ``GET tasks?since=`` that is neither a cursor the server gave nor an
+    # ISO 8601 date or date-time.
     INVALID_SINCE = "invalid_since"
     EVENTS_TRUNCATED = "events_truncated"
     AFTER_BEYOND_LOG = "after_beyond_log"
@@ -854,7 +855,9 @@ class StatusResponse(TypedDict):
 # the result's output, its error message or cancel reason) is cut to it, and the task's
 # ``truncated`` is true; ``GET tasks/{id}?limit=0`` has the whole record.
 LIST_TEXT_MAX_CHARS = 500
-# ``GET tasks?since=<cursor>``: only what changed since the answer that gave the cursor.
+# ``GET tasks?since=<cursor>``: only what changed since the answer that gave the cursor;
+# ``since=<ISO 8601 date or date-time>`` (it has a '-', a cursor never does): the tasks
+# created at or after it (a filter, like ``agent``, ``status`` and ``limit``).
 LIST_SINCE_QUERY = "since"
 # How many deletions the server remembers for ``since``; an older cursor gets a full list.
 LIST_DELETIONS_KEPT = 10_000

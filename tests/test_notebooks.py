@@ -21,6 +21,7 @@ from server_process import ServerProcess
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 TASK_MIMETYPE = "application/vnd.agentkit.task+json"
+COMPARE_MIMETYPE = "application/vnd.agentkit.compare+json"
 FINAL = {"succeeded", "failed", "cancelled"}
 # Notebook runs are slow by nature (kernel start, a 1.5 s demo, a cancel after 3 s).
 pytestmark = pytest.mark.timeout(240)
@@ -135,6 +136,17 @@ def test_inspecting_a_run(server: ServerProcess, tmp_path: Path) -> None:
     assert len(images) == 1  # the timeline
     tasks = httpx.get(server.api("tasks"), headers=server.headers, timeout=10).json()["tasks"]
     assert all(t["status"] in FINAL for t in tasks)
+    # Runs as data: two forks (a changed observation, changed arguments), both answered
+    # from the changed fact; a comparison; the history and steps tables; cost; budget.
+    assert text.count("2.10 times the population") == 2
+    forks = [t for t in tasks if t.get("parent_id")]
+    assert len(forks) == 2 and {t["fork_kind"] for t in forks} == {"fork"}
+    compared = [out for out in outputs(notebook) if COMPARE_MIMETYPE in out.get("data", {})]
+    assert len(compared) == 1
+    assert any("tokens_in" in t and "parent" in t for t in tables)  # history()
+    assert any("copied" in t and "event_type" in t for t in tables)  # to_dataframe()
+    assert "cost: $0.00" in text
+    assert "'code': 'budget_exceeded'" in text
 
 
 def test_real_endpoint_skips_cleanly_without_configuration(

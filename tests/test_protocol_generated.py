@@ -155,6 +155,15 @@ def test_interfaces_follow_the_typeddicts(committed: str) -> None:
         "  reason?: string | null;",
         "  /** `interrupted` while calls waited for a decision: their approval_requested data. */",
         "  pending_approvals?: { [key: string]: unknown }[];",
+        "  /** `cancelled` by the budget: `budget_exceeded` (the reason is then the same). */",
+        "  code?: string;",
+        "  /**",
+        "   * Tokens in and out over the whole run (also the partial usage of a cut run), and its "
+        "cost in US",
+        "   * dollars (None: a model whose price is unknown).",
+        "   */",
+        "  usage?: { [key: string]: number };",
+        "  cost?: number | null;",
     ]
     assert "  type: 'step';\n  seq: number;\n  task_id: string;\n  data: IStepEventData;" in (
         committed

@@ -16,6 +16,10 @@ from agentkit_jupyter.tasks.bounds import WholeTexts
 SECRET = "s3cr3t-token-0123456789"
 
 
+# Every result says what the run used; these runs made no model call.
+NOTHING_SPENT = {"usage": {"prompt_tokens": 0, "completion_tokens": 0}, "cost": None}
+
+
 def _redact(text: str) -> str:
     for secret in (SECRET, "12345678"):
         text = text.replace(secret, "[secret]")
@@ -57,6 +61,7 @@ def test_the_result_is_serialised_once_and_the_record_is_the_logs(
         "task_id": "t1",
         "output": "found [secret] in report-\ufffd.txt",
         "total_tokens": "NaN",
+        **NOTHING_SPENT,
     }
     assert _logged(task)["data"] == task.result
     assert task.to_dict()["result"] == task.result
@@ -74,6 +79,7 @@ def test_a_redaction_that_breaks_the_json_keeps_the_record(
         "task_id": "t1",
         "output": "ok",
         "total_tokens": 12345678,
+        **NOTHING_SPENT,
     }
     assert task.finished and task.log.last_seq == 1
 

@@ -12,12 +12,14 @@ runs here alone and ``not_shared_reason`` says why.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..core import agent as core_agent
+from ..protocol import ForkEdit, ForkKind
 from .client import AgentKitClient, ServerInfo, TaskClient
+from .forking import plan_local_fork
 from .handle import TaskHandle, check_input
-from .local_run import LocalRun, LocalRunClient
+from .local_run import Lineage, LocalRun, LocalRunClient
 from .widget import DisplayKind, TaskWidget, Transport
 
 __all__ = ["Agent", "KernelTaskWidget", "in_kernel"]
@@ -68,6 +70,19 @@ class KernelTaskWidget(TaskWidget):
     @property
     def not_shared_reason(self) -> str | None:
         return self.local_run.not_shared_reason
+
+    def fork_child(self, at_seq: int, edit: ForkEdit | None) -> KernelTaskWidget:
+        """A fork of this run, made in this kernel (its tools are here) and shared as
+        this run is."""
+        local = self.local_run
+        messages, plan = plan_local_fork(self, local.agent, local.input, at_seq, edit)
+        lineage = Lineage.of(self.task_id, at_seq, messages, plan, ForkKind.FORK.value)
+        run = LocalRun(
+            local.agent, plan.user_input, server=local.server, share=local.shared, lineage=lineage
+        )
+        return KernelTaskWidget(
+            run, transport=cast(Transport, self.transport), attach_by_id=self._attach_by_id
+        )
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         try:

@@ -6,8 +6,9 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
@@ -214,8 +215,36 @@ class AgentKitClient:
             self._request("POST", f"tasks/{quote(task_id, safe='')}/resume", json=body).json()
         )
 
-    def list_tasks(self) -> list[dict[str, Any]]:
-        return list(self._request("GET", "tasks").json()["tasks"])
+    def list_tasks(
+        self,
+        agent: str | None = None,
+        status: str | Iterable[str] | None = None,
+        since: str | float | date | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The task list's summaries (``protocol.TaskSummary``), oldest first: all of
+        them, or those of ``agent``, in ``status`` (one, or several), created at or after
+        ``since`` (a ``datetime`` (naive: local time), a ``date`` (midnight UTC), epoch
+        seconds, or an ISO 8601 text), and of those the newest ``limit``."""
+        params: list[tuple[str, str]] = []
+        if agent is not None:
+            params.append(("agent", agent))
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            params.append(("status", ",".join(statuses)))
+        if since is not None:
+            if isinstance(since, datetime):
+                when = since if since.tzinfo is not None else since.astimezone()
+                params.append(("since", when.isoformat()))
+            elif isinstance(since, date):
+                params.append(("since", since.isoformat()))
+            elif isinstance(since, int | float) and not isinstance(since, bool):
+                params.append(("since", datetime.fromtimestamp(since, UTC).isoformat()))
+            else:
+                params.append(("since", str(since)))
+        if limit is not None:
+            params.append(("limit", str(limit)))
+        return list(self._request("GET", "tasks", params=params or None).json()["tasks"])
 
     def get_task(
         self, task_id: str, after: int | None = None, limit: int | None = None

@@ -8,15 +8,14 @@ agent of this kernel is forked here, since its tools live here: the same plan
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Self
 
-from ..core.replay import plan_fork
-from ..protocol import ForkEdit, ForkKind, TaskStatus
+from ..core.replay import ForkPlan, plan_fork
+from ..protocol import ForkEdit, TaskStatus
 from ..tasks.runs import check_fork_arguments, step_events
 
 if TYPE_CHECKING:
-    from .handle import TaskHandle
-    from .widget import TaskWidget, Transport
+    from .widget import TaskWidget
 
 # The most messages one page of GET tasks/{id} is asked for.
 _PAGE = 1000
@@ -36,10 +35,6 @@ def all_messages(widget: TaskWidget) -> list[dict[str, Any]]:
         if not page.get("has_more") or not events:
             return messages
         after = int(events[-1]["seq"])
-
-
-def _transport(widget: TaskWidget) -> Transport:
-    return cast("Transport", widget.transport)
 
 
 def fork_point(
@@ -84,47 +79,24 @@ def fork_point(
     return int(found[0]["seq"])
 
 
-def fork_widget(widget: TaskWidget, at_seq: int, edit: ForkEdit | None) -> TaskWidget:
-    """The fork's widget: forked in this kernel for a run of this kernel, else by the
-    server. Raises ``ForkError`` / ``AgentKitAPIError`` (``invalid_fork``...)."""
-    from .agent import KernelTaskWidget
-    from .local_run import Lineage, LocalRun
-    from .widget import TaskWidget
-
-    local = getattr(widget, "local_run", None)
-    if local is None:
-        record = widget.client.fork_task(  # type: ignore[attr-defined]
-            widget.task_id, at_seq, edit.model_dump(exclude_none=True) if edit else None
-        )
-        server = getattr(widget.client, "server", None)
-        return TaskWidget(
-            str(record["task_id"]),
-            server=server,
-            task=record,
-            transport=_transport(widget),
-            attach_by_id=widget._attach_by_id,
-        )
+def plan_local_fork(
+    widget: TaskWidget, agent: Any, user_input: str, at_seq: int, edit: ForkEdit | None
+) -> tuple[list[dict[str, Any]], ForkPlan]:
+    """The messages and the plan of a fork made in this kernel (the REST route's
+    checks: edited arguments against the tool's schema)."""
     messages = all_messages(widget)
     events = step_events(messages)
     if edit is not None and edit.arguments is not None:
-        check_fork_arguments(local.agent, events, at_seq, edit.arguments)
+        check_fork_arguments(agent, events, at_seq, edit.arguments)
     plan = plan_fork(
-        local.input,
+        user_input,
         events,
         at_seq,
         observation=edit.observation if edit else None,
         arguments=edit.arguments if edit else None,
         new_input=edit.input if edit else None,
     )
-    lineage = Lineage.of(widget.task_id, at_seq, messages, plan, ForkKind.FORK.value)
-    run = LocalRun(
-        local.agent,
-        plan.user_input,
-        server=local.server,
-        share=local.shared,
-        lineage=lineage,
-    )
-    return KernelTaskWidget(run, transport=_transport(widget), attach_by_id=widget._attach_by_id)
+    return messages, plan
 
 
 class Forking:
@@ -138,6 +110,8 @@ class Forking:
 
         @property
         def status(self) -> str: ...
+
+        def show(self) -> None: ...
 
     def messages(self) -> list[dict[str, Any]]:
         """The task's whole log as wire messages (``RecordedGateway.from_task`` reads it)."""
@@ -153,7 +127,7 @@ class Forking:
         call_id: str | None = None,
         at_seq: int | None = None,
         display: bool = True,
-    ) -> TaskHandle:
+    ) -> Self:
         """A new run that copies this one up to step ``at_step`` (no model or tool call
         for that part) and goes on live, with at most one change: the ``observation``
         of that step's tool call, its ``arguments`` (the call runs again with them), or
@@ -164,34 +138,22 @@ class Forking:
         Returns the fork's handle (its live view shown when ``display``); its record
         has ``parent_id`` and ``forked_at_seq``.
         """
-        from .handle import TaskHandle
 
         edit = None
         if observation is not None or arguments is not None or input is not None:
             edit = ForkEdit(observation=observation, arguments=arguments, input=input)
         seq = fork_point(self.messages(), at_step, at_seq, call_id, edit)
-        handle = TaskHandle(fork_widget(self.widget, seq, edit))
+        handle = type(self)(self.widget.fork_child(seq, edit))  # type: ignore[call-arg]
         if display:
             handle.show()
         return handle
 
-    def continue_interrupted(self, display: bool = True) -> TaskHandle:
+    def continue_interrupted(self, display: bool = True) -> Self:
         """The continuation of an interrupted server task (``POST tasks/{id}/resume``):
         a new task that goes on from its last completed step; a call that had started
         is asked again (policy ``interrupted``), never re-run unasked."""
-        from .handle import TaskHandle
-        from .widget import TaskWidget
-
-        widget = self.widget
-        record = widget.client.resume_task(widget.task_id)  # type: ignore[attr-defined]
-        child = TaskWidget(
-            str(record["task_id"]),
-            server=getattr(widget.client, "server", None),
-            task=record,
-            transport=_transport(widget),
-            attach_by_id=widget._attach_by_id,
-        )
-        handle = TaskHandle(child)
+        child = self.widget.continuation()
+        handle = type(self)(child)  # type: ignore[call-arg]
         if display:
             handle.show()
         return handle

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anywidget
 import traitlets
@@ -567,11 +567,35 @@ class TaskWidget(anywidget.AnyWidget):
         except Exception as exc:
             self._relay_error(f"{command.type} failed: {exc}", "internal_error", call_id)
 
+    def fork_child(self, at_seq: int, edit: ForkEdit | None) -> TaskWidget:
+        """A fork of this task at ``at_seq`` (``POST tasks/{id}/fork``: a server agent's
+        task; a kernel run's widget forks in the kernel) and its widget. Raises
+        ``AgentKitAPIError`` (``invalid_fork``, ``fork_needs_kernel``...)."""
+        record = self._client.fork_task(  # type: ignore[attr-defined]
+            self.task_id, at_seq, edit.model_dump(exclude_none=True) if edit else None
+        )
+        return self._sibling(record)
+
+    def continuation(self) -> TaskWidget:
+        """The continuation of this interrupted task (``POST tasks/{id}/resume``): a new
+        task that goes on from its last completed step, and its widget."""
+        record = self._client.resume_task(self.task_id)  # type: ignore[attr-defined]
+        return self._sibling(record)
+
+    def _sibling(self, record: dict[str, Any]) -> TaskWidget:
+        """A widget of another task of the same server, shown as this one is."""
+        return TaskWidget(
+            str(record["task_id"]),
+            server=getattr(self._client, "server", None),
+            task=record,
+            transport=cast(Transport, self.transport),
+            attach_by_id=self._attach_by_id,
+        )
+
     def _fork(self, raw: dict[str, Any]) -> None:
         """The view's "Fork from here": forked as ``TaskHandle.fork`` does, the fork's id
         sent back (``relay_forked``) for the view to stream below; or the refusal."""
         from ..core.replay import ForkError
-        from .forking import fork_widget
 
         try:
             at_seq = raw.get("at_seq")
@@ -582,7 +606,7 @@ class TaskWidget(anywidget.AnyWidget):
             self._relay_error(f"That fork is not valid: {exc}", ErrorCode.INVALID_BODY.value)
             return
         try:
-            child = fork_widget(self, at_seq, edit)
+            child = self.fork_child(at_seq, edit)
         except ForkError as exc:
             self._relay_error(str(exc), ErrorCode.INVALID_FORK.value)
             return

@@ -13,12 +13,13 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 from ..core import AgentPool, demo_agents, redact_url
+from ..core.costs import set_prices
 from ..core.demo import bench_agents
 from ..core.llm import REDACTED
 from ..protocol import API_KEY_HEADER, ENV_API_KEY, ENV_SERVER_TOKEN, ENV_SERVER_URL
 from ..tasks import HubLimits, StoreError, TaskHub, TaskStore
 from ..tasks.store import MAX_PENDING_BYTES
-from . import rest, websocket
+from . import rest, runs, websocket
 from .agents import AgentLoadError, agents_from, entry_point_sources, import_object
 from .base import CreationLimiter, KeyRing
 
@@ -72,6 +73,12 @@ class AgentKitExtension(ExtensionApp):
     ).tag(config=True)
     default_model = Unicode(
         "gpt-4o-mini", help="Model name the 'assistant' agent asks llm_base_url for."
+    ).tag(config=True)
+    prices = Dict(
+        default_value={},
+        help="Prices of models the price library (genai-prices) does not know, or that "
+        "you pay differently: {model: {'input_per_mtok': dollars, 'output_per_mtok': "
+        "dollars}}. They win over the library's.",
     ).tag(config=True)
     heartbeat_timeout = Float(
         60.0,
@@ -237,6 +244,10 @@ class AgentKitExtension(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self._known_secrets = self._secrets()
+        try:
+            set_prices(self.prices)
+        except ValueError as exc:
+            self.log.error("agentkit: AgentKitExtension.prices left out: %s", exc)
         pool = self._load_agents()
         self.key_ring, problems = KeyRing.from_config(self.api_keys, self.api_key)
         for problem in problems:
@@ -337,6 +348,7 @@ class AgentKitExtension(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(rest.default_handlers)
+        self.handlers.extend(runs.default_handlers)
         self.handlers.extend(websocket.default_handlers)
 
     async def stop_extension(self) -> None:

@@ -25,7 +25,15 @@ from ..tasks import (
     UnknownEventError,
     UnknownTaskError,
 )
-from ..tasks.listing import journal_for, task_summary
+from ..tasks.listing import (
+    ListFilter,
+    is_time,
+    journal_for,
+    parse_cursor,
+    parse_statuses,
+    parse_time,
+    task_summary,
+)
 from ..tasks.runs import (
     AlreadyResumedError,
     ForkError,
@@ -184,16 +192,41 @@ class TasksHandler(AgentKitAPIHandler):
     @requires("read")
     async def get(self) -> None:
         """Summaries of every task (``protocol.TaskList``), or with ``?since=<cursor>``
-        only those created or changed since, and the ids deleted since."""
+        only those created or changed since, and the ids deleted since. ``?agent=``,
+        ``?status=`` (repeated or comma-separated), ``?since=<ISO 8601 date or time>``
+        (created at or after) and ``?limit=N`` (the newest N) filter the list: the
+        answer is then the filtered list, ``full: true``, with a cursor as always."""
+        query = self.request.query_arguments
+        try:
+            agents = frozenset(v.decode("utf-8") for v in query.get("agent", []) if v)
+            statuses = parse_statuses([v.decode("utf-8") for v in query.get("status", [])])
+        except UnicodeDecodeError:
+            raise ApiError(400, ErrorCode.BAD_REQUEST, "Query values must be UTF-8.") from None
+        except ValueError as exc:
+            raise ApiError(400, ErrorCode.BAD_REQUEST, str(exc)) from None
+        limit = self.int_argument("limit", ErrorCode.INVALID_LIMIT)
         raw = self.raw_query_argument(protocol.LIST_SINCE_QUERY)
-        summaries = [task_summary(self.task_json(task)) for task in self.hub.all()]
+        cursor, created_since = None, None
         try:
             since = None if raw is None else raw.decode("ascii")
-            body = journal_for(self.hub).answer(summaries, since)
+            if since is not None and is_time(since):
+                created_since = parse_time(since)
+            elif since is not None:
+                parse_cursor(since)
+                cursor = since
         except ValueError:  # UnicodeDecodeError included
             raise ApiError(
-                400, ErrorCode.INVALID_SINCE, "'since' must be a cursor from an earlier answer."
+                400,
+                ErrorCode.INVALID_SINCE,
+                "'since' must be a cursor from an earlier answer, or an ISO 8601 date or "
+                "date-time (2026-05-01, 2026-05-01T12:30:00Z, 2026-05-01T14:30+02:00).",
             ) from None
+        chosen = ListFilter(agents, statuses, created_since, limit)
+        summaries = [task_summary(self.task_json(task)) for task in self.hub.all()]
+        # Filtered: the whole filtered list (full: true), whatever the cursor.
+        body = journal_for(self.hub).answer(summaries, None if chosen.active else cursor)
+        if chosen.active:
+            body["tasks"] = chosen.apply(body["tasks"])
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(protocol.dumps(body))
 

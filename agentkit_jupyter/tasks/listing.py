@@ -5,7 +5,9 @@ so one answer is bounded by the number of tasks, whatever their inputs and outpu
 :class:`TaskListJournal` gives each summary a revision when it first differs from the
 one last seen, and remembers deletions, so ``GET tasks?since=<cursor>`` answers only the
 tasks created or changed since, and the ids deleted since. It is computed when asked
-(one pass over the summaries), so the hub needs no hook for it.
+(one pass over the summaries), so the hub needs no hook for it. :class:`ListFilter`
+keeps the tasks of ``?agent=``, ``?status=``, ``?since=<date or time>`` and the newest
+``?limit=``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from __future__ import annotations
 import secrets
 import weakref
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
 
 from .. import protocol
 
@@ -70,6 +75,15 @@ def task_summary(record: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def parse_cursor(cursor: str) -> tuple[str, int]:
+    """A cursor's epoch and revision; ``ValueError`` if it is not of the server's form
+    (``"<epoch>.<revision>"``)."""
+    epoch, dot, number = cursor.partition(".")
+    if not dot or not number.isascii() or not number.isdigit() or len(number) > 18:
+        raise ValueError(cursor)
+    return epoch, int(number)
+
+
 class TaskListJournal:
     """Revisions of the task list, for ``GET tasks?since=``.
 
@@ -93,10 +107,7 @@ class TaskListJournal:
         """The revision a cursor stands for; None: answer the full list."""
         if cursor is None:
             return None
-        epoch, dot, number = cursor.partition(".")
-        if not dot or not number.isascii() or not number.isdigit() or len(number) > 18:
-            raise ValueError(cursor)
-        revision = int(number)
+        epoch, revision = parse_cursor(cursor)
         if epoch != self.epoch or revision > self.revision or revision < self._horizon:
             return None
         return revision
@@ -145,3 +156,88 @@ def journal_for(hub: object) -> TaskListJournal:
     if journal is None:
         journal = _JOURNALS[hub] = TaskListJournal()
     return journal
+
+
+# -- filters: ?agent=&status=&since=<time>&limit= ---------------------------------------
+
+
+_Summary = TypeVar("_Summary", bound=Mapping[str, object])
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """What ``GET tasks`` keeps of the list: tasks of these agents (any, when empty), in
+    these statuses (any, when empty), created at or after ``created_since`` (epoch
+    seconds), and of those the newest ``limit``."""
+
+    agents: frozenset[str] = frozenset()
+    statuses: frozenset[str] = frozenset()
+    created_since: float | None = None
+    limit: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.agents or self.statuses) or (
+            self.created_since is not None or self.limit is not None
+        )
+
+    def apply(self, summaries: list[_Summary]) -> list[_Summary]:
+        """The summaries kept (oldest first, as given)."""
+        kept = [
+            s
+            for s in summaries
+            if (not self.agents or s.get("agent") in self.agents)
+            and (not self.statuses or s.get("status") in self.statuses)
+            and (self.created_since is None or _created(s) >= self.created_since)
+        ]
+        if self.limit is not None:
+            kept = kept[len(kept) - self.limit :] if self.limit else []
+        return kept
+
+
+def _created(summary: Mapping[str, object]) -> float:
+    created = summary.get("created_at")
+    return float(created) if isinstance(created, int | float) else float("-inf")
+
+
+def is_time(since: str) -> bool:
+    """Whether ``?since=`` is a date or time (it has a ``-``; a cursor never does)."""
+    return "-" in since
+
+
+def parse_time(text: str) -> float:
+    """An ISO 8601 date (``2026-05-01``) or date-time (``2026-05-01T12:30``,
+    ``…T12:30:00Z``, ``…T12:30:00+02:00``) as epoch seconds; one without an offset is
+    UTC. ``ValueError`` if it is neither (the message never quotes it)."""
+    text = text.strip()
+    if len(text) > 64:
+        raise ValueError("too long for a date")
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("not an ISO 8601 date or date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+STATUSES = tuple(status.value for status in protocol.TaskStatus)
+
+
+def parse_statuses(values: list[str]) -> frozenset[str]:
+    """``?status=`` values (repeated, or comma-separated) as a set of statuses;
+    ``ValueError`` naming the first that is not one."""
+    found: set[str] = set()
+    for value in values:
+        for name in value.split(","):
+            name = name.strip()
+            if not name:
+                continue
+            if name not in STATUSES:
+                raise ValueError(f"'status' takes: {', '.join(STATUSES)}.")
+            found.add(name)
+    return frozenset(found)

@@ -95,7 +95,12 @@ export const ApprovalPolicy = {
   /** Agent(approval="always") */
   AGENT: 'agent',
   /** Agent(approval=<callable>) said yes */
-  AGENT_RULE: 'agent_rule'
+  AGENT_RULE: 'agent_rule',
+  /**
+   * The run was interrupted after this call started and before its result: it may have run already,
+   * so resuming never runs it again unasked.
+   */
+  INTERRUPTED: 'interrupted'
 } as const;
 export type ApprovalPolicy = (typeof ApprovalPolicy)[keyof typeof ApprovalPolicy];
 
@@ -127,7 +132,10 @@ export const ErrorCode = {
   SUBSCRIBER_TOO_SLOW: 'subscriber_too_slow',
   INVALID_AFTER: 'invalid_after',
   INVALID_LIMIT: 'invalid_limit',
-  /** REST 400: `GET tasks?since=` with a cursor that is not one the server gave. */
+  /**
+   * REST 400: `GET tasks?since=` that is neither a cursor the server gave nor an ISO 8601 date or
+   * date-time.
+   */
   INVALID_SINCE: 'invalid_since',
   EVENTS_TRUNCATED: 'events_truncated',
   AFTER_BEYOND_LOG: 'after_beyond_log',
@@ -319,7 +327,11 @@ export type ControlMessageType = (typeof CONTROL_MESSAGE_TYPES)[number];
  */
 export const LIST_TEXT_MAX_CHARS = 500;
 
-/** `GET tasks?since=<cursor>`: only what changed since the answer that gave the cursor. */
+/**
+ * `GET tasks?since=<cursor>`: only what changed since the answer that gave the cursor; `since=<ISO
+ * 8601 date or date-time>` (it has a '-', a cursor never does): the tasks created at or after it (a
+ * filter, like `agent`, `status` and `limit`).
+ */
 export const LIST_SINCE_QUERY = 'since';
 
 /** How many deletions the server remembers for `since`; an older cursor gets a full list. */
