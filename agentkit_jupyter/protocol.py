@@ -727,19 +727,27 @@ class ResumeBody(pydantic.BaseModel):
 class ForkEdit(pydantic.BaseModel):
     """The one thing a fork changes at its fork point: the ``observation`` of the tool
     call at ``at_seq``, the ``arguments`` of the tool call at ``at_seq`` (it runs again
-    with them), or the user ``input`` (a fork at the start, ``at_seq`` 0)."""
+    with them), the user ``input`` (a fork at the start, ``at_seq`` 0), or a
+    ``follow_up`` question after the answer (``at_seq`` the ``final_answer``'s: the
+    conversation goes on, answer included, in the new task)."""
 
     model_config = pydantic.ConfigDict(extra="forbid", strict=True)
     observation: str | None = pydantic.Field(default=None, max_length=1_000_000)
     arguments: dict[str, Any] | None = None
     input: str | None = pydantic.Field(default=None, max_length=1_000_000)
+    follow_up: str | None = pydantic.Field(default=None, min_length=1, max_length=100_000)
 
     @pydantic.model_validator(mode="after")
     def _one_thing(self) -> ForkEdit:
-        given = [n for n in ("observation", "arguments", "input") if getattr(self, n) is not None]
+        given = [n for n in FORK_EDITS if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError("an edit changes exactly one of observation, arguments, input")
+            raise ValueError(
+                "an edit changes exactly one of observation, arguments, input, follow_up"
+            )
         return self
+
+
+FORK_EDITS = ("observation", "arguments", "input", "follow_up")
 
 
 class ForkBody(pydantic.BaseModel):

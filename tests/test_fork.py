@@ -272,3 +272,36 @@ async def test_a_forks_lineage_tokens_and_budget_survive_a_restart(tmp_path: Any
         "max_cost": None,
     }
     await reopened.shutdown()
+
+
+async def test_a_follow_up_question_continues_the_conversation(
+    api: Any, ws_connect: Any, llm: FakeLLMServer
+) -> None:
+    three_steps(llm)
+    parent, messages = await run_to_end(api, ws_connect, {"agent": "shopper", "input": "a lamp"})
+    answer = seq_of(messages, "final_answer", 3)
+    llm.enqueue(Reply(text="It costs 40 euros."))
+    body = {"at_seq": answer, "edit": {"follow_up": "How much is it?"}}
+    status, fork = await api("POST", "tasks", parent, "fork", body=body)
+    assert status == 201, fork
+    assert fork["input"] == "How much is it?" and fork["parent_id"] == parent
+    forked = await follow(ws_connect, fork["task_id"])
+
+    assert CALLS == {"search": 1, "fetch": 1} and len(llm.requests) == 4
+    seen = llm.requests[-1].messages
+    assert seen[0] == {"role": "user", "content": "a lamp"}
+    assert seen[-2:] == [
+        {"role": "assistant", "content": "The first lamp is blue."},
+        {"role": "user", "content": "How much is it?"},
+    ]
+    copied = [m for m in steps(forked) if m["data"].get("copied")]
+    assert copied[-1]["data"]["event_type"] == "final_answer"  # the answer it follows
+    live = [m for m in steps(forked) if not m["data"].get("copied")]
+    assert {m["data"]["step"] for m in live} == {4}
+    assert forked[-1]["data"]["status"] == "succeeded"
+    assert forked[-1]["data"]["output"] == "It costs 40 euros."
+    # Only after an answer.
+    thought = seq_of(messages, "thought", 1)
+    bad = {"at_seq": thought, "edit": {"follow_up": "and?"}}
+    status, error = await api("POST", "tasks", parent, "fork", body=bad)
+    assert (status, error["error"]["code"]) == (400, "invalid_fork")

@@ -28,6 +28,7 @@ def lookup(region: str) -> int:
 shop = Agent("kernel-shop", ScriptedGateway([
     ScriptedTurn("Looking up EMEA.", [("lookup", {"region": "EMEA"})]),
     lambda ctx: ScriptedTurn(f"Sold {ctx.observations[-1]}."),
+    lambda ctx: ScriptedTurn(f"You asked: {ctx.messages[-1]['content']}"),
 ]), tools=[lookup])
 parent = shop.start("EMEA?")
 parent.wait(30)
@@ -97,3 +98,32 @@ async def test_the_views_fork_message_forks_and_relays_the_fork(kernel: Any) -> 
     assert seen["calls"] == ["EMEA", "APAC"]  # the edited call ran, with its arguments
     assert seen["result"]["output"] == "Sold 80."
     assert [e["code"] for e in seen["errors"]] == ["invalid_fork"]
+
+
+async def test_a_follow_up_in_the_kernel_is_a_linked_task_on_the_server(
+    kernel: Any,  # noqa: F811
+    api: Any,
+) -> None:
+    _, _, execute = await kernel()
+    await execute(SETUP)
+    out = await execute(
+        "more = parent.follow_up('And APAC?', display=False)\n"
+        "result = more.wait(30)\n"
+        "print(json.dumps({'output': result['output'], 'fork': more.task_id,"
+        " 'parent': parent.task_id, 'calls': calls}))"
+    )
+    seen = json.loads(out)
+    assert seen["output"] == "You asked: And APAC?" and seen["calls"] == ["EMEA"]
+    async with asyncio.timeout(20):
+        while True:
+            _, record = await api("GET", "tasks", seen["fork"])
+            if record["status"] == "succeeded":
+                break
+            await asyncio.sleep(0.1)
+    assert record["parent_id"] == seen["parent"] and record["input"] == "And APAC?"
+    copied = [
+        m["data"]["event_type"]
+        for m in record["events"]
+        if m["type"] == "step" and m["data"].get("copied")
+    ]
+    assert copied[-1] == "final_answer"  # copied, it did not end the kernel's fork

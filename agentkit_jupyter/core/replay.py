@@ -234,6 +234,7 @@ def plan_fork(
     observation: str | None = None,
     arguments: dict[str, Any] | None = None,
     new_input: str | None = None,
+    follow_up: str | None = None,
 ) -> ForkPlan:
     """What a fork of the run ``events`` (``(seq, event)`` pairs, in order) at
     ``at_seq`` copies and where it goes on.
@@ -247,12 +248,19 @@ def plan_fork(
       (a fork at a thought keeps its tool calls). At the final answer, an error or a
       cancel, the events before it are copied: that step is asked again.
 
+    - ``follow_up``: ``at_seq`` is the ``final_answer``; everything is copied, answer
+      included, and the conversation goes on with that question (the new task's input).
+
     Token events of a step whose model call is not in the copy are left out. Calls of
     the copied turn without an observation run live (after approval, if needed).
     """
-    edits = [x for x in (observation, arguments, new_input) if x is not None]
+    edits = [x for x in (observation, arguments, new_input, follow_up) if x is not None]
     if len(edits) > 1:
-        raise ForkError("A fork changes one thing: an observation, arguments, or the input.")
+        raise ForkError(
+            "A fork changes one thing: an observation, arguments, the input or a follow-up."
+        )
+    if follow_up is not None:
+        return _plan_follow_up(user_input, events, at_seq, follow_up)
     if new_input is not None and at_seq != 0:
         raise ForkError("A new input forks at the start: at_seq must be 0.")
     if at_seq == 0:
@@ -321,6 +329,22 @@ def plan_fork(
                 raise ForkError(f"Seq {at_seq} is not the observation of a call of its step.")
             snapshot.replaced_observations[call_id] = observation or ""
     return ForkPlan([seq for seq, _ in kept], user_input, snapshot)
+
+
+def _plan_follow_up(
+    user_input: str, events: Sequence[tuple[int, StepEvent]], at_seq: int, question: str
+) -> ForkPlan:
+    """Everything up to the answer copied (the answer too); the model then reads its
+    answer and the new question, as in a chat."""
+    target = dict(events).get(at_seq)
+    if target is None or target.event_type is not EventType.FINAL_ANSWER:
+        raise ForkError("A follow-up question goes after the answer: at_seq is the final_answer's.")
+    kept = [(seq, event) for seq, event in events if seq <= at_seq]
+    snapshot = rebuild(user_input, [event for _, event in kept])
+    snapshot.step = target.step
+    snapshot.messages.append({"role": "assistant", "content": str(target.data.get("output") or "")})
+    snapshot.messages.append({"role": "user", "content": question})
+    return ForkPlan([seq for seq, _ in kept], question, snapshot)
 
 
 def plan_resume(user_input: str, events: Sequence[tuple[int, StepEvent]]) -> ForkPlan:

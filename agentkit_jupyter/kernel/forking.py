@@ -49,6 +49,15 @@ def fork_point(
     made several), 0 for a new input, else the step's last event."""
     if edit is not None and edit.input is not None:
         return 0
+    if edit is not None and edit.follow_up is not None:
+        answers = [
+            m
+            for m in messages
+            if m.get("type") == "step" and m["data"].get("event_type") == "final_answer"
+        ]
+        if not answers:
+            raise ValueError("The run has no answer yet to follow up on.")
+        return int(answers[-1]["seq"])
     if at_seq is not None:
         return at_seq
     if at_step is None:
@@ -95,6 +104,7 @@ def plan_local_fork(
         observation=edit.observation if edit else None,
         arguments=edit.arguments if edit else None,
         new_input=edit.input if edit else None,
+        follow_up=edit.follow_up if edit else None,
     )
     return messages, plan
 
@@ -143,6 +153,17 @@ class Forking:
         if observation is not None or arguments is not None or input is not None:
             edit = ForkEdit(observation=observation, arguments=arguments, input=input)
         seq = fork_point(self.messages(), at_step, at_seq, call_id, edit)
+        handle = type(self)(self.widget.fork_child(seq, edit))  # type: ignore[call-arg]
+        if display:
+            handle.show()
+        return handle
+
+    def follow_up(self, question: str, *, display: bool = True) -> Self:
+        """Ask a follow-up question: a new task that continues this finished run's
+        conversation (its steps and answer copied, no model or tool call for them)
+        with ``question``, linked to this one (``parent_id``). Returns its handle."""
+        edit = ForkEdit(follow_up=question)
+        seq = fork_point(self.messages(), None, None, None, edit)
         handle = type(self)(self.widget.fork_child(seq, edit))  # type: ignore[call-arg]
         if display:
             handle.show()

@@ -803,8 +803,10 @@ class Task:
                 "An event needs event_type (a known type), step (int), data (object), "
                 "timestamp (number).",
             ) from None
-        if raw.get("copied") is True and not event.is_terminal:
-            self.copy_in({"data": event.to_dict()})  # a kernel fork's copied step
+        if raw.get("copied") is True:
+            # A kernel fork's copied step (a follow-up copies the parent's answer too:
+            # copied, it ends nothing).
+            self.copy_in({"data": event.to_dict()})
             return event
         self.publish(event)
         if event.is_terminal:

@@ -140,6 +140,7 @@ async def fork_task(
         observation=edit.observation if edit else None,
         arguments=edit.arguments if edit else None,
         new_input=edit.input if edit else None,
+        follow_up=edit.follow_up if edit else None,
     )
     return _start(hub, source, plan, at_seq, ForkKind.FORK)
 

@@ -320,6 +320,8 @@ export type ClientMessageType = (typeof CLIENT_MESSAGE_TYPES)[number];
 export const CONTROL_MESSAGE_TYPES = ['approve', 'reject', 'pause', 'resume'] as const;
 export type ControlMessageType = (typeof CONTROL_MESSAGE_TYPES)[number];
 
+export const FORK_EDITS = ['observation', 'arguments', 'input', 'follow_up'] as const;
+
 /**
  * `GET tasks` lists summaries: a text field longer than this many characters (the input, the
  * result's output, its error message or cancel reason) is cut to it, and the task's `truncated` is
@@ -662,13 +664,15 @@ export interface IResumeBody {
 
 /**
  * The one thing a fork changes at its fork point: the `observation` of the tool call at `at_seq`,
- * the `arguments` of the tool call at `at_seq` (it runs again with them), or the user `input` (a
- * fork at the start, `at_seq` 0).
+ * the `arguments` of the tool call at `at_seq` (it runs again with them), the user `input` (a fork
+ * at the start, `at_seq` 0), or a `follow_up` question after the answer (`at_seq` the
+ * `final_answer`'s: the conversation goes on, answer included, in the new task).
  */
 export interface IForkEdit {
   observation?: string | null;
   arguments?: { [key: string]: unknown } | null;
   input?: string | null;
+  follow_up?: string | null;
 }
 
 /**
