@@ -25,10 +25,12 @@ def lookup(region: str) -> int:
     calls.append(region)
     return {"EMEA": 120, "APAC": 80}[region]
 
+def region(ctx):
+    return "APAC" if "APAC" in ctx.question else "EMEA"
+
 shop = Agent("kernel-shop", ScriptedGateway([
-    ScriptedTurn("Looking up EMEA.", [("lookup", {"region": "EMEA"})]),
-    lambda ctx: ScriptedTurn(f"Sold {ctx.observations[-1]}."),
-    lambda ctx: ScriptedTurn(f"You asked: {ctx.messages[-1]['content']}"),
+    lambda ctx: ScriptedTurn(f"Looking up {region(ctx)}.", [("lookup", {"region": region(ctx)})]),
+    lambda ctx: ScriptedTurn(f"Sold {ctx.observations[-1]} ({len(ctx.history)} earlier messages)."),
 ]), tools=[lookup])
 parent = shop.start("EMEA?")
 parent.wait(30)
@@ -49,7 +51,7 @@ async def test_a_kernel_run_forks_in_the_kernel_and_the_server_sees_it(
     )
     seen = json.loads(out)
     assert seen["calls"] == ["EMEA"]  # the lookup ran once, for the parent only
-    assert seen["output"] == "Sold 999."
+    assert seen["output"] == "Sold 999 (0 earlier messages)."
     async with asyncio.timeout(20):
         while True:
             _, record = await api("GET", "tasks", seen["fork"])
@@ -96,7 +98,7 @@ async def test_the_views_fork_message_forks_and_relays_the_fork(kernel: Any) -> 
     )
     seen = json.loads(out)
     assert seen["calls"] == ["EMEA", "APAC"]  # the edited call ran, with its arguments
-    assert seen["result"]["output"] == "Sold 80."
+    assert seen["result"]["output"] == "Sold 80 (0 earlier messages)."
     assert [e["code"] for e in seen["errors"]] == ["invalid_fork"]
 
 
@@ -113,7 +115,9 @@ async def test_a_follow_up_in_the_kernel_is_a_linked_task_on_the_server(
         " 'parent': parent.task_id, 'calls': calls}))"
     )
     seen = json.loads(out)
-    assert seen["output"] == "You asked: And APAC?" and seen["calls"] == ["EMEA"]
+    # The script answers the new question, with the first one's conversation before it.
+    assert seen["output"] == "Sold 80 (4 earlier messages)."
+    assert seen["calls"] == ["EMEA", "APAC"]
     async with asyncio.timeout(20):
         while True:
             _, record = await api("GET", "tasks", seen["fork"])

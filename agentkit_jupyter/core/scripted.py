@@ -16,9 +16,12 @@ _TOKEN = re.compile(r"\S+\s*|\s+")
 
 @dataclass(frozen=True, slots=True)
 class ScriptContext:
-    """What a scripted turn may look at to shape its text and tool calls."""
+    """What a scripted turn may look at to shape its text and tool calls: the messages
+    since the latest question (a follow-up starts the script again), and the
+    conversation before it."""
 
     messages: list[Message]
+    history: list[Message] = field(default_factory=list)
 
     @property
     def question(self) -> str:
@@ -45,10 +48,11 @@ ScriptStep = ScriptedTurn | Callable[[ScriptContext], ScriptedTurn]
 
 
 class ScriptedGateway(LLMGateway):
-    """Plays turn N of the script on the model's N-th call of a conversation.
+    """Plays turn N of the script on the model's N-th call for a question.
 
-    The turn is picked from the number of assistant messages already in the
-    conversation, so one gateway serves any number of concurrent runs.
+    The turn is picked from the number of assistant messages since the latest user
+    message, so one gateway serves any number of concurrent runs, and a follow-up
+    question (a conversation that goes on) is answered by the script from its start.
     ``token_delay`` paces the streamed text; ``latency`` delays the first token,
     like a slow endpoint.
     """
@@ -63,11 +67,15 @@ class ScriptedGateway(LLMGateway):
         self.latency = latency
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[TokenDelta | ModelTurn]:
-        index = sum(1 for m in request.messages if m.get("role") == "assistant")
+        users = [i for i, m in enumerate(request.messages) if m.get("role") == "user"]
+        start = users[-1] if users else 0
+        current = request.messages[start:]
+        index = sum(1 for m in current if m.get("role") == "assistant")
         if index >= len(self.script):
             raise LLMError(f"the script has only {len(self.script)} turns")
         step = self.script[index]
-        turn = step(ScriptContext(request.messages)) if callable(step) else step
+        context = ScriptContext(current, request.messages[:start])
+        turn = step(context) if callable(step) else step
         if self.latency:
             await asyncio.sleep(self.latency)
         pieces = _TOKEN.findall(turn.text)
