@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .core import AgentPool, CancellationToken, StepEvent, tool
+from .core import AgentPool, CancellationToken, StepEvent, emit, progress, tool
 
 if TYPE_CHECKING:
     from .kernel.agent import Agent
@@ -54,7 +54,9 @@ __all__ = [
     "TaskWidget",
     "__version__",
     "compare",
+    "emit",
     "history",
+    "progress",
     "run",
     "tool",
 ]

@@ -82,6 +82,9 @@ class EventType(StrEnum):
     RESUMED = "resumed"
     # Runs as data: what one model call used (tokens in and out) and cost.
     USAGE = "usage"
+    # A tool call that is still running: a piece of its output, its progress.
+    TOOL_OUTPUT = "tool_output"
+    TOOL_PROGRESS = "tool_progress"
 
 
 TERMINAL_EVENT_TYPES: frozenset[EventType] = frozenset(
@@ -164,6 +167,34 @@ class UsageData(TypedDict):
     total_completion_tokens: int
     total_cost: float | None
     duration_ms: float
+
+
+class ToolOutputData(TypedDict):
+    """``data`` of ``tool_output``: the next piece of a running call's output (text to
+    append: what it yielded, ``emit()``-ed or printed), before its ``observation``.
+    ``cut``: the call streamed more than ``MAX_TOOL_OUTPUT_CHARS``; the rest is not
+    streamed (the observation still has what the tool returned)."""
+
+    call_id: str
+    name: str
+    text: str
+    cut: NotRequired[bool]
+
+
+class ToolProgressData(TypedDict):
+    """``data`` of ``tool_progress``: how far a running call is (``progress`` of
+    ``total``, None when the total is unknown), as ``progress()`` or an MCP server's
+    progress notification said."""
+
+    call_id: str
+    name: str
+    progress: float
+    total: float | None
+    message: str | None
+
+
+# The most text one tool call streams as tool_output (its observation is apart).
+MAX_TOOL_OUTPUT_CHARS = 256 * 1024
 
 
 class BudgetData(TypedDict):

@@ -17,6 +17,7 @@ from .llm import (
 )
 from .openai_gateway import OpenAIGateway
 from .scripted import ScriptContext, ScriptedGateway, ScriptedTurn
+from .tool_output import emit, progress
 from .tools import Tool, ToolArgumentError, tool
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
     "Usage",
     "UnknownAgentError",
     "demo_agents",
+    "emit",
+    "progress",
     "redact_url",
     "tool",
 ]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import inspect
 import json
 import logging
 import time
@@ -27,6 +30,7 @@ from .llm import (
     Usage,
 )
 from .replay import RunSnapshot, edited_note, render
+from .tool_output import ToolStream, bind, capture_prints, current_stream, emit
 from .tools import Tool, ToolArgumentError, as_tools
 from .workers import run_in_process, run_in_thread
 
@@ -559,6 +563,10 @@ class ReActEngine:
         pending: dict[asyncio.Task[_ToolOutcome], ToolCall] = {}
         outcomes: dict[str, _ToolOutcome] = {}
         stop = asyncio.ensure_future(state.token.wait())
+        # What running calls stream (tool_output, tool_progress), in the order written.
+        streamed: asyncio.Queue[StepEvent] = asyncio.Queue()
+        streams: dict[str, ToolStream] = {}
+        loop = asyncio.get_running_loop()
 
         def observation(call: ToolCall, outcome: _ToolOutcome) -> StepEvent:
             outcomes[call.call_id] = outcome
@@ -577,9 +585,24 @@ class ReActEngine:
 
         async def finish_some(everything: bool) -> AsyncIterator[StepEvent]:
             while pending:
-                done, _ = await asyncio.wait({*pending, stop}, return_when=asyncio.FIRST_COMPLETED)
+                more = asyncio.ensure_future(streamed.get())
+                try:
+                    done, _ = await asyncio.wait(
+                        {*pending, stop, more}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    if not more.done():
+                        more.cancel()
+                if more.done() and not more.cancelled():
+                    yield more.result()
+                while not streamed.empty():
+                    yield streamed.get_nowait()
                 for task in [t for t in pending if t in done]:
-                    yield observation(pending.pop(task), task.result())
+                    call = pending.pop(task)
+                    streams[call.call_id].close()  # its last output before its observation
+                    while not streamed.empty():
+                        yield streamed.get_nowait()
+                    yield observation(call, task.result())
                 if stop in done or not everything:
                     return
 
@@ -600,7 +623,9 @@ class ReActEngine:
                         yield event
                 if stop.done() or state.token.cancelled:
                     break
-                job = asyncio.create_task(self._run_tool(call, state, decision))
+                stream = ToolStream(call.call_id, call.name, state.step, loop, streamed.put_nowait)
+                streams[call.call_id] = stream
+                job = asyncio.create_task(self._run_tool(call, state, decision, stream))
                 pending[job] = call
             if not stop.done():
                 async for event in finish_some(everything=True):
@@ -617,6 +642,8 @@ class ReActEngine:
             stop.cancel()
             for task in pending:
                 task.cancel()
+            for stream in streams.values():
+                stream.closed = True  # a generator still running stops at its next piece
         for call in calls:
             outcome = outcomes[call.call_id]
             state.conversation.append(
@@ -624,8 +651,16 @@ class ReActEngine:
             )
 
     async def _run_tool(
-        self, call: ToolCall, state: _RunState, decision: Decision | None = None
+        self,
+        call: ToolCall,
+        state: _RunState,
+        decision: Decision | None = None,
+        stream: ToolStream | None = None,
     ) -> _ToolOutcome:
+        # This task's context: what the call emits, yields or prints goes to its stream
+        # (a sync tool's thread runs in a copy of it).
+        bind(stream)
+        capture_prints()
         started = time.perf_counter()
 
         def failed(code: ErrorCode, message: str) -> _ToolOutcome:
@@ -644,15 +679,21 @@ class ReActEngine:
         except ToolArgumentError as exc:
             return failed(ErrorCode.INVALID_ARGUMENTS, f"Invalid arguments for {tool.name}: {exc}")
         try:
-            if tool.is_async:
+            if inspect.isasyncgenfunction(tool.func):
+                result = await asyncio.wait_for(_drain_async(tool.func(**kwargs)), tool.timeout)
+            elif tool.is_async:
                 result = await asyncio.wait_for(tool.func(**kwargs), tool.timeout)
             elif tool.isolate == "process":
                 # A cancel or timeout kills the worker process: nothing is left running.
                 result = await asyncio.wait_for(run_in_process(tool.func, kwargs), tool.timeout)
             else:
                 jobs = state.tool_jobs.setdefault(tool.name, [])
+                func = tool.func
+                if inspect.isgeneratorfunction(func):
+                    func = functools.partial(_drain_sync, func)
+                in_context = functools.partial(contextvars.copy_context().run, func)
                 result = await asyncio.wait_for(
-                    run_in_thread(tool.func, kwargs, tool.name, jobs), tool.timeout
+                    run_in_thread(in_context, kwargs, tool.name, jobs), tool.timeout
                 )
         except TimeoutError:
             return failed(
@@ -735,6 +776,40 @@ def _call_on_loop(loop: asyncio.AbstractEventLoop, func: Callable[[], None]) -> 
         func()
     elif not loop.is_closed():
         loop.call_soon_threadsafe(func)
+
+
+async def _drain_async(pieces: AsyncIterator[Any]) -> str:
+    """An async generator tool: each piece streamed as it comes; the observation is
+    all of them."""
+    parts: list[str] = []
+    async for piece in pieces:
+        text = render(piece)
+        parts.append(text)
+        emit(text)
+    return "".join(parts)
+
+
+def _drain_sync(func: Callable[..., Any], **kwargs: Any) -> Any:
+    """A generator tool, on its worker thread: each piece streamed as it comes; the
+    observation is all of them, or the generator's return value when it has one. A
+    cancel stops it at its next piece (a thread cannot be stopped, a generator can)."""
+    stream = current_stream()
+    parts: list[str] = []
+    generator = func(**kwargs)
+    try:
+        while True:
+            if stream is not None and stream.closed:
+                generator.close()
+                return "".join(parts)
+            try:
+                piece = next(generator)
+            except StopIteration as stop:
+                return stop.value if stop.value is not None else "".join(parts)
+            text = render(piece)
+            parts.append(text)
+            emit(text)
+    finally:
+        generator.close()
 
 
 def _display(call: ToolCall) -> Any:

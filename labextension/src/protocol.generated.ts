@@ -56,7 +56,10 @@ export const EventType = {
   PAUSED: 'paused',
   RESUMED: 'resumed',
   /** Runs as data: what one model call used (tokens in and out) and cost. */
-  USAGE: 'usage'
+  USAGE: 'usage',
+  /** A tool call that is still running: a piece of its output, its progress. */
+  TOOL_OUTPUT: 'tool_output',
+  TOOL_PROGRESS: 'tool_progress'
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -237,6 +240,9 @@ export type HistoryState = (typeof HistoryState)[keyof typeof HistoryState];
 
 export const TERMINAL_EVENT_TYPES = ['final_answer', 'error', 'cancelled'] as const;
 
+/** The most text one tool call streams as tool_output (its observation is apart). */
+export const MAX_TOOL_OUTPUT_CHARS = 262144;
+
 /** Paths below the server's base_url. */
 export const API_PREFIX = 'agentkit/api/';
 export const TASK_WS_PREFIX = 'agentkit/ws/tasks/';
@@ -393,6 +399,31 @@ export interface IUsageData {
   total_completion_tokens: number;
   total_cost: number | null;
   duration_ms: number;
+}
+
+/**
+ * `data` of `tool_output`: the next piece of a running call's output (text to append: what it
+ * yielded, `emit()`-ed or printed), before its `observation`. `cut`: the call streamed more than
+ * `MAX_TOOL_OUTPUT_CHARS`; the rest is not streamed (the observation still has what the tool
+ * returned).
+ */
+export interface IToolOutputData {
+  call_id: string;
+  name: string;
+  text: string;
+  cut?: boolean;
+}
+
+/**
+ * `data` of `tool_progress`: how far a running call is (`progress` of `total`, None when the total
+ * is unknown), as `progress()` or an MCP server's progress notification said.
+ */
+export interface IToolProgressData {
+  call_id: string;
+  name: string;
+  progress: number;
+  total: number | null;
+  message: string | null;
 }
 
 /**
