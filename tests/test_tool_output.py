@@ -154,3 +154,16 @@ def test_a_calls_streamed_output_is_bounded() -> None:
     assert outputs[-1].get("cut") is True
     assert len(outputs) < 50  # pieces written close together are one event
     assert len(of(events, EventType.OBSERVATION)[0]["output"]) == 200 * 4096
+
+
+def test_the_static_copy_keeps_a_calls_output_and_progress() -> None:
+    from agentkit_jupyter.kernel.static_html import render_static_html
+
+    events = run([("count_up", {"n": 3})], [count_up])
+    messages = [
+        {"type": "step", "seq": n, "data": e.to_dict()} for n, e in enumerate(events, start=1)
+    ]
+    html = render_static_html({"task_id": "t", "agent": "a", "status": "succeeded"}, messages)
+    assert "Progress: 3.0 of 3.0 · line 3" in html
+    assert "line 1\nline 2\nline 3\n" in html
+    assert html.index("Progress:") < html.index("Result")

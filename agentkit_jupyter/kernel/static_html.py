@@ -180,6 +180,38 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
 
 
+class _Streamed:
+    """A call's streamed output and last progress, shown above its result."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.cut = False
+        self.progress: dict[str, Any] | None = None
+
+    def html(self) -> str:
+        out = []
+        if self.progress is not None:
+            done, total = self.progress.get("progress"), self.progress.get("total")
+            said = f"{_text(done)}" + (f" of {_text(total)}" if total is not None else "")
+            message = _text(self.progress.get("message"))
+            out.append(
+                f"<div style='{_MUTED}'>Progress: {_esc(said)}"
+                f"{' · ' + _esc(message) if message else ''}</div>"
+            )
+        text = "".join(self.text)
+        if text:
+            note = " (cut: it streamed more)" if self.cut else ""
+            pre = f"<pre style='{_PRE}'>{_esc(text)}</pre>"
+            lines = text.count("\n")
+            if lines > 12 or len(text) > _COLLAPSE_CHARS:
+                out.append(
+                    f"<details><summary>Output ({lines} lines){note}</summary>{pre}</details>"
+                )
+            else:
+                out.append(f"<span style='{_MUTED}'>Output{note}</span>{pre}")
+        return f"<div>{''.join(out)}</div>" if out else ""
+
+
 def format_cost(dollars: float) -> str:
     """US dollars as the views show them: enough digits for a cheap call."""
     if dollars == 0:
@@ -199,6 +231,8 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
     drafts: dict[int, str] = {}
     # A fork's steps copied from its parent (every event of the step copied).
     copied: dict[int, bool] = {}
+    # What running calls streamed (tool_output, tool_progress), by call id.
+    streamed: dict[str, _Streamed] = {}
     max_step = 0
     for message in messages:
         if message.get("type") == "result":
@@ -211,6 +245,15 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
         kind = event.get("event_type")
         if kind == "usage":
             continue  # tokens and cost: in the header
+        if kind in ("tool_output", "tool_progress"):
+            live = streamed.get(str(data.get("call_id"))) or _Streamed()
+            streamed[str(data.get("call_id"))] = live
+            if kind == "tool_output":
+                live.text.append(_text(data.get("text")))
+                live.cut = live.cut or data.get("cut") is True
+            else:
+                live.progress = data
+            continue
         copied[step] = copied.get(step, True) and event.get("copied") is True
         parts = steps.setdefault(step, [])
         if kind == "token":
@@ -224,6 +267,9 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
                 f"</b></code><pre style='{_PRE}'>{esc(_text(data.get('arguments')))}</pre></div>"
             )
         elif kind == "observation":
+            ran = streamed.pop(str(data.get("call_id")), None)
+            if ran is not None:
+                parts.append(ran.html())
             output = _text(data.get("output"))
             label = "Tool error" if data.get("is_error") else "Result"
             color = "color:#d32f2f;" if data.get("is_error") else ""
