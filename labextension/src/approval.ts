@@ -506,8 +506,9 @@ class Field {
 /**
  * The arguments' editor: the form (when the schema allows it) and the JSON text.
  * `read()` checks what is there and gives the arguments, or says what is wrong.
+ * Also the fork form's editor of a tool call's arguments (fork.ts).
  */
-class ArgumentEditor {
+export class ArgumentEditor {
   readonly node: HTMLElement;
   readonly toggle: HTMLButtonElement | null;
   private readonly fields: Field[] = [];

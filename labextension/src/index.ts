@@ -4,7 +4,8 @@
  * - a mime renderer for `application/vnd.agentkit.task+json`, ranked before the
  *   ipywidgets view renderer, so every task output is attached by task id
  *   straight to the server (live, or re-rendered when the notebook reopens);
- * - the "Agent tasks" side panel and main-area task views.
+ * - a mime renderer for `application/vnd.agentkit.compare+json` (two runs compared);
+ * - the "Agent tasks" side panel, main-area task views and comparisons.
  */
 
 import {
@@ -22,14 +23,23 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
 import { LabMarkdown } from './lab-markdown';
 import { LabTransport } from './lab-transport';
-import { IPendingCall, ITaskRef, TaskPanel, TasksPanel, agentIcon } from './panel';
+import {
+  ComparePanel,
+  IPendingCall,
+  ITaskRef,
+  TaskPanel,
+  TasksPanel,
+  agentIcon,
+  fetchComparison
+} from './panel';
 import type { ITaskSummary } from './protocol.generated';
-import { createRendererFactory } from './renderer';
+import { createCompareRendererFactory, createRendererFactory } from './renderer';
 import { revealBidi } from './text';
 import { ITaskInfo, setDefaultMarkdown } from './view';
 
 export { TaskView } from './view';
-export { TASK_MIMETYPE } from './protocol';
+export { CompareView } from './compare';
+export { COMPARE_MIMETYPE, TASK_MIMETYPE } from './protocol';
 
 /** A task tab's title: the start of its input (the agent's name without one). */
 const TITLE_CHARS = 32;
@@ -45,6 +55,7 @@ export function taskTitle(info: Partial<ITaskInfo>): string {
 namespace CommandIDs {
   export const openTask = 'agentkit:open-task';
   export const showPanel = 'agentkit:show-tasks';
+  export const compareTasks = 'agentkit:compare-tasks';
 }
 
 /**
@@ -62,7 +73,14 @@ const rendererPlugin: JupyterFrontEndPlugin<void> = {
     const transport = new LabTransport(app.serviceManager.serverSettings);
     // Thoughts and answers as markdown: JupyterLab's renderer, sanitized (untrusted).
     setDefaultMarkdown(new LabMarkdown(rendermime));
-    rendermime.addFactory(createRendererFactory(transport), RENDERER_RANK);
+    // A fork's parent, a compared run: opened in a tab (the panel plugin's command).
+    const openTask = (taskId: string): void => {
+      if (app.commands.hasCommand(CommandIDs.openTask)) {
+        void app.commands.execute(CommandIDs.openTask, { taskId });
+      }
+    };
+    rendermime.addFactory(createRendererFactory(transport, openTask), RENDERER_RANK);
+    rendermime.addFactory(createCompareRendererFactory(openTask), RENDERER_RANK);
   }
 };
 
@@ -83,6 +101,10 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
     }
     const transport = new LabTransport(app.serviceManager.serverSettings);
     const tracker = new WidgetTracker<MainAreaWidget<TaskPanel>>({ namespace: 'agentkit-task' });
+    const compares = new WidgetTracker<MainAreaWidget<ComparePanel>>({ namespace: 'agentkit-compare' });
+    const openById = (taskId: string): void => {
+      void app.commands.execute(CommandIDs.openTask, { taskId });
+    };
 
     app.commands.addCommand(CommandIDs.openTask, {
       label: args => (args.agent ? `Agent task: ${String(args.agent)}` : 'Open agent task'),
@@ -99,7 +121,7 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
         }
         const agent = typeof args.agent === 'string' ? args.agent : undefined;
         const input = typeof args.input === 'string' ? args.input : '';
-        const content = new TaskPanel(transport, taskId, agent);
+        const content = new TaskPanel(transport, taskId, agent, openById);
         const widget = new MainAreaWidget({ content });
         widget.id = `agentkit-task-${taskId}`;
         // Titled by the input's start, so that tabs of one agent differ (the full
@@ -171,6 +193,36 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
       }
     };
 
+    app.commands.addCommand(CommandIDs.compareTasks, {
+      label: 'Compare two agent tasks',
+      caption: 'Show two runs side by side: their steps aligned, what differs marked',
+      execute: async args => {
+        const a = String(args.a ?? '');
+        const b = String(args.b ?? '');
+        if (!a || !b) {
+          return;
+        }
+        const comparison = await fetchComparison(transport, a, b);
+        const existing = compares.find(widget => widget.content.a === a && widget.content.b === b);
+        if (existing) {
+          existing.content.view.update(comparison); // the runs may have gone on
+          app.shell.activateById(existing.id);
+          return existing;
+        }
+        const content = new ComparePanel(a, b, comparison, openById);
+        const widget = new MainAreaWidget({ content });
+        widget.id = `agentkit-compare-${a}-${b}`;
+        widget.title.label = content.title.label;
+        widget.title.caption = content.title.caption;
+        widget.title.icon = agentIcon;
+        widget.title.closable = true;
+        void compares.add(widget);
+        app.shell.add(widget, 'main');
+        app.shell.activateById(widget.id);
+        return widget;
+      }
+    });
+
     const panel = new TasksPanel({
       transport,
       openTask: (task: ITaskRef) =>
@@ -180,7 +232,8 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
           input: task.input ?? ''
         }),
       onWaiting,
-      onSettled
+      onSettled,
+      compareTasks: (a: string, b: string) => app.commands.execute(CommandIDs.compareTasks, { a, b })
     });
     app.shell.add(panel, 'left', { rank: 800 });
 
@@ -199,6 +252,11 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
         command: CommandIDs.openTask,
         args: widget => ({ taskId: widget.content.taskId, agent: widget.content.agent ?? '' }),
         name: widget => widget.content.taskId
+      });
+      void restorer.restore(compares, {
+        command: CommandIDs.compareTasks,
+        args: widget => ({ a: widget.content.a, b: widget.content.b }),
+        name: widget => `${widget.content.a}:${widget.content.b}`
       });
     }
   }

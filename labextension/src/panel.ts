@@ -2,13 +2,15 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
+import { CompareView } from './compare';
+import { formatCost, formatDuration, formatTokens, shortId } from './format';
 import { revealBidi as showBidiControls } from './text';
-import { IAgentInfo, ITask, TaskStatus, isFinal, isRecord, toEpochSeconds } from './protocol';
+import { IAgentInfo, IComparison, ITask, TaskStatus, isFinal, isRecord, toEpochSeconds } from './protocol';
 import { LIST_SINCE_QUERY } from './protocol.generated';
 import type { ITaskList, ITaskSummary } from './protocol.generated';
 import { DirectBackend } from './stream';
 import { ApiError, ITransport } from './transport';
-import { TaskView, formatDuration } from './view';
+import { TaskView } from './view';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
   <g class="jp-icon3" fill="#616161">
@@ -18,14 +20,15 @@ const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"
 
 export const agentIcon = new LabIcon({ name: 'agentkit-jupyter:agent', svgstr: ICON_SVG });
 
-/** A main-area panel showing one task's TaskView. */
+/** A main-area panel showing one task's TaskView (and the forks made from it, below). */
 export class TaskPanel extends Widget {
   readonly view: TaskView;
 
   constructor(
     transport: ITransport,
     readonly taskId: string,
-    readonly agent?: string
+    readonly agent?: string,
+    openTask?: (taskId: string) => void
   ) {
     super();
     this.id = `agentkit-task-content-${taskId}`;
@@ -38,9 +41,10 @@ export class TaskPanel extends Widget {
       taskId,
       agent,
       backend: new DirectBackend(transport),
-      layout: 'fill'
+      layout: 'fill',
+      openTask
     });
-    this.node.append(this.view.node);
+    this.view.mount(this.node);
     this.view.start();
   }
 
@@ -50,6 +54,33 @@ export class TaskPanel extends Widget {
     }
     super.dispose();
   }
+}
+
+/** A main-area panel showing two runs compared (`GET compare`). */
+export class ComparePanel extends Widget {
+  readonly view: CompareView;
+
+  constructor(
+    readonly a: string,
+    readonly b: string,
+    comparison: IComparison,
+    openTask?: (taskId: string) => void
+  ) {
+    super();
+    this.id = `agentkit-compare-content-${a}-${b}`;
+    this.addClass('agentkit-compare-panel');
+    this.title.label = `Compare ${shortId(a)} · ${shortId(b)}`;
+    this.title.caption = `Agent tasks ${a} (A) and ${b} (B) compared`;
+    this.title.icon = agentIcon;
+    this.title.closable = true;
+    this.view = new CompareView(comparison, { layout: 'fill', openTask });
+    this.node.append(this.view.node);
+  }
+}
+
+/** `GET compare?a=&b=`. */
+export function fetchComparison(transport: ITransport, a: string, b: string): Promise<IComparison> {
+  return transport.request<IComparison>(`compare?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
 }
 
 /** What the panel needs to open a task in the main area. */
@@ -81,6 +112,11 @@ export interface ITasksPanelOptions {
   /** A task that was waiting no longer is (decided, ended or deleted). */
   onSettled?: (taskId: string) => void;
   hiddenInterval?: number;
+  /**
+   * Compare runs `a` and `b` in the main area ("Compare" with two tasks selected).
+   * Rejects (an `ApiError`) when the server cannot; the panel says why.
+   */
+  compareTasks?: (a: string, b: string) => Promise<unknown>;
 }
 
 /** `pending_approvals` of a summary, read defensively. */
@@ -110,6 +146,12 @@ interface IRow {
   approval: HTMLElement;
   time: HTMLElement;
   cancel: HTMLButtonElement;
+  /** Selects the task for "Compare". */
+  select: HTMLInputElement;
+  /** Tokens and cost (from the summary). */
+  usage: HTMLElement;
+  /** "fork of <parent>": a click opens the parent. */
+  fork: HTMLElement;
 }
 
 /** The height of one row in pixels (panel.css gives `.ak-task-row` the same). */
@@ -190,6 +232,12 @@ export class TasksPanel extends Widget {
   private readonly agentFilter: HTMLSelectElement;
   private readonly statusFilter: HTMLSelectElement;
   private readonly clearButton: HTMLButtonElement;
+  private readonly compareButton: HTMLButtonElement;
+  private readonly compareTasks: ((a: string, b: string) => Promise<unknown>) | null;
+  /** The tasks selected for "Compare", in the order they were selected (two at most). */
+  private selected: string[] = [];
+  /** A row to point at (the parent a fork's link opened) and until when. */
+  private highlighted: { taskId: string; until: number } | null = null;
   private readonly count: HTMLElement;
   private readonly scroller: HTMLElement;
   private readonly spacer: HTMLElement;
@@ -218,6 +266,7 @@ export class TasksPanel extends Widget {
     this.hiddenInterval = options.hiddenInterval ?? 4000;
     this.onWaiting = options.onWaiting ?? null;
     this.onSettled = options.onSettled ?? null;
+    this.compareTasks = options.compareTasks ?? null;
     this.id = 'agentkit-tasks-panel';
     this.addClass('agentkit-tasks-panel');
     this.title.icon = agentIcon;
@@ -324,11 +373,17 @@ export class TasksPanel extends Widget {
     this.clearButton.textContent = 'Clear finished';
     this.clearButton.title = 'Delete the finished tasks shown, after asking';
     this.clearButton.addEventListener('click', () => void this.clearFinished());
+    this.compareButton = document.createElement('button');
+    this.compareButton.type = 'button';
+    this.compareButton.className = 'ak-compare-tasks';
+    this.compareButton.textContent = 'Compare';
+    this.compareButton.hidden = !this.compareTasks;
+    this.compareButton.addEventListener('click', () => void this.compareSelected());
     toolbar.append(
       this.agentFilter.parentElement ?? this.agentFilter,
       this.statusFilter.parentElement ?? this.statusFilter
     );
-    listHeader.append(this.clearButton);
+    listHeader.append(this.compareButton, this.clearButton);
 
     this.scroller = document.createElement('div');
     this.scroller.className = 'ak-task-scroller';
@@ -364,6 +419,7 @@ export class TasksPanel extends Widget {
         : new ResizeObserver(() => this.scheduleRender());
     this.resizeObserver?.observe(this.scroller);
     this.applyFilter();
+    this.updateCompareButton();
   }
 
   /** Fetch agents, changes to the task list and (now and then) the server's status. */
@@ -591,6 +647,11 @@ export class TasksPanel extends Widget {
         this.tasks.set(task.task_id, task);
       }
     }
+    const kept = this.selected.filter(id => this.tasks.has(id));
+    if (kept.length !== this.selected.length) {
+      this.selected = kept;
+      this.updateCompareButton();
+    }
     this.cursor = typeof answer.cursor === 'string' ? answer.cursor : null;
     this.updateAgentFilter();
     this.applyFilter();
@@ -752,27 +813,47 @@ export class TasksPanel extends Widget {
     const approval = document.createElement('span');
     approval.className = 'ak-task-approval';
     approval.hidden = true;
+    const usage = document.createElement('span');
+    usage.className = 'ak-task-usage';
     line.append(agent, start, approval, status);
     const input = document.createElement('span');
     input.className = 'ak-task-input';
+    const fork = document.createElement('span');
+    fork.className = 'ak-task-fork';
+    fork.hidden = true;
     const second = document.createElement('span');
     second.className = 'ak-task-line';
-    second.append(input, time);
+    second.append(fork, input, usage, time);
     open.append(line, second);
-    open.addEventListener('click', () => {
+    open.addEventListener('click', event => {
       const task = this.tasks.get(taskId);
-      if (task) {
-        this.openTask({ task_id: task.task_id, agent: task.agent, input: task.input });
+      if (!task) {
+        return;
       }
+      // "fork of <parent>": the parent, shown in the list and opened.
+      const target = event.target instanceof Element ? event.target.closest('.ak-task-fork') : null;
+      if (target && task.parent_id) {
+        this.showParent(task.parent_id);
+        return;
+      }
+      this.openTask({ task_id: task.task_id, agent: task.agent, input: task.input });
     });
+    const select = document.createElement('input');
+    select.type = 'checkbox';
+    select.className = 'ak-task-select';
+    select.addEventListener('change', () => this.setSelected(taskId, select.checked));
     const cancel = document.createElement('button');
     cancel.type = 'button';
     cancel.className = 'ak-task-cancel';
     cancel.textContent = '✕';
     cancel.title = 'Cancel this task';
     cancel.addEventListener('click', () => void this.cancelTask(taskId, cancel));
+    if (this.compareTasks) {
+      node.dataset.selectable = 'true';
+      node.append(select);
+    }
     node.append(open, cancel);
-    return { taskId, node, open, agent, start, input, status, approval, time, cancel };
+    return { taskId, node, open, agent, start, input, status, approval, time, cancel, select, usage, fork };
   }
 
   private updateRow(row: IRow, task: ITaskSummary, index: number): void {
@@ -814,16 +895,122 @@ export class TasksPanel extends Widget {
       }
       row.approval.title = `This task ${waiting}: open it to approve or reject`;
     }
-    row.open.title =
-      `${agent}${full ? ` · started ${full}` : ''}${waiting ? ` · ${waiting}` : ''}\n${text}${more}`;
+    // Runs as data: tokens and cost, and the parent of a fork.
+    const tokensIn = typeof task.tokens_in === 'number' ? task.tokens_in : 0;
+    const tokensOut = typeof task.tokens_out === 'number' ? task.tokens_out : 0;
+    const cost = typeof task.cost === 'number' ? task.cost : null;
+    const spent = tokensIn + tokensOut > 0 || (cost ?? 0) > 0;
+    const usageText = spent
+      ? `${formatTokens(tokensIn + tokensOut)} tok${cost === null ? '' : ` · ${formatCost(cost)}`}`
+      : '';
+    const usageTitle = spent
+      ? `${tokensIn.toLocaleString()} tokens in, ${tokensOut.toLocaleString()} out · ` +
+        (cost === null ? 'cost unknown (no price is known for this model)' : `cost ${formatCost(cost)}`)
+      : '';
+    if (row.usage.textContent !== usageText) {
+      row.usage.textContent = usageText;
+    }
+    row.usage.title = usageTitle;
+    row.usage.dataset.cost = cost === null ? 'unknown' : String(cost);
+    const parent = typeof task.parent_id === 'string' && task.parent_id ? task.parent_id : '';
+    const resume = task.fork_kind === 'resume';
+    const forkText = parent ? `${resume ? 'resumes' : 'fork of'} ${shortId(parent)}` : '';
+    row.fork.hidden = !parent;
+    row.node.dataset.parentId = parent;
+    if (row.fork.textContent !== forkText) {
+      row.fork.textContent = forkText;
+    }
+    row.fork.title = parent ? `${resume ? 'Continues' : 'Forked from'} task ${parent}: click to show it` : '';
+    const about = [full ? `started ${full}` : '', waiting, usageTitle, forkText]
+      .filter(Boolean)
+      .map(part => ` · ${part}`)
+      .join('');
+    row.open.title = `${agent}${about}\n${text}${more}`;
     row.open.setAttribute(
       'aria-label',
-      `Open ${agent} task${waiting ? `, which ${waiting}` : ''}: ${text || task.task_id}`
+      `Open ${agent} task${waiting ? `, which ${waiting}` : ''}${forkText ? ` (${forkText})` : ''}: ${text || task.task_id}`
     );
+    row.select.checked = this.selected.includes(task.task_id);
+    row.select.setAttribute('aria-label', `Select ${agent} task ${shortId(task.task_id)} to compare`);
+    const highlight = this.highlighted;
+    if (highlight && highlight.taskId === task.task_id && Date.now() < highlight.until) {
+      row.node.dataset.highlight = 'true';
+    } else {
+      delete row.node.dataset.highlight;
+    }
     row.cancel.hidden = isFinal(status);
     row.cancel.setAttribute('aria-label', `Cancel ${agent} task`);
     const end = toEpochSeconds(task.finished_at) ?? Date.now() / 1000;
     row.time.textContent = created === null ? '' : formatDuration(Math.max(0, end - created));
+  }
+
+  /** Select (or not) a task for "Compare": two at most, the oldest choice gives way. */
+  private setSelected(taskId: string, selected: boolean): void {
+    this.selected = this.selected.filter(id => id !== taskId);
+    if (selected) {
+      this.selected.push(taskId);
+      while (this.selected.length > 2) {
+        const dropped = this.selected.shift();
+        const row = dropped ? this.rows.get(dropped) : undefined;
+        if (row) {
+          row.select.checked = false;
+        }
+      }
+    }
+    this.updateCompareButton();
+  }
+
+  private updateCompareButton(): void {
+    const ready = this.selected.length === 2;
+    this.compareButton.disabled = !ready;
+    this.compareButton.textContent = ready ? 'Compare 2' : 'Compare';
+    this.compareButton.title = ready
+      ? 'Compare the two selected runs side by side'
+      : 'Select two tasks (their check boxes) to compare them';
+  }
+
+  /** "Compare": the two selected runs, a fork's parent (or else the older) as run A. */
+  private async compareSelected(): Promise<void> {
+    if (!this.compareTasks || this.selected.length !== 2) {
+      return;
+    }
+    let [a, b] = this.selected;
+    const first = this.tasks.get(a);
+    const second = this.tasks.get(b);
+    const start = (task?: ITaskSummary): number => toEpochSeconds(task?.created_at) ?? 0;
+    if (first?.parent_id === b || (second?.parent_id !== a && start(second) < start(first))) {
+      [a, b] = [b, a];
+    }
+    this.compareButton.disabled = true;
+    this.listNotice.textContent = 'Comparing…';
+    try {
+      await this.compareTasks(a, b);
+      this.listNotice.textContent = '';
+    } catch (reason) {
+      const missing = reason instanceof ApiError && reason.status === 404 && !reason.code.startsWith('unknown');
+      this.listNotice.textContent = missing
+        ? 'Could not compare: this server has no compare route (an older agentkit-jupyter).'
+        : `Could not compare: ${errorText(reason)}`;
+    } finally {
+      this.updateCompareButton();
+    }
+  }
+
+  /** A fork's "fork of <parent>": the parent's row scrolled to and marked, and the parent opened. */
+  private showParent(parentId: string): void {
+    const index = this.shown.findIndex(task => task.task_id === parentId);
+    if (index >= 0) {
+      const top = index * ROW_HEIGHT;
+      const height = this.scroller.clientHeight;
+      if (top < this.scroller.scrollTop || top + ROW_HEIGHT > this.scroller.scrollTop + height) {
+        this.scroller.scrollTop = Math.max(0, top - Math.floor(height / 2));
+      }
+      this.highlighted = { taskId: parentId, until: Date.now() + 3000 };
+      this.renderWindow();
+      window.setTimeout(() => this.renderWindow(), 3100);
+    }
+    const parent = this.tasks.get(parentId);
+    this.openTask({ task_id: parentId, agent: parent?.agent ?? '', input: parent?.input });
   }
 
   private async cancelTask(taskId: string, button: HTMLButtonElement): Promise<void> {

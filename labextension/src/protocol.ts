@@ -20,8 +20,10 @@ import type {
   IConnectedMessage as IWireConnectedMessage,
   IErrorMessage,
   IPongMessage,
+  IBudgetData,
   IRelayBatch,
   IRelayError,
+  IRelayForked,
   IResultData as IWireResultData,
   IResultMessage as IWireResultMessage,
   IStepEventData,
@@ -34,8 +36,10 @@ export {
   ApprovalDecision,
   ApprovalScope,
   CloseCode,
+  COMPARE_MIMETYPE,
   ErrorCode,
   FINAL_STATUSES,
+  ForkKind,
   PROTOCOL_VERSION,
   TASK_MIMETYPE,
   TASK_STATUSES,
@@ -48,7 +52,13 @@ export type {
   IApprovalDecidedData,
   IApprovalRequestedData,
   IApproveMessage,
+  IBudgetData,
   ICancelMessage,
+  ICompareCell,
+  ICompareRow,
+  ICompareSide,
+  IComparison,
+  IDiffSegment,
   IErrorData,
   IErrorMessage,
   IPauseData,
@@ -59,11 +69,15 @@ export type {
   IRelayCancel,
   IRelayControl,
   IRelayError,
+  IRelayFork,
+  IRelayForked,
   IRelayRequest,
   IRejectMessage,
+  IForkEdit,
   IResumeMessage,
   IStepEventData,
-  IStepMessage
+  IStepMessage,
+  IUsageData
 } from './protocol.generated';
 
 /** A JSON object with unknown members. */
@@ -105,7 +119,7 @@ export interface IRelayErrorMessage extends IRelayError {
 }
 
 /** What the kernel sends the view on the relay path. */
-export type RelayMessage = IRelayBatch | IRelayErrorMessage;
+export type RelayMessage = IRelayBatch | IRelayErrorMessage | IRelayForked;
 
 /** A task as `GET agentkit/api/tasks` lists it. */
 export interface ITask {
@@ -122,6 +136,16 @@ export interface ITask {
   origin?: string;
   /** Calls waiting for a decision (`call_id`, `tool`), in the task list's summaries. */
   pending_approvals?: JSONRecord[];
+  /** Runs as data: the task this one was forked from (or continues), and where. */
+  parent_id?: string | null;
+  forked_at_seq?: number | null;
+  fork_kind?: string | null;
+  resumed_by?: string | null;
+  /** What the run's own model calls used; `cost` null: a price that is not known. */
+  tokens_in?: number;
+  tokens_out?: number;
+  cost?: number | null;
+  budget?: IBudgetData | null;
 }
 
 /**
@@ -200,6 +224,23 @@ function parseResultData(data: JSONRecord, taskId: string): IResultData {
   if (typeof data.reason === 'string') {
     result.reason = data.reason;
   }
+  if (typeof data.code === 'string') {
+    result.code = data.code;
+  }
+  if (isRecord(data.usage)) {
+    const usage: { [key: string]: number } = {};
+    for (const [key, value] of Object.entries(data.usage)) {
+      if (typeof value === 'number' && Number.isFinite(value)) {
+        usage[key] = value;
+      }
+    }
+    result.usage = usage;
+  }
+  if (typeof data.cost === 'number' && Number.isFinite(data.cost)) {
+    result.cost = data.cost;
+  } else if (data.cost === null) {
+    result.cost = null;
+  }
   return result;
 }
 
@@ -217,7 +258,7 @@ export function parseServerMessage(raw: unknown): ServerMessage | null {
         return null;
       }
       const event = raw.data;
-      return {
+      const step: IStepMessage = {
         type: 'step',
         seq: raw.seq,
         task_id: String(raw.task_id ?? ''),
@@ -228,6 +269,11 @@ export function parseServerMessage(raw: unknown): ServerMessage | null {
           timestamp: typeof event.timestamp === 'number' ? event.timestamp : Date.now() / 1000
         }
       };
+      if (event.copied === true) {
+        // A fork's copy of its parent's event: no model or tool call made it.
+        step.data.copied = true;
+      }
+      return step;
     }
     case 'result': {
       if (typeof raw.seq !== 'number' || !isRecord(raw.data)) {
@@ -287,8 +333,8 @@ export function parseLogMessage(raw: unknown): TaskLogMessage | null {
 }
 
 /**
- * Validate a message of the kernel relay (`relay_batch` or `relay_error`);
- * `null` for anything else. A missing `task_id` reads as `''`.
+ * Validate a message of the kernel relay (`relay_batch`, `relay_error` or
+ * `relay_forked`); `null` for anything else. A missing `task_id` reads as `''`.
  */
 export function parseRelayMessage(raw: unknown): RelayMessage | null {
   if (!isRecord(raw)) {
@@ -317,6 +363,10 @@ export function parseRelayMessage(raw: unknown): RelayMessage | null {
       }
       return error;
     }
+    case 'relay_forked':
+      return typeof raw.fork_id === 'string' && raw.fork_id
+        ? { type: 'relay_forked', task_id: taskId, fork_id: raw.fork_id }
+        : null;
     default:
       return null;
   }

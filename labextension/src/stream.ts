@@ -8,6 +8,10 @@
  * - `AutoBackend`: direct when the page's server knows the task, else relay;
  *   also relay when the direct WebSocket cannot be opened at all (a proxy that
  *   refuses WebSockets, a blocked port), picking up after the last `seq` seen.
+ *
+ * A backend also makes forks (`fork`: REST `POST tasks/{id}/fork`, or the kernel's
+ * `fork` relay message where the kernel has the tools) and fetches comparisons
+ * (`compare`: REST `GET compare`, where the page reaches the server).
  */
 
 import {
@@ -15,11 +19,14 @@ import {
   ControlMessage,
   ErrorCode,
   ICancelMessage,
+  IComparison,
   IConnectedMessage,
   IErrorData,
+  IForkEdit,
   IPingMessage,
   IRelayCancel,
   IRelayControl,
+  IRelayFork,
   IRelayRequest,
   ITask,
   ITaskDetail,
@@ -112,8 +119,119 @@ export interface ITaskSubscription {
   dispose(): void;
 }
 
+/** A fork just made: its task id, and its record when the server sent it. */
+export interface IForked {
+  task_id: string;
+  task?: ITask;
+}
+
 export interface ITaskBackend {
   open(taskId: string, sink: ITaskSink): ITaskSubscription;
+  /**
+   * Fork task `taskId` at its event `atSeq` with `edit` (none: no change): REST, or
+   * the kernel relay's `fork` message. Rejects with an `ApiError` carrying the
+   * server's (or the kernel's) code: `invalid_fork`, `fork_needs_kernel`,
+   * `invalid_arguments`, `forbidden`, ... Absent where forks cannot be made.
+   */
+  fork?(taskId: string, atSeq: number, edit: IForkEdit | null): Promise<IForked>;
+  /** `GET compare?a=&b=`: runs `a` and `b` compared. Absent without REST access. */
+  compare?(a: string, b: string): Promise<IComparison>;
+}
+
+/** `POST tasks/{id}/fork`: 201 with the new task's record. */
+async function restFork(
+  transport: ITransport,
+  taskId: string,
+  atSeq: number,
+  edit: IForkEdit | null
+): Promise<IForked> {
+  const body: { at_seq: number; edit?: IForkEdit } = { at_seq: atSeq };
+  if (edit) {
+    body.edit = edit;
+  }
+  const task = await transport.request<ITask>(`tasks/${encodeURIComponent(taskId)}/fork`, {
+    method: 'POST',
+    body
+  });
+  if (!isRecord(task) || typeof task.task_id !== 'string') {
+    throw new ApiError(201, ErrorCode.INVALID_MESSAGE, 'The server did not say which task the fork is.');
+  }
+  return { task_id: task.task_id, task };
+}
+
+function restCompare(transport: ITransport, a: string, b: string): Promise<IComparison> {
+  return transport.request<IComparison>(`compare?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
+}
+
+/** How long a fork asked of the kernel waits for its `relay_forked` (or refusal). */
+const FORK_ANSWER_MS = 30_000;
+
+/** Codes a kernel's refusal of a fork may carry (beside the task's own id). */
+const FORK_ERRORS: ReadonlySet<string> = new Set<string>([
+  ErrorCode.INVALID_FORK,
+  ErrorCode.INVALID_BODY,
+  ErrorCode.INVALID_ARGUMENTS,
+  ErrorCode.FORK_NEEDS_KERNEL,
+  ErrorCode.UNKNOWN_AGENT,
+  ErrorCode.TOO_MANY_RUNNING_TASKS,
+  ErrorCode.TOO_MANY_CREATIONS
+]);
+
+/**
+ * Ask the kernel to fork: `{"type": "fork", "at_seq", "edit", "task_id"}` on the
+ * widget's comm; the answer is `relay_forked` (with the fork's id) or a
+ * `relay_error` with a code (no `call_id`: that is a decision's).
+ */
+function relayFork(
+  model: IRelayModel,
+  taskId: string,
+  atSeq: number,
+  edit: IForkEdit | null
+): Promise<IForked> {
+  return new Promise<IForked>((resolve, reject) => {
+    let timer = 0;
+    const listener = (content: unknown): void => {
+      const message = parseRelayMessage(content);
+      if (!message || message.type === 'relay_batch') {
+        return;
+      }
+      const ours = !message.task_id || message.task_id === taskId;
+      if (message.type === 'relay_forked' && ours) {
+        finish();
+        resolve({ task_id: message.fork_id });
+      } else if (
+        message.type === 'relay_error' &&
+        message.code &&
+        !message.call_id &&
+        (ours || FORK_ERRORS.has(message.code))
+      ) {
+        finish();
+        reject(new ApiError(0, message.code, message.error));
+      }
+    };
+    const finish = (): void => {
+      window.clearTimeout(timer);
+      model.off('msg:custom', listener);
+    };
+    model.on('msg:custom', listener);
+    timer = window.setTimeout(() => {
+      finish();
+      reject(
+        new ApiError(
+          0,
+          'no_answer',
+          'No answer came from the kernel. It reads widget messages between cells: ' +
+            'try again once no cell is running (or restart the kernel if it is gone).'
+        )
+      );
+    }, FORK_ANSWER_MS);
+    const fork: IRelayFork = { type: 'fork', at_seq: atSeq };
+    if (edit) {
+      fork.edit = { ...edit };
+    }
+    // The task id too: a view may fork a fork it shows below the widget's task.
+    model.send({ ...fork, task_id: taskId });
+  });
 }
 
 /** Drops what was already delivered, so replays and reconnects never duplicate. */
@@ -205,12 +323,22 @@ export class DirectBackend implements ITaskBackend {
   openWith(taskId: string, sink: ITaskSink, task: ITaskDetail): ITaskSubscription {
     return new DirectSubscription(this.transport, taskId, sink, this.options, task);
   }
+
+  fork(taskId: string, atSeq: number, edit: IForkEdit | null): Promise<IForked> {
+    return restFork(this.transport, taskId, atSeq, edit);
+  }
+
+  compare(a: string, b: string): Promise<IComparison> {
+    return restCompare(this.transport, a, b);
+  }
 }
 
 class DirectSubscription implements ITaskSubscription {
   readonly mode = 'direct' as const;
   private readonly deliverer: Deliverer;
   private socket: WebSocket | null = null;
+  /** A socket opened only for the `connected` greeting of a finished task. */
+  private greeting: WebSocket | null = null;
   private pingTimer = 0;
   private retryTimer = 0;
   private attempts = 0;
@@ -285,9 +413,45 @@ class DirectSubscription implements ITaskSubscription {
     }
     if (this.deliverer.done) {
       this.sink.onConnection('closed');
+      this.greet();
       return;
     }
     this.connect();
+  }
+
+  /**
+   * The log came whole over REST (a finished task): no stream is needed, but the
+   * WebSocket's `connected` greeting says whether this viewer may write (fork). The
+   * server greets, has nothing after the last `seq`, and closes.
+   */
+  private greet(): void {
+    let socket: WebSocket;
+    try {
+      socket = new WebSocket(this.transport.websocketUrl(this.taskId, this.deliverer.lastSeq));
+    } catch {
+      return;
+    }
+    this.greeting = socket;
+    const timer = window.setTimeout(() => socket.close(CloseCode.NORMAL, 'Greeted'), 10_000);
+    socket.onmessage = event => {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(String(event.data));
+      } catch {
+        return;
+      }
+      const message = parseServerMessage(raw);
+      if (message?.type === 'connected' && !this.disposed) {
+        this.sink.onConnected(message);
+        socket.close(CloseCode.NORMAL, 'Greeted');
+      }
+    };
+    socket.onclose = () => {
+      window.clearTimeout(timer);
+      if (this.greeting === socket) {
+        this.greeting = null;
+      }
+    };
   }
 
   private connect(): void {
@@ -473,6 +637,11 @@ class DirectSubscription implements ITaskSubscription {
     this.disposed = true;
     window.clearInterval(this.pingTimer);
     window.clearTimeout(this.retryTimer);
+    if (this.greeting) {
+      this.greeting.onmessage = null;
+      this.greeting.close(CloseCode.NORMAL, 'View closed');
+      this.greeting = null;
+    }
     if (this.socket) {
       this.socket.onclose = null;
       this.socket.onmessage = null;
@@ -500,6 +669,10 @@ export class RelayBackend implements ITaskBackend {
   /** Take over a stream already delivered up to `after` (by another backend). */
   openAfter(taskId: string, sink: ITaskSink, after: number, detail?: string): ITaskSubscription {
     return new RelaySubscription(this.model, taskId, sink, after, detail);
+  }
+
+  fork(taskId: string, atSeq: number, edit: IForkEdit | null): Promise<IForked> {
+    return relayFork(this.model, taskId, atSeq, edit);
   }
 }
 
@@ -532,6 +705,9 @@ class RelaySubscription implements ITaskSubscription {
     const relayed = this.disposed ? null : parseRelayMessage(content);
     if (!relayed || (relayed.task_id && relayed.task_id !== this.taskId)) {
       return;
+    }
+    if (relayed.type === 'relay_forked') {
+      return; // the answer to a fork (relayFork takes it)
     }
     if (relayed.type === 'relay_batch') {
       if (Object.keys(relayed.task).length) {
@@ -643,6 +819,18 @@ export class AutoBackend implements ITaskBackend {
   /** @internal */
   relay(taskId: string, sink: ITaskSink, after = 0, detail?: string): ITaskSubscription {
     return new RelayBackend(this.model).openAfter(taskId, sink, after, detail);
+  }
+
+  /** Through the kernel, whichever way the stream comes: the kernel has the tools. */
+  fork(taskId: string, atSeq: number, edit: IForkEdit | null): Promise<IForked> {
+    return relayFork(this.model, taskId, atSeq, edit);
+  }
+
+  compare(a: string, b: string): Promise<IComparison> {
+    if (!this.transport) {
+      return Promise.reject(new Error('This page does not reach the Jupyter server, so runs cannot be compared here.'));
+    }
+    return restCompare(this.transport, a, b);
   }
 }
 

@@ -6,14 +6,36 @@
  * view opened from the side panel. Every event appends or patches a few nodes;
  * nothing is ever re-rendered as a whole, and the header is refreshed at most
  * once per animation frame, so thousands of steps stay smooth.
+ *
+ * Runs as data: the header counts tokens in and out and the cost from the
+ * `usage` steps (then the result); a fork's steps copied from its parent are
+ * drawn muted, with a divider where its live part begins, and a line names the
+ * parent ("Compare with parent"); every step of a finished task has "Fork from
+ * here" for viewers who may write, and the fork's own view opens below this one
+ * (in `forksNode`, which `mount()` puts right after the view).
  */
 
 import { ApprovalCard, ApprovalScopeValue, IApprovalHandlers } from './approval';
+import { CompareView } from './compare';
+import { ForkForm, IForkCall, IForkPoint } from './fork';
+import {
+  asText,
+  formatArguments,
+  formatCost,
+  formatDuration,
+  formatMillis,
+  plural,
+  shortId,
+  UNKNOWN_COST
+} from './format';
 import {
   ControlMessage,
+  ForkKind,
   IApproveMessage,
+  IBudgetData,
   IConnectedMessage,
   IErrorData,
+  IForkEdit,
   IResultMessage,
   IStepEventData,
   ITask,
@@ -27,7 +49,7 @@ import {
 import { API_PREFIX, TRUNCATED_KEY } from './protocol.generated';
 import type { ITruncation } from './protocol.generated';
 import { el } from './dom';
-import { ConnectionState, ITaskBackend, ITaskSink, ITaskSubscription } from './stream';
+import { ConnectionState, IForked, ITaskBackend, ITaskSink, ITaskSubscription } from './stream';
 import { hasBidi, revealBidi, textNodes } from './text';
 
 /** Observations longer than this (characters or lines) start collapsed. */
@@ -86,7 +108,23 @@ export interface ITaskViewOptions {
   layout?: 'inline' | 'fill';
   /** How thoughts and answers are rendered; `setDefaultMarkdown`'s by default. */
   markdown?: IMarkdownRenderer | null;
+  /**
+   * This view shows a fork that the view of `parentId` just made, from its step
+   * `step` (the record says the parent too; this says the step at once).
+   */
+  forkOf?: { parentId: string; step: number | null };
+  /** Open another task (a fork's parent) where the host shows tasks: a main-area tab. */
+  openTask?: (taskId: string) => void;
 }
+
+/** Tokens in and out and the cost (null: a price that is not known). */
+interface IUsage {
+  tokensIn: number;
+  tokensOut: number;
+  cost: number | null;
+}
+
+const TERMINAL_EVENTS: ReadonlySet<string> = new Set(['final_answer', 'error', 'cancelled']);
 
 type ViewStatus = TaskStatus | 'cancelling' | 'unknown';
 
@@ -95,6 +133,9 @@ interface IStepBlock {
   toggle: HTMLButtonElement;
   body: HTMLDivElement;
   summary: HTMLElement;
+  /** "Fork from here" (finished tasks, viewers who may write) and its form. */
+  actions: HTMLElement;
+  forkButton: HTMLButtonElement;
   draft: Text | null;
   draftNode: HTMLDivElement | null;
 }
@@ -142,10 +183,6 @@ type RunCommand = 'pause' | 'resume' | 'step';
 const COMMAND_TIMEOUT_MS = 15_000;
 
 let counter = 0;
-
-function plural(count: number, word: string): string {
-  return `${count.toLocaleString()} ${word}${count === 1 ? '' : 's'}`;
-}
 
 function isPlainRecord(value: unknown): value is JSONRecord {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof RawNumber);
@@ -314,59 +351,14 @@ function recordTable(rows: JSONRecord[], columns: string[]): HTMLTableElement {
   return table;
 }
 
-function asText(value: unknown): string {
-  if (typeof value === 'string') {
-    return value;
-  }
-  if (value === undefined || value === null) {
-    return '';
-  }
-  try {
-    return JSON.stringify(value, null, 2);
-  } catch {
-    return String(value);
-  }
-}
-
-/** Tool arguments: one line when short, indented JSON otherwise. */
-function formatArguments(value: unknown): string {
-  if (typeof value === 'string') {
-    return value;
-  }
-  try {
-    const compact = JSON.stringify(value);
-    if (compact !== undefined && compact.length <= 100) {
-      return compact;
-    }
-  } catch {
-    return String(value);
-  }
-  return asText(value);
-}
-
-/** `12 ms` below a second. */
-function formatMillis(ms: number): string {
-  return ms < 1000 ? `${Math.round(ms)} ms` : formatDuration(ms / 1000);
-}
-
-/** `3.2 s`, `1 min 05 s`, `1 h 02 min`. */
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) {
-    return '';
-  }
-  if (seconds < 60) {
-    return `${seconds < 10 ? seconds.toFixed(1) : Math.floor(seconds)} s`;
-  }
-  const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) {
-    return `${minutes} min ${String(Math.floor(seconds % 60)).padStart(2, '0')} s`;
-  }
-  return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, '0')} min`;
-}
-
 export class TaskView implements ITaskSink {
-  /** The root element: put it anywhere in the page. */
+  /** The view's root (`data-task-id`, `data-status`, ...). */
   readonly node: HTMLElement;
+  /**
+   * The views of the forks made from this one: a host puts it right after `node`
+   * (`mount()` does both). Hidden until there is a fork.
+   */
+  readonly forksNode: HTMLElement;
   readonly taskId: string;
 
   private readonly backend: ITaskBackend;
@@ -376,6 +368,7 @@ export class TaskView implements ITaskSink {
   private readonly statusNode: HTMLElement;
   private readonly stepsCountNode: HTMLElement;
   private readonly tokensNode: HTMLElement;
+  private readonly costNode: HTMLElement;
   private readonly elapsedNode: HTMLElement;
   private readonly connectionNode: HTMLElement;
   private readonly cancelButton: HTMLButtonElement;
@@ -391,7 +384,12 @@ export class TaskView implements ITaskSink {
   private readonly finalNode: HTMLElement;
   private readonly noticeNode: HTMLElement;
   private readonly warningsNode: HTMLElement;
+  /** A fork's line: "Forked from <parent> at step k", "Compare with parent". */
+  private readonly forkInfoNode: HTMLElement;
+  private readonly compareSlot: HTMLElement;
+  private readonly forks: TaskView[] = [];
   private readonly markdown: IMarkdownRenderer | null;
+  private readonly openTask: ((taskId: string) => void) | null;
   private readonly infoListeners = new Set<(info: ITaskInfo) => void>();
   private input = '';
   private readonly times = new Map<number, IStepTime>();
@@ -429,6 +427,37 @@ export class TaskView implements ITaskSink {
   private maxStep = 0;
   private runningTokens = 0;
   private totalTokens: number | null = null;
+  /** What this run's own model calls used, from its `usage` steps (none seen: null). */
+  private liveUsage: IUsage | null = null;
+  /** What a fork's copied `usage` steps say its parent spent on the copied part. */
+  private copiedUsage: IUsage | null = null;
+  /** The record's figures (used until `usage` steps arrive) and the result's (final). */
+  private recordUsage: IUsage | null = null;
+  private resultUsage: IUsage | null = null;
+  private budget: IBudgetData | null = null;
+  /** Runs as data: where each step can be forked, by step. */
+  private readonly forkPoints = new Map<number, IForkPoint>();
+  private readonly forkCalls = new Map<string, IForkCall>();
+  private forkForm: ForkForm | null = null;
+  /** The "Fork from here" button whose form is open. */
+  private forkFormButton: HTMLButtonElement | null = null;
+  /** A fork asked for and not answered yet (its refusal is the form's to show). */
+  private forking = false;
+  private readonly finalForkButton: HTMLButtonElement;
+  /** The step of the final answer (its fork point). */
+  private finalStep = 0;
+  /** A fork's parent, as far as known, and how it was made. */
+  private parentId: string | null = null;
+  private forkedAtSeq: number | null = null;
+  private forkKind: string | null = null;
+  private forkStep: number | null = null;
+  private forkTextNode: HTMLElement | null = null;
+  private forkCopiedNode: HTMLElement | null = null;
+  private compareButton: HTMLButtonElement | null = null;
+  private compareOpen = false;
+  /** Steps with events copied from the parent; whether the live part has begun. */
+  private readonly copiedSteps = new Set<number>();
+  private liveMarked = false;
   private startedAt: number | null = null;
   private finishedAt: number | null = null;
   private firstEventAt: number | null = null;
@@ -449,6 +478,7 @@ export class TaskView implements ITaskSink {
     this.backend = options.backend;
     this.agent = options.agent ?? '';
     this.markdown = options.markdown !== undefined ? options.markdown : defaultMarkdown;
+    this.openTask = options.openTask ?? null;
     const id = `agentkit-task-${++counter}`;
     this.idPrefix = id;
 
@@ -476,9 +506,10 @@ export class TaskView implements ITaskSink {
       'A step is one turn of the model: its thought, its tool calls and their results. ' +
       'The last step gives the answer.';
     this.tokensNode = el('span', 'ak-meta-tokens', '');
+    this.costNode = el('span', 'ak-meta-cost', '');
     this.elapsedNode = el('span', 'ak-meta-elapsed', '');
     this.elapsedNode.setAttribute('title', 'Elapsed time');
-    meta.append(this.stepsCountNode, this.tokensNode, this.elapsedNode);
+    meta.append(this.stepsCountNode, this.tokensNode, this.costNode, this.elapsedNode);
 
     this.connectionNode = el('span', 'ak-connection', '');
     this.connectionNode.dataset.state = 'connecting';
@@ -565,8 +596,19 @@ export class TaskView implements ITaskSink {
     this.warningsNode = el('div', 'ak-warnings');
     this.warningsNode.hidden = true;
 
+    this.forkInfoNode = el('div', 'ak-fork-info');
+    this.forkInfoNode.hidden = true;
+    this.compareSlot = el('div', 'ak-compare-slot');
+    this.compareSlot.id = `${id}-compare`;
+    this.compareSlot.hidden = true;
+
+    this.finalForkButton = this.forkOpenButton();
+    this.finalForkButton.addEventListener('click', () => this.openForkForm(this.finalStep, this.finalNode));
+
     root.append(
       header,
+      this.forkInfoNode,
+      this.compareSlot,
       this.warningsNode,
       this.inputNode,
       this.stepsNode,
@@ -575,6 +617,14 @@ export class TaskView implements ITaskSink {
     );
     root.addEventListener('click', event => this.onCopyClick(event));
     this.node = root;
+    this.forksNode = el('div', 'ak-forks');
+    this.forksNode.setAttribute('role', 'region');
+    this.forksNode.setAttribute('aria-label', 'Forks of this run');
+    this.forksNode.hidden = true;
+    if (options.forkOf) {
+      this.forkStep = options.forkOf.step;
+      this.setParent(options.forkOf.parentId, null, ForkKind.FORK);
+    }
   }
 
   /**
@@ -594,6 +644,12 @@ export class TaskView implements ITaskSink {
     for (const listener of this.infoListeners) {
       listener(info);
     }
+  }
+
+  /** Put the view, and below it the views of its forks, at the end of `host`. */
+  mount(host: HTMLElement): this {
+    host.append(this.node, this.forksNode);
+    return this;
   }
 
   /** Open the subscription: call once, after the node is in the page or before. */
@@ -622,6 +678,9 @@ export class TaskView implements ITaskSink {
     window.clearTimeout(this.commandTimer);
     for (const card of this.approvals.values()) {
       card.dispose();
+    }
+    for (const fork of this.forks) {
+      fork.dispose();
     }
   }
 
@@ -680,6 +739,23 @@ export class TaskView implements ITaskSink {
     if (task.agent) {
       this.setAgent(task.agent);
     }
+    if (typeof task.parent_id === 'string' && task.parent_id) {
+      this.setParent(
+        task.parent_id,
+        typeof task.forked_at_seq === 'number' ? task.forked_at_seq : null,
+        typeof task.fork_kind === 'string' ? task.fork_kind : ForkKind.FORK
+      );
+    }
+    if (typeof task.tokens_in === 'number' || typeof task.tokens_out === 'number') {
+      this.recordUsage = {
+        tokensIn: typeof task.tokens_in === 'number' ? task.tokens_in : 0,
+        tokensOut: typeof task.tokens_out === 'number' ? task.tokens_out : 0,
+        cost: typeof task.cost === 'number' ? task.cost : null
+      };
+    }
+    if (task.budget && typeof task.budget === 'object') {
+      this.budget = task.budget;
+    }
     if (typeof task.input === 'string' && task.input && task.input !== this.input) {
       this.input = task.input;
       this.inputNode.replaceChildren(...this.show(task.input));
@@ -726,6 +802,7 @@ export class TaskView implements ITaskSink {
     if (this.subscription) {
       this.node.dataset.mode = this.subscription.mode;
     }
+    this.updateCompareButton();
     if (state === 'not-found' || state === 'error') {
       this.showNotice(detail ?? 'The connection failed.', 'error');
       if (state === 'not-found') {
@@ -812,39 +889,51 @@ export class TaskView implements ITaskSink {
     if (message.type === 'result') {
       this.onResult(message);
     } else {
-      this.onStep(message.data);
+      this.onStep(message.data, message.seq);
     }
     this.scheduleRefresh();
   }
 
   // -- events ------------------------------------------------------------------
 
-  private onStep(event: IStepEventData): void {
+  private onStep(event: IStepEventData, seq: number): void {
     const data = event.data;
-    const previous = this.lastEventAt;
-    this.noteTime(event.timestamp);
-    this.noteStepTime(event.step, event.event_type, event.timestamp, previous);
-    if (event.step > this.maxStep) {
-      this.maxStep = event.step;
+    const copied = event.copied === true;
+    if (!copied) {
+      // A fork's copied events are its parent's past: they took none of this run's time.
+      const previous = this.lastEventAt;
+      this.noteTime(event.timestamp);
+      this.noteStepTime(event.step, event.event_type, event.timestamp, previous);
     }
     if (this.status === 'unknown' || this.status === TaskStatus.QUEUED) {
       this.setStatus(TaskStatus.RUNNING);
     }
+    this.noteForkPoint(event, seq);
+    if (event.event_type === 'usage') {
+      // Not a step of its own: what the step's model call used.
+      this.addUsage(event.step, data, copied);
+      return;
+    }
+    if (event.step > this.maxStep) {
+      this.maxStep = event.step;
+    }
+    const fresh = !this.blocks.has(event.step);
     const block = this.block(event.step);
     this.lastBlock = block;
+    let added: Element | null = null;
     switch (event.event_type) {
       case 'token':
-        this.appendDraft(block, asText(data.delta));
+        added = this.appendDraft(block, asText(data.delta));
         break;
       case 'thought':
-        this.addThought(block, asText(data.text));
+        added = this.addThought(block, asText(data.text));
         this.countUsage(data.usage);
         break;
       case 'tool_call':
-        this.addToolCall(block, data);
+        added = this.addToolCall(block, data);
         break;
       case 'observation':
-        this.addObservation(block, data);
+        added = this.addObservation(block, data);
         break;
       case 'final_answer':
         this.dropDraft(block);
@@ -856,31 +945,39 @@ export class TaskView implements ITaskSink {
       case 'error': {
         this.markDraftInterrupted(block);
         const code = typeof data.code === 'string' ? ` (${data.code})` : '';
-        block.body.append(this.callout('ak-error', 'Error', asText(data.message) + code));
+        added = this.callout('ak-error', 'Error', asText(data.message) + code);
+        block.body.append(added);
         block.node.classList.add('ak-step--error');
         this.errorShown = true;
         break;
       }
-      case 'cancelled':
+      case 'cancelled': {
         this.markDraftInterrupted(block);
-        block.body.append(
-          this.callout('ak-cancelled', 'Cancelled', asText(data.message) || 'The run was cancelled.')
+        const budget = data.code === 'budget_exceeded';
+        added = this.callout(
+          'ak-cancelled',
+          budget ? 'Stopped by its budget' : 'Cancelled',
+          asText(data.message) || asText(data.reason) || 'The run was cancelled.'
         );
+        block.body.append(added);
         break;
+      }
       case 'approval_requested':
-        this.addApproval(block, data, event.timestamp);
+        added = this.addApproval(block, data, event.timestamp);
         break;
       case 'approval_decided':
         this.decideApproval(block, data);
         break;
       case 'paused':
       case 'resumed':
-        this.addPauseEvent(block, event.event_type, data);
+        added = this.addPauseEvent(block, event.event_type, data);
         break;
       default:
-        block.body.append(this.callout('ak-other', event.event_type, asText(data)));
+        added = this.callout('ak-other', event.event_type, asText(data));
+        block.body.append(added);
         break;
     }
+    this.markCopied(block, event.step, added, copied, fresh, event.event_type);
     if (data.truncated === true || typeof data.truncated === 'number') {
       // The stream carries a shortened copy of a large event.
       const original = typeof data.original_size === 'number' ? ` (${plural(data.original_size, 'character')} in full)` : '';
@@ -896,6 +993,18 @@ export class TaskView implements ITaskSink {
     const data = message.data;
     if (typeof data.total_tokens === 'number') {
       this.totalTokens = data.total_tokens;
+    }
+    const usage = data.usage;
+    if (usage && (typeof usage.prompt_tokens === 'number' || typeof usage.completion_tokens === 'number')) {
+      // The run's own figures, final (a result without `cost` keeps what the steps said).
+      this.resultUsage = {
+        tokensIn: usage.prompt_tokens ?? 0,
+        tokensOut: usage.completion_tokens ?? 0,
+        cost: data.cost !== undefined ? data.cost : (this.liveUsage?.cost ?? null)
+      };
+    }
+    if (data.code === 'budget_exceeded') {
+      this.showNotice(`Stopped by its budget${data.reason ? `: ${data.reason}` : '.'}`, 'warning');
     }
     if (typeof data.total_steps === 'number' && data.total_steps > this.maxStep) {
       this.maxStep = data.total_steps;
@@ -945,9 +1054,14 @@ export class TaskView implements ITaskSink {
       toggle.setAttribute('aria-controls', body.id);
       const summary = el('div', 'ak-step-summary');
       summary.hidden = true;
-      node.append(toggle, body, summary);
+      const actions = el('div', 'ak-step-actions');
+      const forkButton = this.forkOpenButton();
+      forkButton.hidden = !this.canFork();
+      forkButton.addEventListener('click', () => this.openForkForm(step, actions));
+      actions.append(forkButton);
+      node.append(toggle, body, summary, actions);
       this.appendStep(node);
-      block = { node, toggle, body, summary, draft: null, draftNode: null };
+      block = { node, toggle, body, summary, actions, forkButton, draft: null, draftNode: null };
       this.blocks.set(step, block);
       this.collapseButton.hidden = false;
       if (this.collapseNew) {
@@ -1035,14 +1149,16 @@ export class TaskView implements ITaskSink {
     }
   }
 
-  private appendDraft(block: IStepBlock, delta: string): void {
+  /** Returns the draft's node when this delta started it. */
+  private appendDraft(block: IStepBlock, delta: string): HTMLElement | null {
     if (!delta) {
-      return;
+      return null;
     }
     if (hasBidi(delta)) {
       this.noteBidi();
       delta = revealBidi(delta);
     }
+    let started: HTMLElement | null = null;
     if (!block.draft || !block.draftNode) {
       const node = el('div', 'ak-thought ak-streaming');
       const text = document.createTextNode('');
@@ -1050,24 +1166,29 @@ export class TaskView implements ITaskSink {
       block.body.append(node);
       block.draft = text;
       block.draftNode = node;
+      started = node;
     }
     block.draft.appendData(delta);
+    return started;
   }
 
-  private addThought(block: IStepBlock, text: string): void {
+  /** Returns the thought's node when it is new (not its own draft's). */
+  private addThought(block: IStepBlock, text: string): HTMLElement | null {
     if (block.draftNode) {
       const node = block.draftNode;
       node.classList.remove('ak-streaming');
       block.draft = null;
       block.draftNode = null;
       this.renderMarkdown(node, text);
-      return;
+      return null;
     }
     if (text) {
       const node = el('div', 'ak-thought');
       this.renderMarkdown(node, text);
       block.body.append(node);
+      return node;
     }
+    return null;
   }
 
   /** Untrusted markdown, sanitized by the renderer; plain text until it is done (or without one). */
@@ -1201,7 +1322,7 @@ export class TaskView implements ITaskSink {
     }
   }
 
-  private addToolCall(block: IStepBlock, data: JSONRecord): void {
+  private addToolCall(block: IStepBlock, data: JSONRecord): HTMLElement {
     const node = el('div', 'ak-call');
     const callId = typeof data.call_id === 'string' ? data.call_id : '';
     node.dataset.callId = callId;
@@ -1217,9 +1338,10 @@ export class TaskView implements ITaskSink {
     if (callId) {
       this.calls.set(callId, node);
     }
+    return node;
   }
 
-  private addObservation(block: IStepBlock, data: JSONRecord): void {
+  private addObservation(block: IStepBlock, data: JSONRecord): HTMLElement {
     const callId = typeof data.call_id === 'string' ? data.call_id : '';
     const isError = data.is_error === true;
     // A call a person rejected (or nobody decided in time) did not run: not a tool error.
@@ -1275,6 +1397,7 @@ export class TaskView implements ITaskSink {
     }
     const call = callId ? this.calls.get(callId) : undefined;
     (call ?? block.body).append(node);
+    return node;
   }
 
   private onStepsClick(event: MouseEvent): void {
@@ -1424,6 +1547,9 @@ export class TaskView implements ITaskSink {
     }
     const text = el('div', 'ak-final-text');
     this.renderMarkdown(text, output);
+    this.finalStep = step;
+    this.finalForkButton.hidden = !this.canFork() || !this.forkPoints.get(step)?.lastSeq;
+    label.append(this.finalForkButton);
     this.finalNode.replaceChildren(label, text);
     this.finalNode.hidden = false;
   }
@@ -1438,10 +1564,10 @@ export class TaskView implements ITaskSink {
   // -- human in the loop -------------------------------------------------------
 
   /** `approval_requested`: the call's card, inside the call (or the step, without one). */
-  private addApproval(block: IStepBlock, data: JSONRecord, timestamp: number): void {
+  private addApproval(block: IStepBlock, data: JSONRecord, timestamp: number): HTMLElement | null {
     const callId = typeof data.call_id === 'string' ? data.call_id : '';
     if (callId && this.approvals.has(callId)) {
-      return;
+      return null;
     }
     const call = callId ? this.calls.get(callId) : undefined;
     const card = new ApprovalCard({
@@ -1462,6 +1588,7 @@ export class TaskView implements ITaskSink {
     }
     this.followStatus(TaskStatus.WAITING);
     this.updatePending();
+    return card.node;
   }
 
   /** `approval_decided`: the card says who decided what (a card of its own if none asked). */
@@ -1539,11 +1666,13 @@ export class TaskView implements ITaskSink {
   }
 
   /** `paused` / `resumed`: a line in the step, the status, the buttons. */
-  private addPauseEvent(block: IStepBlock, kind: string, data: JSONRecord): void {
+  private addPauseEvent(block: IStepBlock, kind: string, data: JSONRecord): HTMLElement {
     const by = typeof data.by === 'string' && data.by ? ` by ${data.by}` : '';
     const reason = typeof data.reason === 'string' && data.reason ? `: ${data.reason}` : '';
+    let line: HTMLElement;
     if (kind === 'paused') {
-      block.body.append(this.callout('ak-paused', 'Paused', `Paused${by}${reason}.`));
+      line = this.callout('ak-paused', 'Paused', `Paused${by}${reason}.`);
+      block.body.append(line);
       if (this.pendingCommand === 'pause' || (this.pendingCommand === 'step' && this.stepResumed)) {
         this.clearCommand();
       }
@@ -1551,7 +1680,8 @@ export class TaskView implements ITaskSink {
     } else {
       const steps = typeof data.steps === 'number' ? data.steps : null;
       const then = steps ? `, for ${plural(steps, 'more call')}, then it pauses again` : '';
-      block.body.append(this.callout('ak-resumed', 'Resumed', `Resumed${by}${then}${reason}.`));
+      line = this.callout('ak-resumed', 'Resumed', `Resumed${by}${then}${reason}.`);
+      block.body.append(line);
       if (this.pendingCommand === 'resume' || (this.pendingCommand === 'step' && steps === null)) {
         this.clearCommand();
       } else if (this.pendingCommand === 'step') {
@@ -1561,6 +1691,7 @@ export class TaskView implements ITaskSink {
       this.followStatus(this.pendingApprovals() ? TaskStatus.WAITING : TaskStatus.RUNNING);
     }
     this.updateControls();
+    return line;
   }
 
   /** A status an event implies, unless the run is over or being cancelled. */
@@ -1571,8 +1702,8 @@ export class TaskView implements ITaskSink {
   }
 
   onControlError(error: IErrorData): void {
-    if (this.disposed) {
-      return;
+    if (this.disposed || (this.forking && !error.call_id)) {
+      return; // (a fork's refusal: its form says it)
     }
     const card = error.call_id ? this.approvals.get(error.call_id) : undefined;
     if (card) {
@@ -1593,6 +1724,7 @@ export class TaskView implements ITaskSink {
       card.setWritable(writable);
     }
     this.updateControls();
+    this.updateForkActions();
   }
 
   private async sendCommand(command: ControlMessage, kind: RunCommand): Promise<void> {
@@ -1689,6 +1821,446 @@ export class TaskView implements ITaskSink {
     }
   }
 
+  // -- runs as data: usage, copies, forks --------------------------------------
+
+  /** A `usage` step: one model call's tokens and cost (a fork's copied ones: the parent's). */
+  private addUsage(step: number, data: JSONRecord, copied: boolean): void {
+    const tokensIn = typeof data.prompt_tokens === 'number' ? data.prompt_tokens : 0;
+    const tokensOut = typeof data.completion_tokens === 'number' ? data.completion_tokens : 0;
+    const cost = typeof data.cost === 'number' && Number.isFinite(data.cost) ? data.cost : null;
+    const add = (usage: IUsage | null): IUsage => ({
+      tokensIn: (usage?.tokensIn ?? 0) + tokensIn,
+      tokensOut: (usage?.tokensOut ?? 0) + tokensOut,
+      cost: usage && usage.cost === null ? null : cost === null ? null : (usage?.cost ?? 0) + cost
+    });
+    if (copied) {
+      this.copiedUsage = add(this.copiedUsage);
+    } else {
+      this.liveUsage = add(this.liveUsage);
+    }
+    const block = this.blocks.get(step);
+    if (block) {
+      const model = typeof data.model === 'string' && data.model ? ` (${data.model})` : '';
+      const time = typeof data.duration_ms === 'number' ? `, ${formatMillis(data.duration_ms)}` : '';
+      const estimated = data.estimated === true ? ', estimated (the call was cut)' : '';
+      block.toggle.title =
+        `Model call${model}: ${tokensIn.toLocaleString()} tokens in, ${tokensOut.toLocaleString()} out, ` +
+        `${cost === null ? 'cost unknown' : formatCost(cost)}${time}${estimated}` +
+        (copied ? ' (in the parent run: copied here)' : '');
+    }
+  }
+
+  /** The header's tokens in and out and cost: the result's, else the steps', else the record's. */
+  private refreshUsage(): void {
+    const usage = this.resultUsage ?? this.liveUsage ?? this.recordUsage;
+    if (!usage || (!usage.tokensIn && !usage.tokensOut && !usage.cost)) {
+      // No usage steps (an older server or run): the total the steps and result said.
+      const tokens = this.totalTokens ?? this.runningTokens;
+      this.tokensNode.textContent = tokens ? `${tokens.toLocaleString()} tokens` : '';
+      this.tokensNode.title = '';
+      this.costNode.textContent = '';
+      this.costNode.title = '';
+      delete this.costNode.dataset.cost;
+      return;
+    }
+    this.tokensNode.textContent = `${usage.tokensIn.toLocaleString()} tokens in · ${usage.tokensOut.toLocaleString()} out`;
+    const lines = [
+      `Tokens of this run's model calls: ${usage.tokensIn.toLocaleString()} in (prompt), ` +
+        `${usage.tokensOut.toLocaleString()} out (completion)`
+    ];
+    const copied = this.copiedUsage;
+    if (copied) {
+      lines.push(
+        `The steps copied from the parent used ${copied.tokensIn.toLocaleString()} in and ` +
+          `${copied.tokensOut.toLocaleString()} out (${formatCost(copied.cost)}) there: not spent again.`
+      );
+    }
+    const budget = this.budget;
+    if (budget && (typeof budget.max_tokens === 'number' || typeof budget.max_cost === 'number')) {
+      const limits: string[] = [];
+      if (typeof budget.max_tokens === 'number') {
+        limits.push(plural(budget.max_tokens, 'token'));
+      }
+      if (typeof budget.max_cost === 'number') {
+        limits.push(formatCost(budget.max_cost));
+      }
+      lines.push(`Budget: ${limits.join(' or ')}`);
+    }
+    this.tokensNode.title = lines.join('\n');
+    // An unknown cost says so ("cost —"): a bare dash would read as punctuation.
+    this.costNode.textContent = usage.cost === null ? `cost ${UNKNOWN_COST}` : formatCost(usage.cost);
+    this.costNode.dataset.cost = usage.cost === null ? 'unknown' : String(usage.cost);
+    this.costNode.title =
+      usage.cost === null
+        ? 'Cost unknown: no price is known for this model (none is made up)'
+        : `Cost of this run's model calls, US dollars: ${usage.cost}`;
+  }
+
+  /** Where step `event.step` can be forked: its last event, its calls and their results. */
+  private noteForkPoint(event: IStepEventData, seq: number): void {
+    const kind = event.event_type;
+    if (kind === 'token') {
+      return; // a streamed piece is no place to fork at
+    }
+    let point = this.forkPoints.get(event.step);
+    if (!point) {
+      point = { step: event.step, lastSeq: 0, terminal: false, calls: [] };
+      this.forkPoints.set(event.step, point);
+    }
+    if (seq >= point.lastSeq) {
+      point.lastSeq = seq;
+      point.terminal = TERMINAL_EVENTS.has(kind);
+    }
+    const data = event.data;
+    const callId = typeof data.call_id === 'string' ? data.call_id : '';
+    if (!callId) {
+      return;
+    }
+    const call = this.forkCalls.get(callId);
+    if (kind === 'tool_call' && !call) {
+      const fresh: IForkCall = {
+        callId,
+        name: asText(data.name),
+        callSeq: seq,
+        resultSeq: null,
+        arguments: data.arguments,
+        output: ''
+      };
+      point.calls.push(fresh);
+      this.forkCalls.set(callId, fresh);
+    } else if (kind === 'observation' && call) {
+      call.resultSeq = seq;
+      call.output = asText(data.output);
+    } else if (kind === 'approval_requested' && call && data.schema !== undefined) {
+      call.schema = data.schema;
+    }
+  }
+
+  /**
+   * A fork's copied event is drawn muted (`ak-copied`; a step made only of copies,
+   * `ak-step--copied`); the first live event after copies gets a divider above it.
+   */
+  private markCopied(
+    block: IStepBlock,
+    step: number,
+    added: Element | null,
+    copied: boolean,
+    fresh: boolean,
+    kind: string
+  ): void {
+    if (copied) {
+      added?.classList.add('ak-copied');
+      if (fresh) {
+        block.node.classList.add('ak-step--copied');
+      }
+      if (!this.copiedSteps.has(step)) {
+        this.copiedSteps.add(step);
+        this.node.dataset.copiedSteps = String(this.copiedSteps.size);
+        this.updateForkInfo();
+      }
+      return;
+    }
+    if (!this.copiedSteps.size || this.liveMarked || (!added && kind !== 'final_answer')) {
+      return;
+    }
+    this.liveMarked = true;
+    const text =
+      this.forkKind === ForkKind.RESUME
+        ? 'Live from here: the run goes on (above: copied from the interrupted run)'
+        : 'Live from here (above: copied from the parent run, no model or tool call made again)';
+    if (added && !fresh) {
+      block.node.classList.replace('ak-step--copied', 'ak-step--mixed');
+      block.node.classList.add('ak-step--mixed');
+      const divider = el('div', 'ak-fork-divider', text);
+      divider.setAttribute('role', 'separator');
+      added.before(divider);
+      return;
+    }
+    const divider = el('li', 'ak-fork-divider ak-fork-divider--step', text);
+    divider.setAttribute('role', 'separator');
+    if (added && block.node.parentElement) {
+      block.node.before(divider);
+    } else {
+      this.appendStep(divider); // the answer: it shows below the steps
+    }
+  }
+
+  /** Whether this viewer may fork this task now (finished, may write, a backend that can). */
+  private canFork(): boolean {
+    return !!this.backend.fork && this.writable === true && isFinal(this.status);
+  }
+
+  private canCompare(): boolean {
+    return !!this.backend.compare && this.subscription?.mode === 'direct';
+  }
+
+  private forkOpenButton(): HTMLButtonElement {
+    const button = el('button', 'ak-fork-open', 'Fork from here');
+    button.type = 'button';
+    button.title =
+      'Start a new run from this step: copied up to here (no model or tool call), then live, ' +
+      'with nothing changed or a tool result, arguments or the input changed';
+    button.setAttribute('aria-expanded', 'false');
+    button.hidden = true;
+    return button;
+  }
+
+  /** Show "Fork from here" where a fork can be made, hide it everywhere else. */
+  private updateForkActions(): void {
+    const can = this.canFork();
+    this.node.dataset.canFork = String(can);
+    for (const [step, block] of this.blocks) {
+      block.forkButton.hidden = !can || !this.forkPoints.get(step)?.lastSeq;
+    }
+    this.finalForkButton.hidden = !can || !this.forkPoints.get(this.finalStep)?.lastSeq;
+    if (!can && this.forkForm) {
+      this.closeForkForm(false);
+    }
+  }
+
+  private openForkForm(step: number, host: HTMLElement): void {
+    const point = this.forkPoints.get(step);
+    if (!point || !point.lastSeq || !this.canFork()) {
+      return;
+    }
+    const button =
+      step === this.finalStep && host === this.finalNode ? this.finalForkButton : this.blocks.get(step)?.forkButton;
+    if (this.forkForm && this.forkForm.step === step && this.forkForm.node.isConnected) {
+      this.forkForm.focus();
+      return;
+    }
+    this.closeForkForm(false);
+    const form = new ForkForm({
+      point,
+      input: step === 1 && this.input ? this.input : null,
+      idPrefix: this.idPrefix,
+      show: text => this.show(text),
+      submit: async (atSeq, edit) => {
+        const child = await this.fork(atSeq, edit, atSeq === 0 ? null : step);
+        this.closeForkForm(false);
+        child.focus();
+      },
+      close: () => this.closeForkForm(true)
+    });
+    this.forkForm = form;
+    this.forkFormButton = button ?? null;
+    button?.setAttribute('aria-expanded', 'true');
+    if (button) {
+      form.node.id = `${this.idPrefix}-fork-form`;
+      button.setAttribute('aria-controls', form.node.id);
+    }
+    host.append(form.node);
+    form.focus();
+  }
+
+  private closeForkForm(focusButton: boolean): void {
+    const form = this.forkForm;
+    const button = this.forkFormButton;
+    this.forkForm = null;
+    this.forkFormButton = null;
+    form?.node.remove();
+    button?.setAttribute('aria-expanded', 'false');
+    if (focusButton && button && !button.hidden) {
+      button.focus();
+    }
+  }
+
+  /**
+   * Fork this task at its event `atSeq` (0: the start), with `edit` (none: no
+   * change), and show the fork's view below this one, live. Rejects with the
+   * refusal (an error with the server's or the kernel's `code`).
+   */
+  async fork(atSeq: number, edit: IForkEdit | null = null, step: number | null = null): Promise<TaskView> {
+    if (!this.backend.fork) {
+      throw new Error('Forks cannot be made from this view.');
+    }
+    this.forking = true;
+    try {
+      const forked = await this.backend.fork(this.taskId, atSeq, edit);
+      return this.openFork(forked, step ?? this.stepAt(atSeq));
+    } finally {
+      this.forking = false;
+    }
+  }
+
+  /** The step of this run's event `seq` (null for 0, or one not seen). */
+  private stepAt(seq: number): number | null {
+    let found: number | null = null;
+    for (const point of this.forkPoints.values()) {
+      if (seq > 0 && point.lastSeq >= seq && (found === null || point.step < found)) {
+        found = point.step;
+      }
+    }
+    return found;
+  }
+
+  private openFork(forked: IForked, step: number | null): TaskView {
+    const child = new TaskView({
+      taskId: forked.task_id,
+      agent: this.agent || undefined,
+      backend: this.backend,
+      markdown: this.markdown,
+      forkOf: { parentId: this.taskId, step },
+      openTask: this.openTask ?? undefined
+    });
+    this.forks.push(child);
+    child.mount(this.forksNode);
+    this.forksNode.hidden = false;
+    child.start();
+    child.node.scrollIntoView?.({ block: 'nearest' });
+    return child;
+  }
+
+  /** Put the focus on the view (its status, which says what it is doing). */
+  focus(): void {
+    this.statusNode.tabIndex = -1;
+    this.statusNode.focus();
+  }
+
+  /** A fork's parent (and how it was made): the line under the header says so. */
+  private setParent(parentId: string, forkedAtSeq: number | null, kind: string): void {
+    if (
+      parentId === this.parentId &&
+      kind === this.forkKind &&
+      (forkedAtSeq === null || forkedAtSeq === this.forkedAtSeq)
+    ) {
+      return;
+    }
+    this.parentId = parentId;
+    this.forkKind = kind;
+    if (forkedAtSeq !== null) {
+      this.forkedAtSeq = forkedAtSeq;
+    }
+    this.node.dataset.parentId = parentId;
+    this.node.dataset.forkKind = kind;
+    this.updateForkInfo();
+    if (this.forkStep === null && this.forkedAtSeq && kind !== ForkKind.RESUME) {
+      void this.learnForkStep();
+    }
+  }
+
+  /** The step of the parent's event the fork was made at (`GET tasks/{parent}/events/{seq}`). */
+  private async learnForkStep(): Promise<void> {
+    const subscription = this.subscription;
+    const seq = this.forkedAtSeq;
+    const parent = this.parentId;
+    if (!subscription?.request || !seq || !parent) {
+      return;
+    }
+    try {
+      const message = await subscription.request<{ data?: { step?: unknown } }>(
+        `tasks/${encodeURIComponent(parent)}/events/${seq}`
+      );
+      const step = message?.data?.step;
+      if (typeof step === 'number' && this.forkStep === null && parent === this.parentId) {
+        this.forkStep = step;
+        this.updateForkInfo();
+      }
+    } catch {
+      // (The relay, or the parent is gone: the line says "at event N".)
+    }
+  }
+
+  private updateForkInfo(): void {
+    const parentId = this.parentId;
+    if (!parentId) {
+      return;
+    }
+    const info = this.forkInfoNode;
+    if (!this.forkTextNode) {
+      this.forkTextNode = el('span', 'ak-fork-line');
+      this.forkCopiedNode = el('span', 'ak-fork-copied');
+      const compare = el('button', 'ak-compare-parent', 'Compare with parent');
+      compare.type = 'button';
+      compare.setAttribute('aria-expanded', 'false');
+      compare.setAttribute('aria-controls', this.compareSlot.id);
+      compare.addEventListener('click', () => {
+        if (compare.getAttribute('aria-disabled') !== 'true') {
+          void this.toggleCompare();
+        }
+      });
+      this.compareButton = compare;
+      info.append(el('span', 'ak-fork-badge', 'Fork'), this.forkTextNode, this.forkCopiedNode, compare);
+    }
+    const resume = this.forkKind === ForkKind.RESUME;
+    info.querySelector('.ak-fork-badge')?.replaceChildren(resume ? 'Continuation' : 'Fork');
+    let parent: HTMLElement;
+    const openTask = this.openTask;
+    if (openTask) {
+      parent = el('button', 'ak-fork-parent', shortId(parentId));
+      (parent as HTMLButtonElement).type = 'button';
+      parent.setAttribute('aria-label', `Open the parent task ${parentId}`);
+      parent.addEventListener('click', () => openTask(parentId));
+    } else {
+      parent = el('code', 'ak-fork-parent', shortId(parentId));
+    }
+    parent.title = `Task ${parentId}`;
+    let where = '';
+    if (!resume) {
+      if (this.forkedAtSeq === 0) {
+        where = ' from the start, with a new input';
+      } else if (this.forkStep !== null) {
+        where = ` at step ${this.forkStep}`;
+      } else if (this.forkedAtSeq !== null) {
+        where = ` at its event ${this.forkedAtSeq}`;
+      }
+    }
+    this.forkTextNode.replaceChildren(
+      resume ? 'Continues ' : 'Forked from ',
+      parent,
+      resume ? ', which was interrupted' : where
+    );
+    if (this.forkCopiedNode) {
+      const copied = this.copiedSteps.size;
+      this.forkCopiedNode.textContent = copied ? `${plural(copied, 'step')} copied from it` : '';
+    }
+    this.updateCompareButton();
+    info.hidden = false;
+  }
+
+  private updateCompareButton(): void {
+    if (this.compareButton) {
+      this.compareButton.hidden = !this.canCompare();
+    }
+  }
+
+  /** "Compare with parent": the comparison of the parent (a) and this fork (b), in place. */
+  private async toggleCompare(): Promise<void> {
+    const button = this.compareButton;
+    const parentId = this.parentId;
+    const compare = this.backend.compare;
+    if (!button || !parentId || !compare) {
+      return;
+    }
+    if (this.compareOpen) {
+      this.compareOpen = false;
+      this.compareSlot.hidden = true;
+      this.compareSlot.replaceChildren();
+      button.textContent = 'Compare with parent';
+      button.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    button.setAttribute('aria-disabled', 'true');
+    button.textContent = 'Comparing…';
+    try {
+      const comparison = await compare.call(this.backend, parentId, this.taskId);
+      const view = new CompareView(comparison, { openTask: this.openTask ?? undefined });
+      this.compareSlot.replaceChildren(view.node);
+      this.compareOpen = true;
+      button.textContent = 'Hide comparison';
+      button.setAttribute('aria-expanded', 'true');
+    } catch (reason) {
+      const error = el('div', 'ak-compare-error');
+      error.setAttribute('role', 'alert');
+      error.append(...this.show(`Could not compare: ${errorText(reason instanceof Error ? reason.message : reason)}`));
+      this.compareSlot.replaceChildren(error);
+      button.textContent = 'Compare with parent';
+    } finally {
+      this.compareSlot.hidden = false;
+      button.removeAttribute('aria-disabled');
+    }
+  }
+
   // -- header ------------------------------------------------------------------
 
   private setAgent(agent: string): void {
@@ -1719,6 +2291,7 @@ export class TaskView implements ITaskSink {
       this.statusNode.focus();
     }
     this.cancelButton.textContent = status === 'cancelling' ? 'Cancelling…' : 'Cancel';
+    this.updateForkActions();
     if (final) {
       window.clearInterval(this.ticker);
       this.ticker = 0;
@@ -1831,8 +2404,7 @@ export class TaskView implements ITaskSink {
     const steps = this.maxStep;
     this.stepsCountNode.textContent = plural(steps, 'step');
     this.refreshTimeline();
-    const tokens = this.totalTokens ?? this.runningTokens;
-    this.tokensNode.textContent = tokens ? `${tokens.toLocaleString()} tokens` : '';
+    this.refreshUsage();
     this.refreshElapsed();
     if (this.stickToBottom) {
       this.stepsNode.scrollTop = this.stepsNode.scrollHeight;

@@ -2,11 +2,14 @@
  * The anywidget front end of `agentkit_jupyter.TaskWidget`: one self-contained
  * ES module (bundled by esbuild, stylesheet included) that renders the same
  * TaskView as the JupyterLab plugin, in any front end that runs ipywidgets.
+ * The Python `CompareWidget` uses the same module: its model's `kind` is
+ * "compare" and its `comparison` trait the `Comparison` the CompareView shows.
  */
 
 import type { AnyModel, RenderProps } from '@anywidget/types';
 
 import viewCss from '../style/view.css';
+import { CompareView } from './compare';
 import { purifiedMarkdown } from './markdown';
 import { PageTransport } from './page-transport';
 import { AutoBackend, IRelayModel } from './stream';
@@ -15,11 +18,14 @@ import { TaskView, setDefaultMarkdown } from './view';
 // Thoughts and answers as markdown: marked, sanitized by DOMPurify.
 setDefaultMarkdown(purifiedMarkdown);
 
-/** The synced traits of the Python `TaskWidget`. */
+/** The synced traits of the Python `TaskWidget` (and `CompareWidget`: `kind`, `comparison`). */
 interface ITaskWidgetModel {
   task_id: string;
   agent: string;
   transport: 'auto' | 'direct' | 'relay';
+  /** "compare" for a `CompareWidget`; absent (or "task") for a task. */
+  kind?: string;
+  comparison?: unknown;
 }
 
 const STYLE_ID = 'agentkit-jupyter-task-style';
@@ -86,8 +92,25 @@ interface ISharedView {
 /** Per widget manager (one per kernel connection), per task id. */
 const views = new WeakMap<object, Map<string, ISharedView>>();
 
-function render({ model, el }: RenderProps<ITaskWidgetModel>): () => void {
+/** A `CompareWidget`: the comparison, shown again when the trait changes. */
+function renderComparison({ model, el }: RenderProps<ITaskWidgetModel>): () => void {
+  const view = new CompareView(model.get('comparison'));
+  const update = (): void => view.update(model.get('comparison'));
+  model.on('change:comparison', update);
+  el.classList.add('agentkit-widget');
+  el.append(view.node);
+  return () => {
+    model.off('change:comparison', update);
+    view.node.remove();
+  };
+}
+
+function render(props: RenderProps<ITaskWidgetModel>): () => void {
+  const { model, el } = props;
   injectStyle(el);
+  if (model.get('kind') === 'compare') {
+    return renderComparison(props);
+  }
   const taskId = model.get('task_id');
   const managerKey: object = (model as { widget_manager?: object }).widget_manager ?? render;
   let byTask = views.get(managerKey);
@@ -116,7 +139,8 @@ function render({ model, el }: RenderProps<ITaskWidgetModel>): () => void {
   const entry = shared;
   entry.renders += 1;
   el.classList.add('agentkit-widget');
-  el.append(entry.view.node);
+  // The view, and below it the views of the forks made from it.
+  entry.view.mount(el);
   return () => {
     entry.renders -= 1;
     if (entry.renders > 0) {
