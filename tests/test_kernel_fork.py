@@ -90,16 +90,26 @@ async def test_the_views_fork_message_forks_and_relays_the_fork(kernel: Any) -> 
         " and any(x['type'] == 'result' for x in m['messages']) for m in sent):\n"
         "    assert time.time() < deadline\n"
         "    time.sleep(0.05)\n"
+        "answer = [m['seq'] for m in w._forks[child].local_run.messages()"
+        " if m['type'] == 'step' and m['data']['event_type'] == 'final_answer'][0]\n"
+        "w._on_custom_msg(w, {'type': 'fork', 'task_id': child, 'at_seq': answer}, [])\n"
+        "grand = [m for m in sent if m['type'] == 'relay_forked' and m['task_id'] == child]\n"
+        "grandchild = w._forks[grand[0]['fork_id']]\n"
+        "grandchild.wait(30)\n"
         "w._on_custom_msg(w, {'type': 'fork', 'at_seq': 10_000}, [])\n"
         "time.sleep(0.2)\n"
         "errors = [m for m in sent if m['type'] == 'relay_error']\n"
         "print(json.dumps({'calls': calls, 'errors': errors,"
-        " 'result': w._forks[child].result}))"
+        " 'result': w._forks[child].result, 'grand': grandchild.local_run.task.parent_id,"
+        " 'child': child}))"
     )
     seen = json.loads(out)
     assert seen["calls"] == ["EMEA", "APAC"]  # the edited call ran, with its arguments
     assert seen["result"]["output"] == "Sold 80 (0 earlier messages)."
     assert [e["code"] for e in seen["errors"]] == ["invalid_fork"]
+    # A fork of the fork, asked from the fork's own view (its task_id): its parent is the
+    # fork, not the widget's task.
+    assert seen["grand"] == seen["child"]
 
 
 async def test_a_follow_up_in_the_kernel_is_a_linked_task_on_the_server(

@@ -530,26 +530,24 @@ class TaskWidget(anywidget.AnyWidget):
         if not isinstance(content, dict):
             return
         kind = content.get("type")
+        # A message about a fork shown below this view (``task_id``) goes to the fork;
+        # it answers through this view's comm (its ``_sink``).
+        target = self._forks.get(str(content.get("task_id") or ""), self)
         if kind == "relay":
             try:
                 after = max(0, int(content.get("after") or 0))
             except (TypeError, ValueError):
                 after = 0
-            fork = self._forks.get(str(content.get("task_id") or self.task_id))
-            if fork is not None:
-                fork._sink = self.send  # a fork shown below this view: relayed here
-                fork._start_relay(after)
-            else:
-                self._start_relay(after)
+            target._start_relay(after)
         elif kind == "fork":
-            self._fork(content)
+            target._fork(content)
         elif kind == "cancel":
             try:
-                self.cancel()
+                target.cancel()
             except Exception as exc:
-                self._relay_error(f"Cancel failed: {exc}")
+                target._relay_error(f"Cancel failed: {exc}")
         elif kind == "control":
-            self._control(content.get("command"))
+            target._control(content.get("command"))
 
     def _control(self, raw: Any) -> None:
         """An approve / reject / pause / resume from the view on the relay path: sent
@@ -617,6 +615,11 @@ class TaskWidget(anywidget.AnyWidget):
             log.exception("agentkit: fork of task %s failed", self.task_id)
             self._relay_error(f"The fork failed: {exc}", ErrorCode.INTERNAL_ERROR.value)
             return
+        # One registry and one comm for the view and every fork below it (forks of
+        # forks too): the fork answers through the view's comm.
+        child._forks = self._forks
+        child._sink = self._sink or self.send
+        child._relaying = True
         self._forks[child.task_id] = child
         forked: RelayForked = {
             "type": "relay_forked",
@@ -624,7 +627,7 @@ class TaskWidget(anywidget.AnyWidget):
             "fork_id": child.task_id,
         }
         self._relaying = True
-        self.send(forked)
+        (self._sink or self.send)(forked)
 
     def _start_relay(self, after: int) -> None:
         with self._lock:
