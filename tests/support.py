@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from agentkit_jupyter.core import (
     Agent,
@@ -17,6 +17,7 @@ from agentkit_jupyter.core import (
     ScriptedGateway,
     ScriptedTurn,
     TokenDelta,
+    progress,
     tool,
 )
 
@@ -227,6 +228,67 @@ def approval_agents() -> list[Agent]:
     ]
 
 
+@tool
+def stream_lines(lines: int, delay: float, total_known: bool = True) -> Iterator[str]:
+    """Write numbered lines one at a time, saying how far it is.
+
+    Args:
+        lines: How many lines.
+        delay: Seconds between two lines.
+        total_known: Whether the progress says its total.
+    """
+    for i in range(1, lines + 1):
+        progress(i - 1, lines if total_known else None, f"writing line {i}")
+        yield f"line {i} of {lines}\n"
+        time.sleep(delay)
+    progress(lines, lines if total_known else None, "all lines written")
+
+
+@tool
+def flood_lines(lines: int, width: int) -> Iterator[str]:
+    """Write many long lines at once (more than a view keeps, more than a call streams).
+
+    Args:
+        lines: How many lines.
+        width: Characters per line.
+    """
+    for i in range(1, lines + 1):
+        yield f"{i:06d} " + "x" * max(0, width - 8) + "\n"
+
+
+def streaming_agents() -> list[Agent]:
+    """Tools whose output streams (tests/browser/test_tool_output_view.py)."""
+
+    def call(name: str, **arguments: object) -> ScriptedTurn:
+        return ScriptedTurn(f"Calling {name}.", [(name, arguments)])
+
+    return [
+        Agent(
+            "stream-lines",
+            ScriptedGateway(
+                [call("stream_lines", lines=15, delay=0.25), ScriptedTurn("All 15 lines written.")]
+            ),
+            tools=[stream_lines],
+            description="A tool that writes 15 lines, 0.25 s apart, with its progress",
+        ),
+        Agent(
+            "stream-unknown-total",
+            ScriptedGateway(
+                [
+                    call("stream_lines", lines=6, delay=0.3, total_known=False),
+                    ScriptedTurn("Done, without knowing how many there would be."),
+                ]
+            ),
+            tools=[stream_lines],
+        ),
+        Agent(
+            "stream-flood",
+            ScriptedGateway([call("flood_lines", lines=5000, width=80), ScriptedTurn("Flooded.")]),
+            tools=[flood_lines],
+        ),
+    ]
+
+
 def test_agents() -> list[Agent]:
     return [
         *approval_agents(),
@@ -261,4 +323,5 @@ def test_agents() -> list[Agent]:
             ScriptedGateway([ScriptedTurn("word " * 20_000)], token_delay=0.0005),
             description="Streams tokens fast for several seconds",
         ),
+        *streaming_agents(),
     ]

@@ -72,6 +72,18 @@ const REFUSAL: Record<string, string> = {
   no_answer: 'No answer from the kernel'
 };
 
+/** A fork's refusal as a sentence: what the code means, then the server's (or kernel's) words. */
+export function refusalText(code: string, message: string, otherwise: string): string {
+  const label = REFUSAL[code];
+  return label ? `${label}${message ? `: ${message}` : '.'}` : message || otherwise;
+}
+
+/** The `code` of a refusal (an `ApiError`, or anything with a string `code`), else ''. */
+export function refusalCode(reason: unknown): string {
+  const code = (reason as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : '';
+}
+
 let uid = 0;
 
 /** The form; `node` goes under the step's "Fork from here" button. */
@@ -216,8 +228,7 @@ export class ForkForm {
 
   /** Say why the fork was refused, in the form, which stays open. */
   showError(code: string, message: string): void {
-    const label = REFUSAL[code];
-    const text = label ? `${label}${message ? `: ${message}` : '.'}` : message || 'The fork failed.';
+    const text = refusalText(code, message, 'The fork failed.');
     this.errorNode.replaceChildren(...this.options.show(text));
     this.errorNode.dataset.code = code;
     this.errorNode.hidden = false;
@@ -369,7 +380,7 @@ export class ForkForm {
     try {
       await this.options.submit(choice.atSeq, choice.edit);
     } catch (reason) {
-      const code = typeof (reason as { code?: unknown })?.code === 'string' ? String((reason as { code: string }).code) : '';
+      const code = refusalCode(reason);
       const message = reason instanceof Error ? reason.message : asText(reason);
       this.showError(code, message);
       this.submitButton.focus();
@@ -377,6 +388,142 @@ export class ForkForm {
       this.busy = false;
       delete this.node.dataset.state;
       this.submitButton.removeAttribute('aria-disabled');
+      this.sending.textContent = '';
+    }
+  }
+}
+
+export interface IFollowUpFormOptions {
+  /** A prefix for element ids, unique in the page. */
+  idPrefix: string;
+  show: ShowText;
+  /**
+   * Ask the question: a fork at the answer with `edit.follow_up`, whose view opens
+   * below. Rejects with an error carrying `code` and `message` when refused.
+   */
+  submit: (question: string) => Promise<void>;
+}
+
+/**
+ * "Ask a follow-up…" under a finished run's answer: the question goes on the same
+ * conversation in a new, linked task (a fork at the `final_answer` with
+ * `edit.follow_up`), which opens below; its view has the field again under its own
+ * answer, so a run becomes a conversation. Enter sends (Shift+Enter: a new line);
+ * a refusal stays here, in an alert line.
+ */
+export class FollowUpForm {
+  readonly node: HTMLFormElement;
+  private readonly options: IFollowUpFormOptions;
+  private readonly text: HTMLTextAreaElement;
+  private readonly sendButton: HTMLButtonElement;
+  private readonly sending: HTMLElement;
+  private readonly errorNode: HTMLElement;
+  private busy = false;
+
+  constructor(options: IFollowUpFormOptions) {
+    this.options = options;
+    const id = `${options.idPrefix}-follow-up-${++uid}`;
+    this.node = el('form', 'ak-follow-up');
+    this.node.noValidate = true;
+    this.node.setAttribute('aria-label', 'Ask a follow-up question');
+    const label = el('label', 'ak-follow-up-label', 'Follow-up');
+    this.text = el('textarea', 'ak-follow-up-text');
+    this.text.id = `${id}-text`;
+    label.htmlFor = this.text.id;
+    this.text.rows = 1;
+    this.text.placeholder = 'Ask a follow-up…';
+    this.text.title =
+      'Enter sends, Shift+Enter starts a new line. The answer comes in a new, linked task below.';
+    const hint = el(
+      'span',
+      'ak-follow-up-hint',
+      'A new run goes on from this answer (copied, no model call made again) with your question.'
+    );
+    hint.id = `${id}-hint`;
+    this.text.setAttribute('aria-describedby', hint.id);
+    this.sendButton = el('button', 'ak-follow-up-send', 'Send');
+    this.sendButton.type = 'submit';
+    this.sending = el('span', 'ak-follow-up-sending');
+    this.sending.setAttribute('role', 'status');
+    this.errorNode = el('div', 'ak-follow-up-error');
+    this.errorNode.id = `${id}-error`;
+    this.errorNode.setAttribute('role', 'alert');
+    this.errorNode.hidden = true;
+    const row = el('div', 'ak-follow-up-row');
+    row.append(label, this.text, this.sendButton, this.sending);
+    this.node.append(row, hint, this.errorNode);
+
+    this.text.addEventListener('keydown', event => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        void this.send();
+      }
+    });
+    this.text.addEventListener('input', () => {
+      if (!this.errorNode.hidden) {
+        this.clearError();
+      }
+    });
+    this.node.addEventListener('submit', event => {
+      event.preventDefault();
+      void this.send();
+    });
+  }
+
+  focus(): void {
+    this.text.focus();
+  }
+
+  /** Say why the question was not asked, under the field (which keeps it). */
+  showError(code: string, message: string): void {
+    this.errorNode.replaceChildren(...this.options.show(refusalText(code, message, 'The follow-up failed.')));
+    if (code) {
+      this.errorNode.dataset.code = code;
+    } else {
+      delete this.errorNode.dataset.code;
+    }
+    this.errorNode.hidden = false;
+    this.node.dataset.error = code || 'invalid';
+    this.text.setAttribute('aria-invalid', 'true');
+    this.text.setAttribute('aria-errormessage', this.errorNode.id);
+  }
+
+  private clearError(): void {
+    this.errorNode.hidden = true;
+    this.errorNode.replaceChildren();
+    delete this.errorNode.dataset.code;
+    delete this.node.dataset.error;
+    this.text.removeAttribute('aria-invalid');
+    this.text.removeAttribute('aria-errormessage');
+  }
+
+  private async send(): Promise<void> {
+    if (this.busy) {
+      return;
+    }
+    this.clearError();
+    const question = this.text.value.trim();
+    if (!question) {
+      this.showError('', 'Type a question first.');
+      this.text.focus();
+      return;
+    }
+    this.busy = true;
+    this.node.dataset.state = 'sending';
+    this.sendButton.setAttribute('aria-disabled', 'true');
+    this.text.readOnly = true;
+    this.sending.textContent = 'Asking…';
+    try {
+      await this.options.submit(question);
+      this.text.value = '';
+    } catch (reason) {
+      this.showError(refusalCode(reason), reason instanceof Error ? reason.message : asText(reason));
+      this.text.focus();
+    } finally {
+      this.busy = false;
+      delete this.node.dataset.state;
+      this.sendButton.removeAttribute('aria-disabled');
+      this.text.readOnly = false;
       this.sending.textContent = '';
     }
   }

@@ -17,7 +17,7 @@
 
 import { ApprovalCard, ApprovalScopeValue, IApprovalHandlers } from './approval';
 import { CompareView } from './compare';
-import { ForkForm, IForkCall, IForkPoint } from './fork';
+import { FollowUpForm, ForkForm, IForkCall, IForkPoint } from './fork';
 import {
   asText,
   formatArguments,
@@ -46,11 +46,12 @@ import {
   isFinal,
   toEpochSeconds
 } from './protocol';
-import { API_PREFIX, TRUNCATED_KEY } from './protocol.generated';
-import type { ITruncation } from './protocol.generated';
+import { API_PREFIX, EventType, TRUNCATED_KEY } from './protocol.generated';
+import type { IToolProgressData, ITruncation } from './protocol.generated';
 import { el } from './dom';
 import { ConnectionState, IForked, ITaskBackend, ITaskSink, ITaskSubscription } from './stream';
 import { hasBidi, revealBidi, textNodes } from './text';
+import { LiveToolOutput } from './tool-output';
 
 /** Observations longer than this (characters or lines) start collapsed. */
 const COLLAPSE_CHARS = 600;
@@ -112,7 +113,7 @@ export interface ITaskViewOptions {
    * This view shows a fork that the view of `parentId` just made, from its step
    * `step` (the record says the parent too; this says the step at once).
    */
-  forkOf?: { parentId: string; step: number | null };
+  forkOf?: { parentId: string; step: number | null; followUp?: boolean };
   /** Open another task (a fork's parent) where the host shows tasks: a main-area tab. */
   openTask?: (taskId: string) => void;
 }
@@ -124,7 +125,16 @@ interface IUsage {
   cost: number | null;
 }
 
-const TERMINAL_EVENTS: ReadonlySet<string> = new Set(['final_answer', 'error', 'cancelled']);
+/**
+ * The events that end a run, as fork points: that step is asked again. (A fork's
+ * copied `final_answer`, which a follow-up copies, ends nothing: a run ends with
+ * its `result` message, which is never copied.)
+ */
+const TERMINAL_EVENTS: ReadonlySet<string> = new Set([
+  EventType.FINAL_ANSWER,
+  EventType.ERROR,
+  EventType.CANCELLED
+]);
 
 type ViewStatus = TaskStatus | 'cancelling' | 'unknown';
 
@@ -410,6 +420,10 @@ export class TaskView implements ITaskSink {
   /** The group new steps go into (a list item holding a list; see STEPS_PER_GROUP). */
   private group: HTMLOListElement | null = null;
   private readonly calls = new Map<string, HTMLElement>();
+  /** Streamed tool output: each call's live output and progress, by call id. */
+  private readonly liveOutputs = new Map<string, LiveToolOutput>();
+  /** Live outputs with pieces not yet in the DOM (written once per frame, in `refresh`). */
+  private readonly dirtyLive = new Set<LiveToolOutput>();
   /** Human in the loop: the approval card of each call that asked, by call id. */
   private readonly approvals = new Map<string, ApprovalCard>();
   /** Whether this viewer may cancel, decide, pause, resume (null: not told yet). */
@@ -446,6 +460,13 @@ export class TaskView implements ITaskSink {
   private readonly finalForkButton: HTMLButtonElement;
   /** The step of the final answer (its fork point). */
   private finalStep = 0;
+  /** The seq of this run's own (not copied) `final_answer`: where a follow-up forks. */
+  private finalAnswerSeq = 0;
+  /** "Ask a follow-up…" under a succeeded run's answer (viewers who may fork). */
+  private readonly followUpNode: HTMLElement;
+  private followUpForm: FollowUpForm | null = null;
+  /** This run is a follow-up: a fork that copied its parent's answer and asks on. */
+  private followUp = false;
   /** A fork's parent, as far as known, and how it was made. */
   private parentId: string | null = null;
   private forkedAtSeq: number | null = null;
@@ -605,6 +626,9 @@ export class TaskView implements ITaskSink {
     this.finalForkButton = this.forkOpenButton();
     this.finalForkButton.addEventListener('click', () => this.openForkForm(this.finalStep, this.finalNode));
 
+    this.followUpNode = el('div', 'ak-follow-up-slot');
+    this.followUpNode.hidden = true;
+
     root.append(
       header,
       this.forkInfoNode,
@@ -613,6 +637,7 @@ export class TaskView implements ITaskSink {
       this.inputNode,
       this.stepsNode,
       this.finalNode,
+      this.followUpNode,
       this.noticeNode
     );
     root.addEventListener('click', event => this.onCopyClick(event));
@@ -623,6 +648,7 @@ export class TaskView implements ITaskSink {
     this.forksNode.hidden = true;
     if (options.forkOf) {
       this.forkStep = options.forkOf.step;
+      this.followUp = options.forkOf.followUp === true;
       this.setParent(options.forkOf.parentId, null, ForkKind.FORK);
     }
   }
@@ -936,11 +962,22 @@ export class TaskView implements ITaskSink {
         added = this.addObservation(block, data);
         break;
       case 'final_answer':
+        if (copied) {
+          // A follow-up's copy of its parent's answer: part of the conversation
+          // above, drawn in its step; this run's own answer comes live.
+          added = this.addCopiedAnswer(block, asText(data.output));
+          break;
+        }
         this.dropDraft(block);
+        this.finalAnswerSeq = seq;
         this.showFinal(asText(data.output), event.step);
         if (typeof data.total_tokens === 'number') {
           this.totalTokens = data.total_tokens;
         }
+        break;
+      case EventType.TOOL_OUTPUT:
+      case EventType.TOOL_PROGRESS:
+        added = this.addLiveOutput(block, event.event_type, data);
         break;
       case 'error': {
         this.markDraftInterrupted(block);
@@ -978,6 +1015,9 @@ export class TaskView implements ITaskSink {
         break;
     }
     this.markCopied(block, event.step, added, copied, fresh, event.event_type);
+    if (event.event_type === EventType.TOOL_OUTPUT || event.event_type === EventType.TOOL_PROGRESS) {
+      return; // (a piece the server cut is said by its live output: "the output was cut")
+    }
     if (data.truncated === true || typeof data.truncated === 'number') {
       // The stream carries a shortened copy of a large event.
       const original = typeof data.original_size === 'number' ? ` (${plural(data.original_size, 'character')} in full)` : '';
@@ -1029,6 +1069,9 @@ export class TaskView implements ITaskSink {
     }
     for (const block of this.blocks.values()) {
       this.markDraftInterrupted(block);
+    }
+    for (const live of this.liveOutputs.values()) {
+      this.finishLive(live, 'ended');
     }
     this.endApprovals(
       data.status === TaskStatus.INTERRUPTED
@@ -1337,6 +1380,7 @@ export class TaskView implements ITaskSink {
     block.body.append(node);
     if (callId) {
       this.calls.set(callId, node);
+      this.liveOutputs.delete(callId); // (a call announced again: its output starts anew)
     }
     return node;
   }
@@ -1397,6 +1441,74 @@ export class TaskView implements ITaskSink {
     }
     const call = callId ? this.calls.get(callId) : undefined;
     (call ?? block.body).append(node);
+    const live = callId ? this.liveOutputs.get(callId) : undefined;
+    if (live) {
+      // The output streamed so far stays above the result, collapsed; the bar goes.
+      this.finishLive(live, 'done');
+    }
+    return node;
+  }
+
+  /**
+   * `tool_output` / `tool_progress` of a running call: its live output under the
+   * call's card (in the step without one). Returns the node when this event made it.
+   * The text reaches the DOM in `refresh`, once per frame.
+   */
+  private addLiveOutput(block: IStepBlock, kind: string, data: JSONRecord): HTMLElement | null {
+    const callId = typeof data.call_id === 'string' ? data.call_id : '';
+    let live = callId ? this.liveOutputs.get(callId) : undefined;
+    let made: HTMLElement | null = null;
+    if (!live) {
+      live = new LiveToolOutput({
+        name: asText(data.name),
+        idPrefix: this.idPrefix,
+        show: text => this.show(text)
+      });
+      live.node.dataset.callId = callId;
+      const call = callId ? this.calls.get(callId) : undefined;
+      (call ?? block.body).append(live.node);
+      if (callId) {
+        this.liveOutputs.set(callId, live);
+      }
+      made = live.node;
+    }
+    if (kind === EventType.TOOL_OUTPUT) {
+      // Cut by the stream's bound (`cut`), or by the server's cap on one event.
+      live.append(asText(data.text), data.cut === true || isPlainRecord(data[TRUNCATED_KEY]));
+    } else {
+      live.progress(data as unknown as IToolProgressData);
+    }
+    if (live.isDirty) {
+      this.dirtyLive.add(live);
+    }
+    return made;
+  }
+
+  private finishLive(live: LiveToolOutput, state: 'done' | 'ended'): void {
+    live.finish(state);
+    if (live.isDirty) {
+      this.dirtyLive.add(live);
+      this.scheduleRefresh();
+    }
+  }
+
+  /** A follow-up's copied `final_answer` (its parent's answer), in its step. */
+  private addCopiedAnswer(block: IStepBlock, output: string): HTMLElement {
+    if (block.draftNode) {
+      // Its streamed text, copied too: the answer takes its place.
+      block.draftNode.remove();
+      block.draft = null;
+      block.draftNode = null;
+    }
+    const node = el('div', 'ak-answer-copied');
+    const text = el('div', 'ak-answer-copied-text');
+    this.renderMarkdown(text, output);
+    node.append(el('div', 'ak-answer-copied-label', 'Answer'), text);
+    block.body.append(node);
+    if (!this.followUp) {
+      this.followUp = true;
+      this.updateForkInfo();
+    }
     return node;
   }
 
@@ -1967,16 +2079,27 @@ export class TaskView implements ITaskSink {
     const text =
       this.forkKind === ForkKind.RESUME
         ? 'Live from here: the run goes on (above: copied from the interrupted run)'
-        : 'Live from here (above: copied from the parent run, no model or tool call made again)';
+        : this.followUp
+          ? 'Live from here: the follow-up (above: the conversation so far, copied from the parent run)'
+          : 'Live from here (above: copied from the parent run, no model or tool call made again)';
+    const question = <T extends HTMLElement>(divider: T): T => {
+      if (this.followUp && this.input && this.forkKind !== ForkKind.RESUME) {
+        // The conversation reads on: the question asked after the copied answer.
+        const asked = el('div', 'ak-follow-up-question');
+        asked.append(el('span', 'ak-follow-up-question-label', 'Follow-up: '), ...this.show(this.input));
+        divider.append(asked);
+      }
+      return divider;
+    };
     if (added && !fresh) {
       block.node.classList.replace('ak-step--copied', 'ak-step--mixed');
       block.node.classList.add('ak-step--mixed');
-      const divider = el('div', 'ak-fork-divider', text);
+      const divider = question(el('div', 'ak-fork-divider', text));
       divider.setAttribute('role', 'separator');
       added.before(divider);
       return;
     }
-    const divider = el('li', 'ak-fork-divider ak-fork-divider--step', text);
+    const divider = question(el('li', 'ak-fork-divider ak-fork-divider--step', text));
     divider.setAttribute('role', 'separator');
     if (added && block.node.parentElement) {
       block.node.before(divider);
@@ -2016,6 +2139,34 @@ export class TaskView implements ITaskSink {
     if (!can && this.forkForm) {
       this.closeForkForm(false);
     }
+    this.updateFollowUp();
+  }
+
+  /** "Ask a follow-up…" under the answer of a succeeded run, for a viewer who may fork. */
+  private updateFollowUp(): void {
+    const can = this.canFork() && this.status === TaskStatus.SUCCEEDED && this.finalAnswerSeq > 0;
+    this.node.dataset.canFollowUp = String(can);
+    if (can && !this.followUpForm) {
+      this.followUpForm = new FollowUpForm({
+        idPrefix: this.idPrefix,
+        show: text => this.show(text),
+        submit: question => this.askFollowUp(question).then(child => child.focus())
+      });
+      this.followUpNode.replaceChildren(this.followUpForm.node);
+    }
+    this.followUpNode.hidden = !can;
+  }
+
+  /**
+   * Ask `question` after this run's answer: a fork at its `final_answer` with
+   * `edit.follow_up` (everything copied, the answer too), whose view opens below,
+   * live. Rejects with the refusal (an error with the server's or the kernel's `code`).
+   */
+  askFollowUp(question: string): Promise<TaskView> {
+    if (!this.finalAnswerSeq) {
+      return Promise.reject(new Error('This run has no answer to follow up on.'));
+    }
+    return this.fork(this.finalAnswerSeq, { follow_up: question }, this.finalStep || null, true);
   }
 
   private openForkForm(step: number, host: HTMLElement): void {
@@ -2070,14 +2221,19 @@ export class TaskView implements ITaskSink {
    * change), and show the fork's view below this one, live. Rejects with the
    * refusal (an error with the server's or the kernel's `code`).
    */
-  async fork(atSeq: number, edit: IForkEdit | null = null, step: number | null = null): Promise<TaskView> {
+  async fork(
+    atSeq: number,
+    edit: IForkEdit | null = null,
+    step: number | null = null,
+    followUp = false
+  ): Promise<TaskView> {
     if (!this.backend.fork) {
       throw new Error('Forks cannot be made from this view.');
     }
     this.forking = true;
     try {
       const forked = await this.backend.fork(this.taskId, atSeq, edit);
-      return this.openFork(forked, step ?? this.stepAt(atSeq));
+      return this.openFork(forked, step ?? this.stepAt(atSeq), followUp || !!edit?.follow_up);
     } finally {
       this.forking = false;
     }
@@ -2094,13 +2250,13 @@ export class TaskView implements ITaskSink {
     return found;
   }
 
-  private openFork(forked: IForked, step: number | null): TaskView {
+  private openFork(forked: IForked, step: number | null, followUp = false): TaskView {
     const child = new TaskView({
       taskId: forked.task_id,
       agent: this.agent || undefined,
       backend: this.backend,
       markdown: this.markdown,
-      forkOf: { parentId: this.taskId, step },
+      forkOf: { parentId: this.taskId, step, followUp },
       openTask: this.openTask ?? undefined
     });
     this.forks.push(child);
@@ -2183,7 +2339,9 @@ export class TaskView implements ITaskSink {
       info.append(el('span', 'ak-fork-badge', 'Fork'), this.forkTextNode, this.forkCopiedNode, compare);
     }
     const resume = this.forkKind === ForkKind.RESUME;
-    info.querySelector('.ak-fork-badge')?.replaceChildren(resume ? 'Continuation' : 'Fork');
+    const followUp = this.followUp && !resume;
+    info.querySelector('.ak-fork-badge')?.replaceChildren(resume ? 'Continuation' : followUp ? 'Follow-up' : 'Fork');
+    info.dataset.kind = resume ? 'resume' : followUp ? 'follow-up' : 'fork';
     let parent: HTMLElement;
     const openTask = this.openTask;
     if (openTask) {
@@ -2196,7 +2354,9 @@ export class TaskView implements ITaskSink {
     }
     parent.title = `Task ${parentId}`;
     let where = '';
-    if (!resume) {
+    if (followUp) {
+      where = "'s answer";
+    } else if (!resume) {
       if (this.forkedAtSeq === 0) {
         where = ' from the start, with a new input';
       } else if (this.forkStep !== null) {
@@ -2206,7 +2366,7 @@ export class TaskView implements ITaskSink {
       }
     }
     this.forkTextNode.replaceChildren(
-      resume ? 'Continues ' : 'Forked from ',
+      resume ? 'Continues ' : followUp ? 'Follows up on ' : 'Forked from ',
       parent,
       resume ? ', which was interrupted' : where
     );
@@ -2401,6 +2561,10 @@ export class TaskView implements ITaskSink {
   }
 
   private refresh(): void {
+    for (const live of this.dirtyLive) {
+      live.flush();
+    }
+    this.dirtyLive.clear();
     const steps = this.maxStep;
     this.stepsCountNode.textContent = plural(steps, 'step');
     this.refreshTimeline();
