@@ -224,3 +224,32 @@ def test_human_in_the_loop(server: ServerProcess, tmp_path: Path) -> None:
     # Paused at once, stepped twice, resumed, cancelled.
     assert "['paused', 'resumed', 'paused', 'resumed', 'paused']" in text
     assert text.rstrip().endswith("cancelled")
+
+
+def test_mcp_tools(server: ServerProcess, tmp_path: Path) -> None:
+    """A notebook agent with a real MCP server (examples/mcp_demo_server.py over stdio):
+    the listing, calls, the server's progress, and its destructive tool approved."""
+    notebook = execute("mcp_tools.ipynb", server, tmp_path)
+    assert_clean(notebook)
+    text = text_of(notebook)
+    assert re.search(r"^delete_orders\s+asks first", text, re.M)
+    assert re.search(r"^query\s+Run one read-only SQL query", text, re.M)
+    assert "['shop (MCP)']" in text
+    assert "waiting -> delete_orders {'status': 'test'}" in text
+    assert "APAC has the most revenue (1,730). Deleted 2 order(s) with status 'test'." in text
+    assert "revenue_report: 3 of 3 - EMEA: 1,680" in text
+    (view,) = task_views(notebook)
+    task = server_task(server, view[TASK_MIMETYPE]["task_id"])
+    assert task["origin"] == "kernel" and task["status"] == "succeeded"
+    decided = [
+        e["data"]["data"]
+        for e in task["events"]
+        if e["type"] == "step" and e["data"]["event_type"] == "approval_decided"
+    ]
+    assert [d["decision"] for d in decided] == ["approved"]
+    progress = [
+        e["data"]["data"]["progress"]
+        for e in task["events"]
+        if e["type"] == "step" and e["data"]["event_type"] == "tool_progress"
+    ]
+    assert progress == [1, 2, 3]

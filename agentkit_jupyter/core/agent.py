@@ -13,7 +13,7 @@ from .engine import DEFAULT_MAX_STEPS, ReActEngine
 from .events import StepEvent
 from .llm import LLMGateway
 from .replay import RunSnapshot
-from .tools import Tool, as_tools
+from .tools import Tool, ToolSource, as_tools, tool_sources
 
 
 class UnknownAgentError(KeyError):
@@ -35,7 +35,9 @@ class Agent:
 
     name: str
     gateway: LLMGateway
-    tools: list[Tool | Callable[..., Any]] = field(default_factory=list)
+    # Tools, plain functions, and tool sources (``core.mcp.MCPServer``): a source's tools
+    # are listed at the start of each run.
+    tools: list[Tool | ToolSource | Callable[..., Any]] = field(default_factory=list)
     description: str = ""
     model: str = "scripted"
     system_prompt: str | None = None
@@ -54,20 +56,28 @@ class Agent:
 
     def __post_init__(self) -> None:
         self._tools = as_tools(self.tools)  # validates names once, at definition
+        self._sources = tool_sources(self.tools)  # MCP servers: their tools come per run
         self.budget = Budget.parse(self.budget)
         if not (self.approval in (None, "always", "never") or callable(self.approval)):
             raise ValueError("approval must be 'always', 'never', a callable or None")
 
     @property
     def tool_list(self) -> list[Tool]:
+        """The agent's own tools (not those of its tool sources, known only in a run)."""
         return list(self._tools.values())
+
+    @property
+    def tool_sources(self) -> list[ToolSource]:
+        """The MCP servers (tool sources) whose tools each run lists."""
+        return list(self._sources)
 
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,
             "model": self.model,
-            "tools": [t.summary() for t in self.tool_list],
+            # A tool source is one entry ("files (MCP)"): its tools are listed per run.
+            "tools": [t.summary() for t in self.tool_list] + [s.summary() for s in self._sources],
         }
 
     def stream(
@@ -88,7 +98,7 @@ class Agent:
         )
         return engine.execute_stream(
             messages=[{"role": "user", "content": user_input}],
-            tools=self.tool_list,
+            tools=[*self.tool_list, *self._sources],
             model=self.model,
             agent_name=self.name,
             system_prompt=self.system_prompt,

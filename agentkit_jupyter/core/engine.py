@@ -29,9 +29,10 @@ from .llm import (
     ToolCall,
     Usage,
 )
+from .mcp import OpenedSources, open_sources
 from .replay import RunSnapshot, edited_note, render
 from .tool_output import ToolStream, bind, capture_prints, current_stream, emit
-from .tools import Tool, ToolArgumentError, as_tools
+from .tools import Tool, ToolArgumentError, ToolSource, as_tools, tool_sources
 from .workers import run_in_process, run_in_thread
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class ReActEngine:
     async def execute_stream(
         self,
         messages: Sequence[Message],
-        tools: Iterable[Tool | Callable[..., Any]],
+        tools: Iterable[Tool | ToolSource | Callable[..., Any]],
         model: str,
         agent_name: str,
         system_prompt: str | None,
@@ -162,6 +163,8 @@ class ReActEngine:
         or the price library); crossing ``budget``, even mid-call, ends the run
         ``cancelled`` with code ``budget_exceeded``. ``snapshot`` (``replay.rebuild``)
         goes on from recorded events instead of ``messages`` (a fork, a resume).
+        ``tools`` may hold tool sources (``core.mcp.MCPServer``): each gets a session of
+        its own for this run, opened before the first model call, closed at the end.
         """
         limit = max_steps if max_steps is not None else self.max_steps
         conversation: list[Message] = []
@@ -174,28 +177,46 @@ class ReActEngine:
         meter = Meter(Pricing(model, prices), budget)
         if snapshot is not None and snapshot.call_usages:
             meter.seed(snapshot.call_usages[-1])
+        given = list(tools)
         state = _RunState(
             token=cancellation_token or CancellationToken(),
             conversation=conversation,
-            tools=as_tools(tools),
+            tools=as_tools(given),
             meter=meter,
             control=control or RunControl(),
             approval=approval,
             approval_timeout=approval_timeout,
         )
         state.control.bind(asyncio.get_running_loop())
+        sources = tool_sources(given)
+        opened: OpenedSources | None = None
         try:
+            if sources:
+                # MCP servers: a session each for this run, their tools listed now; one
+                # that does not start is left out and the model is told (see core.mcp).
+                opened = await open_sources(sources, set(state.tools), state.token)
+                state.tools.update(opened.tools)
+                conversation.extend({"role": "system", "content": n} for n in opened.notes)
+                if state.token.cancelled:
+                    yield self._cancelled_event(state, "between_steps", [])
+                    return
             if snapshot is not None:
                 state.step = snapshot.step
                 if snapshot.unfinished:
                     async for event in self._finish_turn(snapshot, state):
+                        if event.is_terminal and opened is not None:
+                            opened.stop()
                         yield event
                         if event.is_terminal:
                             return
             async for event in self._loop(state, limit, model, agent_name):
+                if event.is_terminal and opened is not None:
+                    opened.stop()  # the servers start closing; the finally waits for them
                 yield event
         finally:
             state.control.end()
+            if opened is not None:
+                await opened.aclose()
 
     async def _finish_turn(
         self, snapshot: RunSnapshot, state: _RunState

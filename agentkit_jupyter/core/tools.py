@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_type_hints, overload
 
 import docstring_parser
@@ -29,6 +30,17 @@ class ToolArgumentError(ValueError):
     """The model's arguments do not fit the tool's signature."""
 
 
+class ToolSource:
+    """Tools that exist only while a run holds something open (an MCP server's session):
+    given in an agent's ``tools`` like a tool, kept aside by :func:`as_tools`, and turned
+    into tools by the engine at the start of each run (see ``core.mcp``)."""
+
+    name: str
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "description": ""}
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     """A callable the model may invoke, with the schema the model sees."""
@@ -40,6 +52,9 @@ class Tool:
     timeout: float | None = None
     isolate: Isolation = "thread"
     requires_approval: RequiresApproval = False
+    # The parameters as a JSON schema, for a tool not made from a Python signature (an
+    # MCP server's): the model sees it as is and the arguments are checked against it.
+    json_schema: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def is_async(self) -> bool:
@@ -47,6 +62,8 @@ class Tool:
 
     @property
     def parameters_schema(self) -> dict[str, Any]:
+        if self.json_schema is not None:
+            return copy.deepcopy(self.json_schema)
         schema = self.arguments_model.model_json_schema()
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():
@@ -76,6 +93,11 @@ class Tool:
                 raise ToolArgumentError(f"arguments are not valid JSON: {exc.msg}") from exc
         if not isinstance(raw, dict):
             raise ToolArgumentError("arguments must be a JSON object")
+        if self.json_schema is not None:
+            problems = _schema_problems(raw, self.json_schema)
+            if problems:
+                raise ToolArgumentError(problems)
+            return dict(raw)
         try:
             parsed = self.arguments_model.model_validate(raw)
         except pydantic.ValidationError as exc:
@@ -93,6 +115,58 @@ class Tool:
 
 class _ArgumentsBase(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+
+
+class _SchemaArguments(pydantic.BaseModel):
+    """The arguments model of a JSON-schema tool: unused (its ``json_schema`` rules)."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+
+def _schema_problems(arguments: dict[str, Any], schema: dict[str, Any]) -> str:
+    """What is wrong with ``arguments`` for ``schema`` ("" if nothing, or if the schema
+    itself is broken: the tool's owner then checks them)."""
+    import jsonschema  # only JSON-schema tools pay for it
+
+    try:
+        validator_class = jsonschema.validators.validator_for(
+            schema, default=jsonschema.Draft202012Validator
+        )
+        errors = sorted(validator_class(schema).iter_errors(arguments), key=lambda e: list(e.path))
+    except Exception:  # a broken schema, a $ref that does not resolve, an unknown type
+        return ""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error.path) or 'arguments'}: {error.message}"
+        for error in errors[:5]
+    )
+
+
+def schema_tool(
+    name: str,
+    description: str,
+    parameters: dict[str, Any],
+    func: Callable[..., Any],
+    *,
+    timeout: float | None = None,
+    requires_approval: RequiresApproval = False,
+) -> Tool:
+    """A :class:`Tool` whose parameters are a JSON schema (``func`` is called with the
+    validated arguments as keyword arguments)."""
+    if not _NAME_PATTERN.match(name):
+        raise ValueError(f"tool name {name!r} must match {_NAME_PATTERN.pattern}")
+    if not isinstance(parameters, dict):
+        raise ValueError(f"tool {name!r}: parameters must be a JSON schema (a dict)")
+    if not isinstance(requires_approval, bool) and not callable(requires_approval):
+        raise ValueError(f"tool {name!r}: requires_approval must be a bool or a callable")
+    return Tool(
+        name=name,
+        description=description.strip(),
+        func=func,
+        arguments_model=_SchemaArguments,
+        timeout=timeout,
+        requires_approval=requires_approval,
+        json_schema=copy.deepcopy(parameters),
+    )
 
 
 def _build_tool(
@@ -191,15 +265,23 @@ def tool(
     return decorate
 
 
-def as_tools(items: Iterable[Tool | Callable[..., Any]]) -> dict[str, Tool]:
-    """Index tools by name, wrapping plain functions; duplicate names are an error."""
+def as_tools(items: Iterable[Tool | ToolSource | Callable[..., Any]]) -> dict[str, Tool]:
+    """Index tools by name, wrapping plain functions; duplicate names are an error.
+    Tool sources (an MCP server) are kept aside: see :func:`tool_sources`."""
     tools: dict[str, Tool] = {}
     for item in items:
+        if isinstance(item, ToolSource):
+            continue
         built = item if isinstance(item, Tool) else tool(item)
         if built.name in tools:
             raise ValueError(f"two tools are named {built.name!r}")
         tools[built.name] = built
     return tools
+
+
+def tool_sources(items: Iterable[Tool | ToolSource | Callable[..., Any]]) -> list[ToolSource]:
+    """The tool sources among ``items``, in order: their tools are listed per run."""
+    return [item for item in items if isinstance(item, ToolSource)]
 
 
 __all__ = [
@@ -208,9 +290,12 @@ __all__ = [
     "RequiresApproval",
     "Tool",
     "ToolArgumentError",
+    "ToolSource",
     "abandoned_threads",
     "as_tools",
     "configure_tool_workers",
+    "schema_tool",
     "tool",
+    "tool_sources",
     "worker_stats",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from functools import partial, wraps
 from typing import Any
@@ -16,6 +17,7 @@ from ..core import AgentPool, demo_agents, redact_url
 from ..core.costs import set_prices
 from ..core.demo import bench_agents
 from ..core.llm import REDACTED
+from ..core.mcp import configure_servers, configured_servers
 from ..protocol import API_KEY_HEADER, ENV_API_KEY, ENV_SERVER_TOKEN, ENV_SERVER_URL
 from ..tasks import HubLimits, StoreError, TaskHub, TaskStore
 from ..tasks.store import MAX_PENDING_BYTES
@@ -24,6 +26,8 @@ from .agents import AgentLoadError, agents_from, entry_point_sources, import_obj
 from .base import CreationLimiter, KeyRing
 
 REDACTED_SECRET = REDACTED
+# An MCP server's environment variable whose value is kept out of every event.
+_CREDENTIAL_NAME = re.compile(r"key|token|secret|passw|auth|credential", re.IGNORECASE)
 
 # The hub's own defaults are the traitlets' defaults: one source for each number.
 _LIMITS = HubLimits()
@@ -73,6 +77,16 @@ class AgentKitExtension(ExtensionApp):
     ).tag(config=True)
     default_model = Unicode(
         "gpt-4o-mini", help="Model name the 'assistant' agent asks llm_base_url for."
+    ).tag(config=True)
+    mcp_servers = Dict(
+        value_trait=Dict(),
+        default_value={},
+        help="MCP servers agents may use by name: {name: {'command': [...], 'env': {...}, "
+        "'cwd': ...} for a server started per run over stdio, or {name: {'url': ..., "
+        "'headers': {...}}} for streamable HTTP; also 'include', 'exclude', 'prefix', "
+        "'timeout', 'approval', 'startup_timeout' (see agentkit_jupyter.core.mcp.MCPServer). "
+        "An agent uses one with MCPServer.named(name) in its tools; the 'assistant' agent "
+        "of llm_base_url gets them all.",
     ).tag(config=True)
     prices = Dict(
         default_value={},
@@ -231,6 +245,14 @@ class AgentKitExtension(ExtensionApp):
             key = entry.get("key") if isinstance(entry, dict) else None
             if isinstance(key, str) and len(key) >= 8:
                 found.append(key)
+        # What MCP servers get to authenticate: HTTP headers, credential-like variables.
+        for config in self.mcp_servers.values():
+            headers = config.get("headers") if isinstance(config, dict) else None
+            env = config.get("env") if isinstance(config, dict) else None
+            values = list(headers.values()) if isinstance(headers, dict) else []
+            if isinstance(env, dict):
+                values += [v for k, v in env.items() if _CREDENTIAL_NAME.search(str(k))]
+            found.extend(v for v in values if isinstance(v, str) and len(v) >= 8)
         # Messages are JSON text: a secret with a quote, a backslash or non-ASCII in it
         # appears there escaped.
         escaped = [json.dumps(s)[1:-1] for s in found]
@@ -248,6 +270,8 @@ class AgentKitExtension(ExtensionApp):
             set_prices(self.prices)
         except ValueError as exc:
             self.log.error("agentkit: AgentKitExtension.prices left out: %s", exc)
+        for problem in configure_servers(self.mcp_servers):
+            self.log.error("agentkit: AgentKitExtension.mcp_servers entry left out: %s", problem)
         pool = self._load_agents()
         self.key_ring, problems = KeyRing.from_config(self.api_keys, self.api_key)
         for problem in problems:
@@ -313,7 +337,7 @@ class AgentKitExtension(ExtensionApp):
                 max_retries=self.llm_max_retries,
             ),
             model=self.default_model,
-            tools=[lookup_city, calculator],
+            tools=[lookup_city, calculator, *configured_servers()],
             system_prompt="You are a helpful assistant. Use the tools when they help.",
         )
 
