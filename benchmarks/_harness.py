@@ -53,6 +53,7 @@ __all__ = [
     "connect_many",
     "create_task",
     "firehose_input",
+    "firehose_messages",
     "machine",
     "machine_info",
     "median",
@@ -196,6 +197,12 @@ def firehose_input(count: int, rate: float | None = None, delay: float = 0) -> s
     if delay:
         text += f" delay={delay:g}"
     return text
+
+
+def firehose_messages(count: int) -> int:
+    """The messages of a ``bench-firehose`` run of ``count`` tokens: a step per token,
+    the ``usage`` step, the ``final_answer`` step and the ``result``."""
+    return count + 3
 
 
 def create_task(server: ServerProcess, text: str, agent: str = "bench-firehose") -> str:
@@ -420,8 +427,8 @@ def firehose_rate(server: ServerProcess, events: int) -> tuple[float, float, flo
     connects during a short delay, so it reads the whole run live)."""
     task_id = create_task(server, firehose_input(events, delay=0.3))
     assert server.proc is not None
-    # N token events, final_answer, result
-    return asyncio.run(stream_rate(server.ws(task_id), server.headers, server.proc.pid, events + 2))
+    expected = firehose_messages(events)
+    return asyncio.run(stream_rate(server.ws(task_id), server.headers, server.proc.pid, expected))
 
 
 # -- the ceiling: a bare Tornado WebSocket handler ------------------------------------

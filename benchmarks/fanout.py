@@ -38,6 +38,7 @@ from _harness import (
     connect_many,
     create_task,
     firehose_input,
+    firehose_messages,
     machine,
     median,
     open_ws,
@@ -133,7 +134,7 @@ async def one_run(server: ServerProcess, subscribers: int) -> Outcome:
         server_cpu=cpu / window,
         client_cpu=client / window,
         resumes=sum(s.resumes for s in streams),
-        status=check_streams(streams, events + 2),
+        status=check_streams(streams, firehose_messages(events)),
     )
 
 

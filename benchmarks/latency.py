@@ -39,6 +39,7 @@ from _harness import (
     connect_many,
     create_task,
     firehose_input,
+    firehose_messages,
     machine,
     open_ws,
     percentile,
@@ -149,7 +150,7 @@ async def scenario(
         "latency": [x for s in streams for x in s.latencies],
         "ping": [x for p in pinger_list for x in p.samples],
         "cancel": cancel_samples,
-        "status": check_streams(streams, events + 2),
+        "status": check_streams(streams, firehose_messages(events)),
         "cpu": cpu,
     }
 

@@ -46,6 +46,7 @@ from _harness import (
     connect_many,
     create_task,
     firehose_input,
+    firehose_messages,
     machine,
     median,
     open_ws,
@@ -166,7 +167,7 @@ async def one_run(server: ServerProcess, paced: bool, stalled: bool) -> dict[str
         "growth": (peak[0] - before) / MiB,
         "stalled": fate,
         "resumes": sum(s.resumes for s in streams),
-        "status": check_streams(streams, events + 2),
+        "status": check_streams(streams, firehose_messages(events)),
     }
 
 
