@@ -58,7 +58,10 @@ async def _until(ws: Any, kind: str) -> dict[str, Any]:
                 return {**message["data"]["data"], "_at": message["data"]["timestamp"]}
 
 
-async def decision_to_tool_start(server: ServerProcess, viewers: int) -> float:
+async def decision_to_tool_start(server: ServerProcess, viewers: int) -> tuple[float, float, float]:
+    """(send -> tool start, send -> the server's ``approval_decided`` event, that event
+    -> tool start), in ms: the split says whether a slow one was the client, the
+    socket, or the server."""
     async with httpx.AsyncClient() as client:
         task_id = await acreate_task(client, server, "x", agent="bench-approval")
     sockets = await connect_many(server.ws(task_id), server.headers, viewers)
@@ -67,8 +70,14 @@ async def decision_to_tool_start(server: ServerProcess, viewers: int) -> float:
         request = await _until(decider, "approval_requested")
         sent = time.time()
         await decider.send(json.dumps({"type": "approve", "call_id": request["call_id"]}))
+        decided = await _until(decider, "approval_decided")
         observation = await _until(decider, "observation")
-        return (float(observation["output"].split()[1]) - sent) * 1000
+        started = float(observation["output"].split()[1])
+        return (
+            (started - sent) * 1000,
+            (decided["_at"] - sent) * 1000,
+            (started - decided["_at"]) * 1000,
+        )
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
 
@@ -112,11 +121,15 @@ async def main_async(args: argparse.Namespace) -> int:
         server = bench_server(Path(home), *args.server_arg, history=True)
         try:
             decisions, pauses, own_viewer, last_viewer = [], [], [], []
+            reached, server_part = [], []
             for _ in range(args.warmup):  # not counted: first connections, thread pool
                 await decision_to_tool_start(server, args.viewers)
                 await pause_to_paused(server, args.viewers)
             for _ in range(args.runs):
-                decisions.append(await decision_to_tool_start(server, args.viewers))
+                total, to_server, in_server = await decision_to_tool_start(server, args.viewers)
+                decisions.append(total)
+                reached.append(to_server)
+                server_part.append(in_server)
                 took_effect, own, slowest = await pause_to_paused(server, args.viewers)
                 pauses.append(took_effect)
                 own_viewer.append(own)
@@ -132,6 +145,8 @@ async def main_async(args: argparse.Namespace) -> int:
             ["figure", "p50", "p99", "max", f"p99 < {TARGET_MS:g} ms"],
             [
                 _row("decision -> tool start", decisions),
+                _row("  of which: send -> the server's approval_decided event", reached),
+                _row("  of which: approval_decided event -> tool start", server_part),
                 _row("pause -> paused (the run's paused event)", pauses),
                 _row("pause -> paused step at the viewer who paused", own_viewer),
                 _row("pause -> paused step at the last of all viewers", last_viewer),

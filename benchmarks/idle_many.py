@@ -3,13 +3,14 @@
     .venv/bin/python benchmarks/idle_many.py [--subscribers 5000] [--clients 4] [--runs 3]
 
 Each run starts a fresh real ``jupyter server`` (extension, default configuration,
-history on) and creates a ``bench-firehose`` task of ``--events`` events that stays
-silent for a delay long enough to connect everyone. ``--clients`` client processes
-(one would be the bottleneck) each open their share of WebSocket subscribers to it and
-ping every 20 s like real clients. Once all are connected and idle, the server's RSS
-growth over a warm-up baseline / subscribers is the memory per idle subscriber
-(target: under 32 KiB). Then the run starts, and every subscriber must read every
-event and the result in order: no loss, no gap, no duplicate, nobody dropped.
+history on, but ``max_subscribers_per_task`` raised to ``--subscribers``) and creates
+a ``bench-firehose`` task of ``--events`` events that stays silent for a delay long
+enough to connect everyone. ``--clients`` client processes (one would be the
+bottleneck) each open their share of WebSocket subscribers to it and ping every 20 s
+like real clients. Once all are connected and idle, the server's RSS growth over a
+warm-up baseline / subscribers is the memory per idle subscriber (target: under
+32 KiB). Then the run starts, and every subscriber must read every event and the
+result in order: no loss, no gap, no duplicate, nobody dropped.
 
 Median of the runs.
 """
@@ -74,7 +75,9 @@ def client_process(
 
 def one_run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        server = bench_server(Path(tmp), *args.server_arg)
+        # One task holds them all: its cap (1,000 by default) is raised to the count.
+        cap = f"--AgentKitExtension.max_subscribers_per_task={args.subscribers}"
+        server = bench_server(Path(tmp), cap, *args.server_arg)
         try:
             # Warm-up: the first connections allocate what every later one shares.
             warm_id = create_task(server, firehose_input(10))
