@@ -5,7 +5,7 @@ agent; ``Agent(name, gateway, tools=[...]).run(question)`` runs your own agent i
 the kernel; both show the live task view and return a :class:`TaskHandle`
 (``status``, ``result``, ``steps``, ``wait()``, ``cancel()``, ``to_json()``...).
 ``history()`` lists the server's runs as a DataFrame, ``compare(a, b)`` shows two runs
-side by side.
+side by side; ``load("analysis.ipynb")`` imports the runs a saved notebook carries.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .kernel.handle import TaskHandle, run
     from .kernel.handle import TaskStillRunning as TaskStillRunning
     from .kernel.history import history
+    from .kernel.notebook_runs import load
     from .kernel.widget import TaskWidget
 
 __version__ = "0.1.0"
@@ -38,6 +39,8 @@ _LAZY = {
     # Runs as data: the task history as a DataFrame, two runs side by side.
     "history": "kernel.history",
     "compare": "kernel.compare",
+    # The runs a saved notebook carries, imported into the server's history.
+    "load": "kernel.notebook_runs",
     # Importable from here (`except agentkit_jupyter.AgentNotFound`), not offered by Tab.
     "AgentNotFound": "kernel.handle",
     "TaskStillRunning": "kernel.handle",
@@ -56,6 +59,7 @@ __all__ = [
     "compare",
     "emit",
     "history",
+    "load",
     "progress",
     "run",
     "tool",

@@ -273,6 +273,16 @@ class ErrorCode(StrEnum):
     # interrupted, or an interrupted one already resumed (``resumed_by`` names it).
     NOT_RESUMABLE = "not_resumable"
     ALREADY_RESUMED = "already_resumed"
+    # REST 400 / 413: ``POST tasks/import`` with a run log that is not one (bad base64,
+    # gzip or JSON; messages that are not a finished task's log), or one that inflates
+    # beyond RUN_LOG_MAX_INFLATED_BYTES. Nothing of that request is imported.
+    INVALID_RUN_LOG = "invalid_run_log"
+    RUN_LOG_TOO_LARGE = "run_log_too_large"
+    # OpenTelemetry export (docs/telemetry.md). REST 409: the server exports nothing
+    # (no endpoint configured, or the [otel] extra is not installed), or the task still
+    # runs (it is exported when it ends).
+    OTEL_OFF = "otel_off"
+    TASK_NOT_FINISHED = "task_not_finished"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -942,6 +952,8 @@ class TaskSummary(TypedDict):
     tokens_out: int
     cost: float | None
     budget: BudgetData | None
+    # Where an imported task comes from (``agentkit_jupyter.load()``); None: it ran here.
+    imported_from: ImportedFrom | None
 
 
 class TaskList(TypedDict):
@@ -1021,6 +1033,99 @@ class Comparison(TypedDict):
 
 
 COMPARE_MIMETYPE = "application/vnd.agentkit.compare+json"
+
+
+# -- runs inside the notebook file: the saved run log, and importing it ----------------------
+
+# The output mimetype that carries a finished run's record and whole event log in the
+# notebook (beside the static HTML and TASK_MIMETYPE), as a ``RunLog``; no front end
+# renders it: ``agentkit_jupyter.load()`` reads it back into a server's history.
+RUN_LOG_MIMETYPE = "application/vnd.agentkit.run-log+json"
+RUN_LOG_VERSION = 1
+# ``RunLog.log``: the log's messages as JSON text, one per line (UTF-8), gzip-compressed
+# (mtime 0, so the same run saves the same bytes), then base64.
+RUN_LOG_ENCODING = "gzip+base64"
+# The most characters ``RunLog.log`` takes. A longer log keeps its first events, its
+# last step and the result (``RunLogCut``), and the static HTML says so.
+RUN_LOG_MAX_CHARS = 2 * 1024 * 1024
+# What one run's log may inflate to when it is imported (a small bomb is refused).
+RUN_LOG_MAX_INFLATED_BYTES = 256 * 1024 * 1024
+# The task record fields a run log keeps: what an import needs, nothing of the server's.
+RUN_LOG_RECORD_FIELDS = (
+    "task_id",
+    "agent",
+    "input",
+    "status",
+    "origin",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "result",
+    "parent_id",
+    "forked_at_seq",
+    "fork_kind",
+    "resumed_by",
+    "tokens_in",
+    "tokens_out",
+    "cost",
+    "budget",
+)
+# Below API_PREFIX: ``POST`` an ``ImportBody``, answered 201 ``ImportAnswer``.
+IMPORT_PATH = "tasks/import"
+# The record field of an imported task (``ImportedFrom``).
+IMPORTED_FROM_KEY = "imported_from"
+
+
+class RunLogCut(TypedDict):
+    """A log that did not fit RUN_LOG_MAX_CHARS: ``kept`` of its ``events`` messages, the
+    first ones and (``tail``) its last step and the result, each with its own ``seq``."""
+
+    events: int
+    kept: int
+    tail: int
+
+
+class RunLog(TypedDict):
+    """The RUN_LOG_MIMETYPE payload: a finished run, as a notebook carries it."""
+
+    version: int
+    encoding: str
+    # RUN_LOG_RECORD_FIELDS of the task's record.
+    task: dict[str, Any]
+    # How many messages ``log`` holds, and its characters before base64 (uncompressed).
+    messages: int
+    bytes: int
+    log: str
+    cut: RunLogCut | None
+
+
+class ImportedFrom(TypedDict):
+    """``imported_from`` of a task imported from a notebook."""
+
+    # Its id where it ran (the new task has it too when it was free).
+    task_id: str
+    # The notebook it was read from, as ``load()`` named it (a file name, no folder).
+    source: str | None
+    imported_at: float
+    # The notebook held a cut log (``RunLogCut``): these are not all of the run's events.
+    cut: bool
+
+
+class ImportBody(pydantic.BaseModel):
+    """``POST tasks/import``: runs read from a notebook (each a ``RunLog``), all imported
+    or none (the first bad one is the error)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+    runs: list[dict[str, Any]] = pydantic.Field(min_length=1, max_length=1000)
+    source: str | None = pydantic.Field(default=None, max_length=1000)
+
+
+class ImportAnswer(TypedDict):
+    """What ``POST tasks/import`` answers (201): each run's id in the notebook -> its id
+    here (the same when it was free), and the imported tasks' records."""
+
+    ids: dict[str, str]
+    tasks: list[dict[str, Any]]
 
 
 # -- serialisation: strict JSON, valid text ----------------------------------------------

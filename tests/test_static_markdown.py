@@ -74,4 +74,5 @@ def test_bidi_controls_are_shown_not_obeyed() -> None:
     event = {"event_type": "observation", "step": 1, "data": {"call_id": "c", "output": name}}
     html += render_static_html(task, [{"type": "step", "seq": 1, "data": event}])
     assert "\u202e" not in html
-    assert html.count("⟨U+202E⟩") == 4  # thought, answer, input, observation
+    # thought (and its step's summary line), answer, input, observation
+    assert html.count("⟨U+202E⟩") == 5

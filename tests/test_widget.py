@@ -306,7 +306,9 @@ async def test_static_html_of_a_finished_run_has_the_steps_and_answer(start: Any
     await call(w.wait, 15)
     html = w.mimebundle()["text/html"]
     assert "<b>succeeded</b>" in html and "3 steps" in html
-    assert html.count("lookup_city") == 2 and "calculator" in html
+    # each call in its step's body (its summary line names it too)
+    assert html.count("<code><b>lookup_city</b></code>") == 2 and "calculator" in html
+    assert html.count("<details><summary><b>Step ") == 2  # step 3 is the answer, below
     assert "<b>Answer:</b>" in html and "0.54 times the population" in html
 
 

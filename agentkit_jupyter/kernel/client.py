@@ -23,6 +23,7 @@ from ..protocol import (
     API_PREFIX,
     ENV_SERVER_TOKEN,
     ENV_SERVER_URL,
+    IMPORT_PATH,
     RECORD_ONLY_LIMIT,
     TASK_WS_PREFIX,
     ApproveMessage,
@@ -214,6 +215,14 @@ class AgentKitClient:
         return dict(
             self._request("POST", f"tasks/{quote(task_id, safe='')}/resume", json=body).json()
         )
+
+    def import_runs(self, runs: list[dict[str, Any]], source: str | None = None) -> dict[str, Any]:
+        """``POST tasks/import`` of run logs read from a notebook (``protocol.RunLog``):
+        the ``protocol.ImportAnswer`` (``ids``: old id -> new id, ``tasks``)."""
+        body: dict[str, Any] = {"runs": runs}
+        if source is not None:
+            body["source"] = source
+        return dict(self._request("POST", IMPORT_PATH, json=body).json())
 
     def list_tasks(
         self,

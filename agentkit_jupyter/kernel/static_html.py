@@ -20,7 +20,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from ..protocol import TRUNCATED_KEY, TaskStatus, is_final
+from ..protocol import RUN_LOG_MAX_CHARS, TRUNCATED_KEY, RunLogCut, TaskStatus, is_final
 
 _BOX = (
     "font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px;"
@@ -32,6 +32,8 @@ _PRE = (
 )
 _MUTED = "color:#6e7781"
 _COLLAPSE_CHARS = 600
+# A step's summary line quotes this much of its thought (or error).
+_SUMMARY_CHARS = 120
 # How a run that ended without an answer says why (a cancel says so in its own step).
 _ENDED_WITH_REASON = {
     TaskStatus.FAILED.value: ("Failed", "#d32f2f"),
@@ -202,13 +204,7 @@ class _Streamed:
         if text:
             note = " (cut: it streamed more)" if self.cut else ""
             pre = f"<pre style='{_PRE}'>{_esc(text)}</pre>"
-            lines = text.count("\n")
-            if lines > 12 or len(text) > _COLLAPSE_CHARS:
-                out.append(
-                    f"<details><summary>Output ({lines} lines){note}</summary>{pre}</details>"
-                )
-            else:
-                out.append(f"<span style='{_MUTED}'>Output{note}</span>{pre}")
+            out.append(f"<span style='{_MUTED}'>Output{note}</span>{pre}")
         return f"<div>{''.join(out)}</div>" if out else ""
 
 
@@ -221,13 +217,67 @@ def format_cost(dollars: float) -> str:
     return f"${dollars:,.4f}".rstrip("0").rstrip(".")
 
 
-def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> str:
-    """A self-contained HTML rendering of a task's steps (for GitHub, nbviewer)."""
+class _Step:
+    """One model turn of the static copy: what its summary line says, and its body."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.kinds: list[str] = []
+        self.tools: list[str] = []
+        self.short = ""
+        self.open = False  # an error or a cancel: shown unfolded
+
+    def said(self, kind: str, short: str = "") -> None:
+        if kind not in self.kinds:
+            self.kinds.append(kind)
+        if short and not self.short:
+            line = " ".join(short.split())
+            self.short = line if len(line) <= _SUMMARY_CHARS else line[:_SUMMARY_CHARS] + "…"
+
+    def summary(self, step: int) -> str:
+        text = f"<b>Step {step}</b>"
+        kinds = list(self.kinds)
+        if self.tools:
+            calls = "Tool call" if len(self.tools) == 1 else "Tool calls"
+            kinds.insert(1 if kinds[:1] == ["Thought"] else 0, calls)
+        if kinds:
+            text += f" · {_esc(' + '.join(kinds))}"
+        if self.tools:
+            text += " · " + ", ".join(f"<code>{_esc(name)}</code>" for name in self.tools)
+        if self.short:
+            text += f" · <span style='{_MUTED}'>{_esc(self.short)}</span>"
+        return text
+
+
+def _saved_log_note(cut: RunLogCut) -> str:
+    first = max(cut["kept"] - cut["tail"], 0)
+    if cut["kept"] == 0:
+        kept = "no events (the result alone did not fit)"
+    else:
+        kept = f"its first {first:,} events and its last {cut['tail']:,} (the last step and "
+        kept += "the result)" if cut["tail"] > 1 else "the result)"
+    return (
+        f"<div style='{_MUTED};font-style:italic' data-agentkit-log-cut='true'>The run log "
+        f"saved in this notebook was cut to fit {RUN_LOG_MAX_CHARS // (1024 * 1024)} MiB: of "
+        f"{cut['events']:,} events it keeps {_esc(kept)}, which agentkit_jupyter.load() "
+        "imports. The steps shown here are the whole run.</div>"
+    )
+
+
+def render_static_html(
+    task: dict[str, Any],
+    messages: list[dict[str, Any]],
+    *,
+    saved_log_cut: RunLogCut | None = None,
+) -> str:
+    """A self-contained HTML rendering of a task's steps (for GitHub, nbviewer): a
+    ``<details>`` per step, so every step unfolds without JavaScript.
+    ``saved_log_cut``: the run log saved beside it was cut (said under the steps)."""
     esc = _esc
     recorded = task.get("result")
     result: dict[str, Any] = dict(recorded) if isinstance(recorded, dict) else {}
     status = str(result.get("status") or task.get("status") or "")
-    steps: dict[int, list[str]] = {}
+    turns: dict[int, _Step] = {}
     drafts: dict[int, str] = {}
     # A fork's steps copied from its parent (every event of the step copied).
     copied: dict[int, bool] = {}
@@ -255,13 +305,16 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
                 live.progress = data
             continue
         copied[step] = copied.get(step, True) and event.get("copied") is True
-        parts = steps.setdefault(step, [])
+        turn = turns.setdefault(step, _Step())
+        parts = turn.parts
         if kind == "token":
             drafts[step] = drafts.get(step, "") + _text(data.get("delta"))
         elif kind == "thought":
             drafts.pop(step, None)
+            turn.said("Thought", _text(data.get("text")))
             parts.append(_md(_text(data.get("text"))))
         elif kind == "tool_call":
+            turn.tools.append(_text(data.get("name")))
             parts.append(
                 f"<div><span style='{_MUTED}'>Tool</span> <code><b>{esc(_text(data.get('name')))}"
                 f"</b></code><pre style='{_PRE}'>{esc(_text(data.get('arguments')))}</pre></div>"
@@ -272,18 +325,16 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
                 parts.append(ran.html())
             output = _text(data.get("output"))
             label = "Tool error" if data.get("is_error") else "Result"
+            if data.get("is_error"):
+                turn.said("Tool error")
             color = "color:#d32f2f;" if data.get("is_error") else ""
             pre = f"<pre style='{_PRE}{color}'>{esc(output)}</pre>"
-            if len(output) > _COLLAPSE_CHARS or output.count("\n") > 12:
-                pre = (
-                    f"<details><summary>{label} ({len(output)} characters)</summary>{pre}</details>"
-                )
-            else:
-                pre = f"<span style='{_MUTED}'>{label}</span>{pre}"
-            parts.append(f"<div>{pre}</div>")
+            size = f" ({len(output):,} characters)" if len(output) > _COLLAPSE_CHARS else ""
+            parts.append(f"<div><span style='{_MUTED}'>{label}{size}</span>{pre}</div>")
         elif kind == "final_answer":
             drafts.pop(step, None)
         elif kind == "approval_requested":
+            turn.said("Approval")
             parts.append(
                 f"<div style='{_MUTED}'>Waited for approval: <code>"
                 f"{esc(_text(data.get('tool')))}</code></div>"
@@ -291,6 +342,7 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
         elif kind == "approval_decided":
             parts.append(f"<div>{_decision(data)}</div>")
         elif kind in ("paused", "resumed"):
+            turn.said(kind.capitalize())
             who = _text(data.get("by")) or "someone"
             why = _text(data.get("reason"))
             parts.append(
@@ -300,6 +352,8 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
         elif kind in ("error", "cancelled"):
             color = "#d32f2f" if kind == "error" else "#e65100"
             label = "Error" if kind == "error" else "Cancelled"
+            turn.said(label, _text(data.get("message")))
+            turn.open = True
             parts.append(
                 f"<div style='color:{color}'><b>{label}:</b> {esc(_text(data.get('message')))}"
                 "</div>"
@@ -308,9 +362,10 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
             parts.append(cut)  # (the answer's is said under the answer)
     for step, draft in drafts.items():
         if draft:
-            steps.setdefault(step, []).append(
-                f"<div style='white-space:pre-wrap;{_MUTED}'>{esc(draft)} …</div>"
-            )
+            turn = turns.setdefault(step, _Step())
+            turn.said("Writing", draft)
+            turn.open = True
+            turn.parts.append(f"<div style='white-space:pre-wrap;{_MUTED}'>{esc(draft)} …</div>")
 
     tokens = result.get("total_tokens")
     total_steps = result.get("total_steps")
@@ -345,19 +400,33 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
             f"<div style='{_MUTED}'>{how} task <code>{esc(str(task['parent_id']))}</code> "
             f"at event {esc(str(task.get('forked_at_seq')))}.</div>"
         )
-    if steps:
-        out.append("<ol style='margin:6px 0;padding-left:1.6em'>")
-        for step in sorted(steps):
-            if not steps[step]:
+    imported = task.get("imported_from")
+    if isinstance(imported, dict):
+        where = f" {imported['source']}" if imported.get("source") else " a notebook"
+        out.append(
+            f"<div style='{_MUTED}'>Imported from{esc(where)} (task "
+            f"<code>{esc(str(imported.get('task_id', '')))}</code> there).</div>"
+        )
+    if any(turn.parts for turn in turns.values()):
+        out.append("<ol style='margin:6px 0;padding-left:1.6em;list-style:none'>")
+        for step in sorted(turns):
+            turn = turns[step]
+            if not turn.parts:
                 continue
+            opened = " open" if turn.open else ""
+            body = f"<div style='padding-left:1em'>{''.join(turn.parts)}</div>"
             if copied.get(step):
                 out.append(
                     f"<li value='{step}' style='margin:4px 0;opacity:.6' data-copied='true'>"
-                    f"<span style='{_MUTED};font-style:italic'>copied from the parent</span>"
-                    f"{''.join(steps[step])}</li>"
+                    f"<details{opened}><summary>{turn.summary(step)} · <span style='{_MUTED};"
+                    f"font-style:italic'>copied from the parent</span></summary>{body}</details>"
+                    "</li>"
                 )
             else:
-                out.append(f"<li value='{step}' style='margin:4px 0'>{''.join(steps[step])}</li>")
+                out.append(
+                    f"<li value='{step}' style='margin:4px 0'><details{opened}><summary>"
+                    f"{turn.summary(step)}</summary>{body}</details></li>"
+                )
         out.append("</ol>")
     if result.get("output") is not None and result.get("status") == "succeeded":
         out.append(
@@ -370,6 +439,8 @@ def render_static_html(task: dict[str, Any], messages: list[dict[str, Any]]) -> 
         error = result.get("error")
         reason = error.get("message") if isinstance(error, dict) else error or result.get("reason")
         out.append(f"<div style='color:{color}'><b>{label}:</b> {esc(_text(reason))}</div>")
+    if saved_log_cut is not None:
+        out.append(_saved_log_note(saved_log_cut))
     if not is_final(status):
         out.append(
             f"<div style='{_MUTED};font-style:italic'>Running: this static copy is updated "

@@ -17,7 +17,10 @@ carries these renderings of the same task, in every display mode:
   relay the stream over the widget's comm. Like every ipywidget it needs its kernel,
   which is why it is never the only live rendering where the task reference can be;
 - ``text/html``: a static copy of the steps for GitHub and nbviewer, updated in
-  place (``update_display``) when the task ends.
+  place (``update_display``) when the task ends, a ``<details>`` per step;
+- ``application/vnd.agentkit.run-log+json`` (once the task has ended): the run's
+  record and whole log, compressed (``tasks/notebook_runs.py``), which
+  ``agentkit_jupyter.load()`` imports into a server's history.
 """
 
 from __future__ import annotations
@@ -41,15 +44,18 @@ import traitlets
 
 from ..protocol import (
     RECORD_ONLY_LIMIT,
+    RUN_LOG_MIMETYPE,
     TASK_MIMETYPE,
     ErrorCode,
     ForkEdit,
     RelayBatch,
     RelayError,
     RelayForked,
+    RunLog,
     parse_control_command,
 )
 from ..tasks.control import TaskControl
+from ..tasks.notebook_runs import pack_run_log
 from .client import AgentKitAPIError, AgentKitClient, ServerInfo, TaskClient
 from .static_html import render_static_html
 
@@ -277,6 +283,9 @@ class TaskWidget(anywidget.AnyWidget):
         # relay goes (the parent's view, which shows it below itself).
         self._forks: dict[str, TaskWidget] = {}
         self._sink: Callable[[Any], None] | None = None
+        # The saved run log, packed once per log (by its last seq): shows and updates
+        # of a finished run reuse it.
+        self._run_log: tuple[int, RunLog] | None = None
         self.on_msg(self._on_custom_msg)
         self._watcher = threading.Thread(
             target=self._watch, name=f"agentkit-watch-{task_id}", daemon=True
@@ -391,9 +400,12 @@ class TaskWidget(anywidget.AnyWidget):
                 messages = list(record.get("events") or messages)
             except Exception:
                 log.debug("task %s: no full log for the static copy", self.task_id)
+        run_log = self._saved_run_log(task, messages)
         bundle: dict[str, Any] = {
             "text/plain": self._describe(),
-            "text/html": render_static_html(task, messages),
+            "text/html": render_static_html(
+                task, messages, saved_log_cut=run_log["cut"] if run_log else None
+            ),
             WIDGET_VIEW_MIMETYPE: {
                 "version_major": 2,
                 "version_minor": 1,
@@ -402,7 +414,28 @@ class TaskWidget(anywidget.AnyWidget):
         }
         if self._attach_by_id:
             bundle[TASK_MIMETYPE] = {"task_id": self.task_id, "agent": self.agent}
+        if run_log is not None:
+            bundle[RUN_LOG_MIMETYPE] = run_log
         return bundle
+
+    def _saved_run_log(self, task: dict[str, Any], messages: list[dict[str, Any]]) -> RunLog | None:
+        """The run log the saved output carries: a finished run's whole log only (a
+        running one's would import as a run that never ends)."""
+        if not messages or messages[0].get("seq") != 1 or messages[-1].get("type") != "result":
+            return None
+        last = int(messages[-1].get("seq") or 0)
+        with self._lock:
+            packed = self._run_log
+        if packed is not None and packed[0] == last:
+            return packed[1]
+        try:
+            run_log = pack_run_log({**task, "task_id": self.task_id}, messages)
+        except Exception:  # the output still renders without it
+            log.warning("task %s: its run log could not be packed", self.task_id, exc_info=True)
+            return None
+        with self._lock:
+            self._run_log = (last, run_log)
+        return run_log
 
     # IPython takes a bundle dict here as well as anywidget's (data, metadata) tuple.
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]

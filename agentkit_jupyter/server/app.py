@@ -21,7 +21,7 @@ from ..core.mcp import configure_servers, configured_servers
 from ..protocol import API_KEY_HEADER, ENV_API_KEY, ENV_SERVER_TOKEN, ENV_SERVER_URL
 from ..tasks import HubLimits, StoreError, TaskHub, TaskStore
 from ..tasks.store import MAX_PENDING_BYTES
-from . import rest, runs, websocket
+from . import imports, rest, runs, websocket
 from .agents import AgentLoadError, agents_from, entry_point_sources, import_object
 from .base import CreationLimiter, KeyRing
 
@@ -371,6 +371,8 @@ class AgentKitExtension(ExtensionApp):
         self._retention.start()
 
     def initialize_handlers(self) -> None:
+        # Runs imported from a notebook: before rest's tasks/{task_id} (see imports.py).
+        self.handlers.extend(imports.default_handlers)
         self.handlers.extend(rest.default_handlers)
         self.handlers.extend(runs.default_handlers)
         self.handlers.extend(websocket.default_handlers)

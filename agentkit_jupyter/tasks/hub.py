@@ -294,6 +294,8 @@ class Task:
         self.tokens_out = 0
         self.cost: float | None = None
         self._priced = True  # False once a call had no known price: the cost is unknown
+        # A run imported from a notebook (protocol.ImportedFrom); None: it ran here.
+        self.imported_from: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -421,6 +423,7 @@ class Task:
             "tokens_out": self.tokens_out,
             "cost": self.cost,
             "budget": self.budget,
+            "imported_from": self.imported_from,
         }
 
     def _count_usage(self, data: dict[str, Any]) -> None:
@@ -954,6 +957,7 @@ class TaskHub:
         task.fork_kind = record.get("fork_kind")
         task.resumed_by = record.get("resumed_by")
         task.budget = record.get("budget")
+        task.imported_from = record.get("imported_from")
         task.tokens_in = int(record.get("tokens_in") or 0)
         task.tokens_out = int(record.get("tokens_out") or 0)
         cost = record.get("cost")
@@ -1057,7 +1061,7 @@ class TaskHub:
                 "(max_running_tasks); try again when one has ended."
             )
         self._evict_finished()
-        task_id = secrets.token_hex(8)
+        task_id = self.fresh_task_id()
         task = Task(
             task_id,
             agent,
@@ -1135,6 +1139,43 @@ class TaskHub:
             (t for t in self._tasks.values() if t.finished), key=lambda t: t.created_at
         )[:excess]:
             self.delete(task.task_id)
+
+    # -- runs imported from a notebook (tasks/notebook_runs.py) --------------------------
+
+    def fresh_task_id(self) -> str:
+        return secrets.token_hex(8)
+
+    def imported_task(self, task_id: str, agent: str, user_input: str, origin: str) -> Task:
+        """A task for a run read from elsewhere, not held yet (``finish_imported``)."""
+        return Task(
+            task_id,
+            agent,
+            user_input,
+            self.limits,
+            origin=origin,
+            store=self.store,
+            redact=self.redact,
+            wholes=self.wholes,
+        )
+
+    def finish_imported(
+        self, task: Task, messages: list[dict[str, Any]], status: TaskStatus
+    ) -> None:
+        """Log the run's messages (seq 1, 2, ... already theirs; the last the result),
+        end it ``status`` and hold it as any finished task: stored, listed, replayed."""
+        self._evict_finished()
+        entry = None
+        for message in messages:
+            entry = task._append(protocol.dumps(message))
+        assert entry is not None
+        task.status = status
+        # As logged (redacted, maybe cut), as Task.finish keeps it.
+        task.result = json.loads(entry.data)["data"]
+        task._done.set()
+        task.on_finish = self._remember_finished
+        self._tasks[task.task_id] = task
+        task.save()
+        self._remember_finished(task)
 
     def get(self, task_id: str) -> Task:
         try:

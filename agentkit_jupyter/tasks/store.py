@@ -47,6 +47,8 @@ DETAIL_FIELDS = (
     "tokens_in",
     "tokens_out",
     "cost",
+    # A run imported from a notebook (protocol.ImportedFrom).
+    "imported_from",
 )
 
 # MIGRATIONS[n] takes a database at version n - 1 to version n.

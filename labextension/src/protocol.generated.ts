@@ -183,6 +183,20 @@ export const ErrorCode = {
    */
   NOT_RESUMABLE: 'not_resumable',
   ALREADY_RESUMED: 'already_resumed',
+  /**
+   * REST 400 / 413: `POST tasks/import` with a run log that is not one (bad base64, gzip or JSON;
+   * messages that are not a finished task's log), or one that inflates beyond
+   * RUN_LOG_MAX_INFLATED_BYTES. Nothing of that request is imported.
+   */
+  INVALID_RUN_LOG: 'invalid_run_log',
+  RUN_LOG_TOO_LARGE: 'run_log_too_large',
+  /**
+   * OpenTelemetry export (docs/telemetry.md). REST 409: the server exports nothing (no endpoint
+   * configured, or the [otel] extra is not installed), or the task still runs (it is exported when
+   * it ends).
+   */
+  OTEL_OFF: 'otel_off',
+  TASK_NOT_FINISHED: 'task_not_finished',
   INTERNAL_ERROR: 'internal_error'
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -346,6 +360,56 @@ export const LIST_SINCE_QUERY = 'since';
 export const LIST_DELETIONS_KEPT = 10000;
 
 export const COMPARE_MIMETYPE = 'application/vnd.agentkit.compare+json';
+
+/**
+ * The output mimetype that carries a finished run's record and whole event log in the notebook
+ * (beside the static HTML and TASK_MIMETYPE), as a `RunLog`; no front end renders it:
+ * `agentkit_jupyter.load()` reads it back into a server's history.
+ */
+export const RUN_LOG_MIMETYPE = 'application/vnd.agentkit.run-log+json';
+export const RUN_LOG_VERSION = 1;
+
+/**
+ * `RunLog.log`: the log's messages as JSON text, one per line (UTF-8), gzip-compressed (mtime 0, so
+ * the same run saves the same bytes), then base64.
+ */
+export const RUN_LOG_ENCODING = 'gzip+base64';
+
+/**
+ * The most characters `RunLog.log` takes. A longer log keeps its first events, its last step and
+ * the result (`RunLogCut`), and the static HTML says so.
+ */
+export const RUN_LOG_MAX_CHARS = 2097152;
+
+/** What one run's log may inflate to when it is imported (a small bomb is refused). */
+export const RUN_LOG_MAX_INFLATED_BYTES = 268435456;
+
+/** The task record fields a run log keeps: what an import needs, nothing of the server's. */
+export const RUN_LOG_RECORD_FIELDS = [
+  'task_id',
+  'agent',
+  'input',
+  'status',
+  'origin',
+  'created_at',
+  'started_at',
+  'finished_at',
+  'result',
+  'parent_id',
+  'forked_at_seq',
+  'fork_kind',
+  'resumed_by',
+  'tokens_in',
+  'tokens_out',
+  'cost',
+  'budget'
+] as const;
+
+/** Below API_PREFIX: `POST` an `ImportBody`, answered 201 `ImportAnswer`. */
+export const IMPORT_PATH = 'tasks/import';
+
+/** The record field of an imported task (`ImportedFrom`). */
+export const IMPORTED_FROM_KEY = 'imported_from';
 
 // -- messages -----------------------------------------------------------------
 
@@ -837,6 +901,8 @@ export interface ITaskSummary {
   tokens_out: number;
   cost: number | null;
   budget: IBudgetData | null;
+  /** Where an imported task comes from (`agentkit_jupyter.load()`); None: it ran here. */
+  imported_from: IImportedFrom | null;
 }
 
 /** `GET tasks` (all tasks) and `GET tasks?since=<cursor>` (what changed). */
@@ -914,6 +980,58 @@ export interface IComparison {
   b: ICompareSide;
   rows: ICompareRow[];
   deltas: { [key: string]: number | null };
+}
+
+/**
+ * A log that did not fit RUN_LOG_MAX_CHARS: `kept` of its `events` messages, the first ones and
+ * (`tail`) its last step and the result, each with its own `seq`.
+ */
+export interface IRunLogCut {
+  events: number;
+  kept: number;
+  tail: number;
+}
+
+/** The RUN_LOG_MIMETYPE payload: a finished run, as a notebook carries it. */
+export interface IRunLog {
+  version: number;
+  encoding: string;
+  /** RUN_LOG_RECORD_FIELDS of the task's record. */
+  task: { [key: string]: unknown };
+  /** How many messages `log` holds, and its characters before base64 (uncompressed). */
+  messages: number;
+  bytes: number;
+  log: string;
+  cut: IRunLogCut | null;
+}
+
+/** `imported_from` of a task imported from a notebook. */
+export interface IImportedFrom {
+  /** Its id where it ran (the new task has it too when it was free). */
+  task_id: string;
+  /** The notebook it was read from, as `load()` named it (a file name, no folder). */
+  source: string | null;
+  imported_at: number;
+  /** The notebook held a cut log (`RunLogCut`): these are not all of the run's events. */
+  cut: boolean;
+}
+
+/**
+ * `POST tasks/import`: runs read from a notebook (each a `RunLog`), all imported or none (the first
+ * bad one is the error).
+ */
+export interface IImportBody {
+  runs: { [key: string]: unknown }[];
+  source?: string | null;
+}
+
+/**
+ * What `POST tasks/import` answers (201): each run's id in the notebook -> its id here (the same
+ * when it was free), and the imported tasks' records.
+ */
+export interface IImportAnswer {
+  ids: { [key: string]: string };
+  tasks: { [key: string]: unknown }[];
 }
 
 // -- message unions -----------------------------------------------------------
