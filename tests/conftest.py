@@ -12,7 +12,12 @@ from llm_server import FakeLLMServer
 from traitlets.config import Config
 from websockets.asyncio.client import ClientConnection, connect
 
-pytest_plugins = ("pytest_jupyter.jupyter_server", "pytest_jupyter.jupyter_client")
+pytest_plugins = (
+    "pytest_jupyter.jupyter_server",
+    "pytest_jupyter.jupyter_client",
+    # redis_server: a real redis-server per session (tests/redis_support.py)
+    "redis_support",
+)
 
 
 @pytest.fixture

@@ -1,0 +1,200 @@
+"""The backend interfaces (``backend.py``) in one process's memory: the reference.
+
+The same guarantees as Redis, nothing shared beyond the process: the contract
+tests run against it and against Redis alike. Not used by the hub yet (its
+in-process log and store are ``log.py`` and ``store.py``); one event loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from ..protocol import TaskStatus
+from .backend import (
+    CONTROL_KEPT,
+    RETENTION_MAX_AGE_SECONDS,
+    RETENTION_MAX_COUNT,
+    ControlEnvelope,
+    DuplicateSeqError,
+    EventsTrimmedError,
+    ListCursor,
+    RecordPage,
+    RunCommand,
+    SeqGapError,
+    TaskExistsError,
+)
+from .log import LogEntry
+
+
+class _Stream:
+    def __init__(self) -> None:
+        self.entries: deque[LogEntry] = deque()
+        self.last = 0
+        # Notified on every append: blocking readers wait on it.
+        self.changed = asyncio.Condition()
+
+
+class _Control:
+    def __init__(self) -> None:
+        self.envelopes: deque[ControlEnvelope] = deque(maxlen=CONTROL_KEPT)
+        self.last = 0
+        self.keys: dict[str, int] = {}
+        self.changed = asyncio.Condition()
+
+
+class MemoryBackend:
+    """Registry, event logs and control of one process (``backend.TaskBackend``)."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, dict[str, Any]] = {}
+        self._streams: dict[str, _Stream] = {}
+        self._controls: dict[str, _Control] = {}
+
+    # -- registry -----------------------------------------------------------------------
+
+    async def create(self, record: dict[str, Any]) -> None:
+        task_id = str(record["task_id"])
+        if task_id in self._records:
+            raise TaskExistsError(task_id)
+        self._records[task_id] = dict(record)
+
+    async def get(self, task_id: str) -> dict[str, Any] | None:
+        record = self._records.get(task_id)
+        return dict(record) if record is not None else None
+
+    async def update(self, task_id: str, fields: dict[str, Any]) -> bool:
+        record = self._records.get(task_id)
+        if record is None:
+            return False
+        record.update(fields)
+        return True
+
+    async def page(self, limit: int = 100, after: ListCursor | None = None) -> RecordPage:
+        ordered = sorted(self._records.values(), key=lambda r: (r["created_at"], r["task_id"]))
+        if after is not None:
+            bound = (after.created_at, after.task_id)
+            ordered = [r for r in ordered if (r["created_at"], r["task_id"]) > bound]
+        records = [dict(r) for r in ordered[:limit]]
+        more = len(ordered) > limit and records
+        last = records[-1] if more else None
+        cursor = ListCursor(last["created_at"], last["task_id"]) if last else None
+        return RecordPage(records, cursor)
+
+    async def delete(self, task_id: str) -> None:
+        self._records.pop(task_id, None)
+        self._streams.pop(task_id, None)
+        self._controls.pop(task_id, None)
+
+    async def apply_retention(
+        self,
+        max_age_seconds: float | None = RETENTION_MAX_AGE_SECONDS,
+        max_count: int | None = RETENTION_MAX_COUNT,
+        now: float | None = None,
+    ) -> list[str]:
+        now = time.time() if now is None else now
+        finished = sorted(
+            (r for r in self._records.values() if TaskStatus(r["status"]).finished),
+            key=lambda r: (r["created_at"], r["task_id"]),
+            reverse=True,
+        )
+        doomed = [
+            str(r["task_id"])
+            for index, r in enumerate(finished)
+            if (max_count is not None and index >= max_count)
+            or (max_age_seconds is not None and now - r["created_at"] > max_age_seconds)
+        ]
+        for task_id in doomed:
+            await self.delete(task_id)
+        return doomed
+
+    # -- event logs ---------------------------------------------------------------------
+
+    def _stream(self, task_id: str) -> _Stream:
+        return self._streams.setdefault(task_id, _Stream())
+
+    async def append(self, task_id: str, seq: int, data: bytes) -> None:
+        await self.append_many(task_id, seq, [data])
+
+    async def append_many(self, task_id: str, first_seq: int, data: Sequence[bytes]) -> None:
+        stream = self._stream(task_id)
+        if first_seq <= stream.last:
+            raise DuplicateSeqError(task_id, first_seq)
+        if first_seq != stream.last + 1:
+            raise SeqGapError(task_id, first_seq, stream.last)
+        for offset, item in enumerate(data):
+            stream.entries.append(LogEntry(first_seq + offset, bytes(item)))
+        stream.last += len(data)
+        async with stream.changed:
+            stream.changed.notify_all()
+
+    async def read_after(
+        self, task_id: str, after: int, limit: int = 500, block: float | None = None
+    ) -> list[LogEntry]:
+        stream = self._stream(task_id)
+        if block and stream.last <= after:
+            async with stream.changed:
+                try:
+                    await asyncio.wait_for(
+                        stream.changed.wait_for(lambda: stream.last > after), block
+                    )
+                except TimeoutError:
+                    return []
+        if stream.last <= after:
+            return []
+        first = stream.entries[0].seq
+        if after + 1 < first:
+            raise EventsTrimmedError(task_id, after, first)
+        start = after + 1 - first
+        return [stream.entries[i] for i in range(start, min(start + limit, len(stream.entries)))]
+
+    async def last_seq(self, task_id: str) -> int:
+        return self._stream(task_id).last
+
+    async def first_seq(self, task_id: str) -> int:
+        stream = self._stream(task_id)
+        return stream.entries[0].seq if stream.entries else stream.last + 1
+
+    async def trim(self, task_id: str, keep_last: int) -> int:
+        stream = self._stream(task_id)
+        dropped = 0
+        while len(stream.entries) > max(keep_last, 1):
+            stream.entries.popleft()
+            dropped += 1
+        return dropped
+
+    # -- control ------------------------------------------------------------------------
+
+    async def send(
+        self, task_id: str, command: RunCommand, by: str | None, key: str | None = None
+    ) -> int:
+        control = self._controls.setdefault(task_id, _Control())
+        if key is not None and key in control.keys:
+            return control.keys[key]
+        control.last += 1
+        control.envelopes.append(ControlEnvelope(control.last, command, by, key))
+        if key is not None:
+            control.keys[key] = control.last
+        async with control.changed:
+            control.changed.notify_all()
+        return control.last
+
+    async def receive(
+        self, task_id: str, after: int, limit: int = 100, block: float | None = None
+    ) -> list[ControlEnvelope]:
+        control = self._controls.setdefault(task_id, _Control())
+        if block and control.last <= after:
+            async with control.changed:
+                try:
+                    await asyncio.wait_for(
+                        control.changed.wait_for(lambda: control.last > after), block
+                    )
+                except TimeoutError:
+                    return []
+        return [e for e in control.envelopes if e.number > after][:limit]
+
+    async def close(self) -> None:
+        return None

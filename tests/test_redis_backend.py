@@ -1,0 +1,488 @@
+"""The backend interfaces (tasks/backend.py) against a real redis-server, and the same
+contract against the in-process reference (tasks/memory_backend.py).
+
+The contract tests run on both; the Redis-only ones cover what only Redis has: the
+layout, the worker queue and its leases, persistence across a restart, Redis going
+away mid-read, and one Redis read per watched task for many local subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis_support import RedisServer, redis_executable
+
+from agentkit_jupyter.protocol import ApproveMessage, CancelMessage, PauseMessage, ResumeMessage
+from agentkit_jupyter.tasks.backend import (
+    BackendUnavailableError,
+    DuplicateSeqError,
+    EventsTrimmedError,
+    ListCursor,
+    SeqGapError,
+    TaskBackend,
+    TaskExistsError,
+)
+from agentkit_jupyter.tasks.fanout import StreamFanout
+from agentkit_jupyter.tasks.log import LogEntry
+from agentkit_jupyter.tasks.memory_backend import MemoryBackend
+from agentkit_jupyter.tasks.redis_backend import RedisBackend, RedisWorkQueue, connect
+
+# Generous: these bound a hang, they do not measure speed.
+DEADLINE = 10.0
+
+
+def message(seq: int, text: str = "") -> bytes:
+    return json.dumps({"type": "step", "seq": seq, "data": {"text": text or f"m{seq}"}}).encode()
+
+
+def record(task_id: str, created_at: float, status: str = "running", **extra: Any) -> dict:
+    return {
+        "task_id": task_id,
+        "agent": "demo",
+        "input": "what is 2 + 2? ünïcødé ✓",
+        "status": status,
+        "origin": "server",
+        "created_at": created_at,
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+        **extra,
+    }
+
+
+def fresh_prefix() -> str:
+    return f"agentkit-test-{secrets.token_hex(4)}:"
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(
+    request: pytest.FixtureRequest, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> Iterator[TaskBackend]:
+    made: TaskBackend
+    if request.param == "memory":
+        made = MemoryBackend()
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        made = RedisBackend.from_url(server.url, prefix=fresh_prefix())
+    yield made
+    jp_asyncio_loop.run_until_complete(made.close())
+
+
+# -- the event log ------------------------------------------------------------------------
+
+
+async def test_reads_after_a_seq_and_a_blocking_read_wakes_on_the_next_append(
+    backend: TaskBackend,
+) -> None:
+    for seq in (1, 2, 3):
+        await backend.append("t", seq, message(seq))
+    assert [e.seq for e in await backend.read_after("t", 0)] == [1, 2, 3]
+    assert [e.seq for e in await backend.read_after("t", 1, limit=1)] == [2]
+    assert (await backend.read_after("t", 2))[0].data == message(3)
+    assert await backend.read_after("t", 3) == []  # nothing yet, no wait asked
+    assert await backend.read_after("t", 3, block=0.1) == []  # waited, nothing came
+    assert await backend.last_seq("t") == 3 and await backend.first_seq("t") == 1
+
+    async with asyncio.timeout(DEADLINE):
+        reader = asyncio.create_task(backend.read_after("t", 3, block=DEADLINE))
+        await asyncio.sleep(0.05)  # let it block (not a timing assert)
+        await backend.append("t", 4, message(4))
+        woken = await reader
+    assert [(e.seq, e.data) for e in woken] == [(4, message(4))]
+
+
+async def test_no_duplicate_and_no_gap_an_append_is_refused_instead(
+    backend: TaskBackend,
+) -> None:
+    await backend.append("t", 1, message(1))
+    await backend.append("t", 2, message(2))
+    with pytest.raises(DuplicateSeqError):
+        await backend.append("t", 2, message(2, "again"))
+    with pytest.raises(DuplicateSeqError):
+        await backend.append("t", 1, message(1, "again"))
+    with pytest.raises(SeqGapError) as gap:
+        await backend.append("t", 4, message(4))
+    assert gap.value.last_seq == 2
+    with pytest.raises(SeqGapError):
+        await backend.append("other", 2, message(2))  # a new log starts at 1
+    # All or none: the first of a batch is a duplicate, so none of it is written.
+    with pytest.raises(DuplicateSeqError):
+        await backend.append_many("t", 2, [message(2), message(3)])
+    await backend.append_many("t", 3, [message(3), message(4), message(5)])
+    entries = await backend.read_after("t", 0)
+    assert [(e.seq, e.data) for e in entries] == [(s, message(s)) for s in range(1, 6)]
+
+
+async def test_concurrent_appenders_leave_one_entry_per_seq(backend: TaskBackend) -> None:
+    wins: dict[int, str] = {}
+
+    async def appender(name: str) -> None:
+        while True:
+            seq = await backend.last_seq("t") + 1
+            if seq > 120:
+                return
+            try:
+                await backend.append("t", seq, message(seq, name))
+            except DuplicateSeqError:
+                continue  # another appender took that seq
+            assert seq not in wins
+            wins[seq] = name
+
+    async with asyncio.timeout(DEADLINE * 3):
+        await asyncio.gather(*(appender(f"w{i}") for i in range(6)))
+    entries = await backend.read_after("t", 0, limit=1000)
+    assert [e.seq for e in entries] == list(range(1, 121))
+    assert sorted(wins) == list(range(1, 121))
+    for entry in entries:
+        assert json.loads(entry.data)["data"]["text"] == wins[entry.seq]
+
+
+async def test_trimming_keeps_the_newest_and_a_read_from_before_says_so(
+    backend: TaskBackend,
+) -> None:
+    await backend.append_many("t", 1, [message(s) for s in range(1, 51)])
+    assert await backend.trim("t", keep_last=10) == 40
+    assert await backend.first_seq("t") == 41 and await backend.last_seq("t") == 50
+    with pytest.raises(EventsTrimmedError) as trimmed:
+        await backend.read_after("t", 0)
+    assert trimmed.value.first_seq == 41
+    assert [e.seq for e in await backend.read_after("t", 40)] == list(range(41, 51))
+    with pytest.raises(DuplicateSeqError):  # trimmed seqs stay taken
+        await backend.append("t", 30, message(30))
+    await backend.append("t", 51, message(51))
+
+
+# -- the registry -------------------------------------------------------------------------
+
+
+async def test_a_record_round_trips_and_is_created_once(backend: TaskBackend) -> None:
+    result = {"status": "succeeded", "output": "4 ✓", "usage": {"prompt_tokens": 3}, "cost": None}
+    original = record("a", 1700000000.123456, pending_approvals=[{"call_id": "c1"}], cost=0.25)
+    await backend.create(original)
+    assert await backend.get("a") == original
+    with pytest.raises(TaskExistsError):
+        await backend.create(record("a", 1.0))
+    assert await backend.update("a", {"status": "succeeded", "result": result, "finished_at": 2.5})
+    assert await backend.get("a") == {
+        **original,
+        "status": "succeeded",
+        "result": result,
+        "finished_at": 2.5,
+    }
+    assert await backend.get("nope") is None
+    assert not await backend.update("nope", {"status": "failed"})
+    assert await backend.get("nope") is None  # an update never makes a record
+
+    await backend.append("a", 1, message(1))
+    await backend.send("a", CancelMessage(type="cancel", reason="x"), by="ann")
+    await backend.delete("a")
+    assert await backend.get("a") is None
+    assert await backend.read_after("a", 0) == []
+    assert await backend.receive("a", 0) == []
+    assert not await backend.update("a", {"status": "failed"})
+    await backend.delete("a")  # idempotent
+
+
+async def test_the_list_pages_by_creation_time_then_id(backend: TaskBackend) -> None:
+    times = [5.0, 1.0, 3.0, 3.0, 3.0, 2.0, 4.0, 3.0, 1.0, 6.0, 2.0, 3.0]
+    for index, created in enumerate(times):
+        await backend.create(record(f"t{index:02d}", created))
+    expected = sorted((created, f"t{i:02d}") for i, created in enumerate(times))
+
+    seen: list[tuple[float, str]] = []
+    cursor: ListCursor | None = None
+    pages = 0
+    while True:
+        page = await backend.page(limit=5, after=cursor)
+        seen += [(r["created_at"], r["task_id"]) for r in page.records]
+        pages += 1
+        if page.next is None:
+            break
+        cursor = page.next
+    assert seen == expected and pages == 3
+    assert (await backend.page(limit=100)).next is None
+
+
+async def test_retention_deletes_old_and_excess_finished_tasks_only(
+    backend: TaskBackend,
+) -> None:
+    now = 1_000_000.0
+    day = 86400.0
+    await backend.create(record("old-done", now - 40 * day, status="succeeded"))
+    await backend.create(record("old-running", now - 40 * day))
+    await backend.create(record("new-1", now - 3, status="failed"))
+    await backend.create(record("new-2", now - 2))
+    await backend.update("new-2", {"status": "cancelled"})  # finished by an update
+    await backend.create(record("new-3", now - 1, status="interrupted"))
+
+    gone = await backend.apply_retention(max_age_seconds=30 * day, max_count=2, now=now)
+    assert sorted(gone) == ["new-1", "old-done"]
+    left = [r["task_id"] for r in (await backend.page()).records]
+    assert left == ["old-running", "new-2", "new-3"]
+    assert await backend.apply_retention(now=now) == []
+
+
+# -- control ------------------------------------------------------------------------------
+
+
+async def test_control_commands_are_numbered_delivered_again_after_a_number_and_deduplicated(
+    backend: TaskBackend,
+) -> None:
+    approve = ApproveMessage(type="approve", call_id="c1", arguments={"x": 1})
+    pause = PauseMessage(type="pause", reason="lunch")
+    assert await backend.send("t", approve, by="ann", key="k-1") == 1
+    assert await backend.send("t", pause, by=None) == 2
+    # A resend (the sender did not hear back) is the same command, not a second one.
+    assert await backend.send("t", approve, by="ann", key="k-1") == 1
+    assert await backend.send("t", ResumeMessage(type="resume", steps=2), by="bob") == 3
+
+    got = await backend.receive("t", 0)
+    assert [(e.number, e.command, e.by) for e in got] == [
+        (1, approve, "ann"),
+        (2, pause, None),
+        (3, ResumeMessage(type="resume", steps=2), "bob"),
+    ]
+    assert got[0].key == "k-1"
+    # A runner that applied up to 2 and reconnects gets the rest: at least once, in order.
+    assert [e.number for e in await backend.receive("t", 2)] == [3]
+    assert await backend.receive("t", 3) == []
+    assert await backend.receive("other", 0) == []
+
+    async with asyncio.timeout(DEADLINE):
+        waiting = asyncio.create_task(backend.receive("t", 3, block=DEADLINE))
+        await asyncio.sleep(0.05)
+        await backend.send("t", CancelMessage(type="cancel", reason=None), by="ann")
+        woken = await waiting
+    assert [(e.number, e.command.type) for e in woken] == [(4, "cancel")]
+
+
+# -- fan-out ------------------------------------------------------------------------------
+
+
+class CountingReads:
+    """The log of a backend, counting its reads."""
+
+    def __init__(self, inner: TaskBackend) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    async def read_after(
+        self, task_id: str, after: int, limit: int = 500, block: float | None = None
+    ) -> list[LogEntry]:
+        self.reads += 1
+        return await self.inner.read_after(task_id, after, limit, block)
+
+    async def append(self, task_id: str, seq: int, data: bytes) -> None:
+        await self.inner.append(task_id, seq, data)
+
+    async def append_many(self, task_id: str, first_seq: int, data: Sequence[bytes]) -> None:
+        await self.inner.append_many(task_id, first_seq, data)
+
+    async def last_seq(self, task_id: str) -> int:
+        return await self.inner.last_seq(task_id)
+
+    async def first_seq(self, task_id: str) -> int:
+        return await self.inner.first_seq(task_id)
+
+    async def trim(self, task_id: str, keep_last: int) -> int:
+        return await self.inner.trim(task_id, keep_last)
+
+
+def is_result(entry: LogEntry) -> bool:
+    return json.loads(entry.data)["type"] == "result"
+
+
+async def _watch(fanout: StreamFanout, after: int = 0) -> list[int]:
+    return [e.seq async for batch in fanout.batches("t", after) for e in batch]
+
+
+async def test_many_local_subscribers_cost_one_reader(backend: TaskBackend) -> None:
+    counting = CountingReads(backend)
+    fanout = StreamFanout(counting, is_last=is_result, block=DEADLINE)
+    await backend.append_many("t", 1, [message(s) for s in range(1, 11)])
+    viewers = [asyncio.create_task(_watch(fanout)) for _ in range(1000)]
+    late = asyncio.create_task(_watch(fanout, after=5))
+    await asyncio.sleep(0.05)
+    assert fanout.watched() == ["t"]
+    for seq in range(11, 40):
+        await backend.append("t", seq, message(seq))
+        await asyncio.sleep(0)
+    result = json.dumps({"type": "result", "seq": 40, "data": {"status": "succeeded"}})
+    await backend.append("t", 40, result.encode())
+    async with asyncio.timeout(DEADLINE * 3):
+        seen = await asyncio.gather(*viewers)
+        assert await late == list(range(6, 41))
+    assert all(s == list(range(1, 41)) for s in seen)  # no gap, no duplicate, each of them
+    # One reader for them all: at most one read per append (and the first), not 1,000s.
+    assert counting.reads <= 32
+    assert fanout.watched() == []
+
+
+async def test_a_subscriber_behind_the_window_catches_up_from_the_backend(
+    backend: TaskBackend,
+) -> None:
+    counting = CountingReads(backend)
+    fanout = StreamFanout(counting, is_last=is_result, block=DEADLINE, max_entries=5)
+    await backend.append_many("t", 1, [message(s) for s in range(1, 31)])
+    first = fanout.batches("t", after=20)
+    got = [e.seq for e in await anext(first)]
+    behind = asyncio.create_task(_watch(fanout, after=0))  # older than the shared window
+    await backend.append("t", 31, json.dumps({"type": "result", "seq": 31}).encode())
+    async with asyncio.timeout(DEADLINE):
+        async for batch in first:
+            got += [e.seq for e in batch]
+        assert await behind == list(range(1, 32))
+    assert got == list(range(21, 32))
+
+
+# -- Redis only ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_backend(
+    redis_server: RedisServer, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> Iterator[RedisBackend]:
+    made = RedisBackend.from_url(redis_server.url, prefix=fresh_prefix())
+    yield made
+    jp_asyncio_loop.run_until_complete(made.close())
+
+
+async def test_the_layout_one_stream_per_task_with_ids_from_seq_under_the_prefix(
+    redis_backend: RedisBackend,
+) -> None:
+    backend, keys = redis_backend, redis_backend.keys
+    await backend.create(record("a", 10.0))
+    await backend.append_many("a", 1, [message(1), message(2)])
+    await backend.send("a", PauseMessage(type="pause"), by=None)
+    client = backend.client
+    stream = await client.xrange(keys.events("a"))
+    assert [entry_id for entry_id, _ in stream] == [b"1-0", b"2-0"]
+    assert stream[0][1] == {b"m": message(1)}
+    assert [i for i, _ in await client.xrange(keys.control("a"))] == [b"1-0"]
+    assert await client.zrange(keys.index, 0, -1, withscores=True) == [(b"a", 10.0)]
+    names = {k.decode() async for k in client.scan_iter(match="*")}
+    mine = {k for k in names if k.startswith(keys.prefix)}
+    assert mine == {keys.record("a"), keys.events("a"), keys.control("a"), keys.index}
+
+
+async def test_a_cap_on_events_per_task_trims_each_stream_approximately(
+    redis_server: RedisServer,
+) -> None:
+    backend = RedisBackend.from_url(
+        redis_server.url, prefix=fresh_prefix(), max_events_per_task=100
+    )
+    try:
+        for first in range(1, 1001, 50):
+            await backend.append_many("t", first, [message(s) for s in range(first, first + 50)])
+        length = await backend.client.xlen(backend.keys.events("t"))
+        assert 100 <= length < 1000  # MAXLEN ~ trims whole nodes: at least the cap is kept
+        first_kept = await backend.first_seq("t")
+        assert first_kept == 1001 - length and await backend.last_seq("t") == 1000
+        with pytest.raises(EventsTrimmedError):
+            await backend.read_after("t", 0)
+    finally:
+        await backend.close()
+
+
+async def test_a_task_whose_worker_stops_renewing_is_claimed_by_another(
+    redis_server: RedisServer,
+) -> None:
+    prefix = fresh_prefix()
+    client = connect(redis_server.url)
+    queue = RedisWorkQueue(client, prefix, lease_seconds=0.5)
+    try:
+        await queue.enqueue("task-1")
+        await queue.enqueue("task-2")
+        a = await queue.take("worker-a")
+        assert a is not None and (a.task_id, a.deliveries) == ("task-1", 1)
+        assert await queue.renew(a)
+
+        # B gets the next queued task, not A's (its lease is alive).
+        b = await queue.take("worker-b")
+        assert b is not None and b.task_id == "task-2"
+        assert await queue.done(b)
+
+        # A dies (stops renewing): once its lease lapses, B takes task-1 over.
+        claimed = None
+        async with asyncio.timeout(DEADLINE):
+            while claimed is None:
+                claimed = await queue.take("worker-b", block=0.1)
+        assert (claimed.task_id, claimed.worker, claimed.deliveries) == ("task-1", "worker-b", 2)
+        assert claimed.entry_id == a.entry_id
+        # A comes back: it lost the lease, so it must stop; it cannot end B's task.
+        assert not await queue.renew(a)
+        assert not await queue.done(a)
+        assert await queue.renew(claimed)
+        assert await queue.done(claimed)
+        assert await queue.take("worker-c") is None
+        assert await client.xlen(queue.keys.queue) == 0
+    finally:
+        await client.aclose()
+
+
+async def test_finished_streams_survive_a_redis_restart_with_persistence(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(redis_executable(), tmp_path / "redis", appendonly=True).start()
+    try:
+        backend = RedisBackend.from_url(server.url)
+        done = record("a", 5.0, status="succeeded", result={"status": "succeeded", "output": "4"})
+        await backend.create(done)
+        await backend.append_many("a", 1, [message(1), message(2), message(3)])
+        await backend.close()
+        server.stop()
+        server.start()
+        backend = RedisBackend.from_url(server.url)
+        assert await backend.get("a") == done
+        entries = await backend.read_after("a", 0)
+        assert [(e.seq, e.data) for e in entries] == [(s, message(s)) for s in (1, 2, 3)]
+        with pytest.raises(DuplicateSeqError):
+            await backend.append("a", 3, message(3))
+        assert [r["task_id"] for r in (await backend.page()).records] == ["a"]
+        await backend.close()
+    finally:
+        server.stop()
+
+
+async def test_redis_going_away_mid_read_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+    server = RedisServer(redis_executable(), tmp_path / "redis").start()
+    backend = RedisBackend.from_url(server.url)
+    fanout = StreamFanout(backend, block=60.0)
+    try:
+        await backend.append("t", 1, message(1))
+        reading = asyncio.create_task(backend.read_after("t", 1, block=60.0))
+        watching = fanout.batches("t", after=0)
+        assert [e.seq for e in await anext(watching)] == [1]
+        next_batch = asyncio.create_task(anext(watching))
+        await asyncio.sleep(0.1)  # both block in XREAD now
+        server.kill()
+        async with asyncio.timeout(DEADLINE):
+            with pytest.raises(BackendUnavailableError, match="Redis"):
+                await reading
+            with pytest.raises(BackendUnavailableError):
+                await next_batch
+            with pytest.raises(BackendUnavailableError):
+                await backend.get("t")
+    finally:
+        server.kill()
+        await backend.close()
+
+
+def test_the_default_install_needs_no_redis() -> None:
+    """Only redis_backend.py imports redis: the package, the hub and the interfaces not."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, agentkit_jupyter, agentkit_jupyter.tasks, agentkit_jupyter.tasks.backend, "
+        "agentkit_jupyter.tasks.memory_backend, agentkit_jupyter.tasks.fanout; "
+        "print('redis' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
