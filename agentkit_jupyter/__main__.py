@@ -1,6 +1,11 @@
 """Run an agent in a terminal and print its steps as they arrive.
 
 python -m agentkit_jupyter demo "Compare Paris and Rome"
+
+Other commands are subcommands (``agentkit-jupyter <command> --help``):
+
+agentkit-jupyter export-otel [--db FILE] [--endpoint URL] [--task ID ...] [filters]
+    back-fill finished runs of a task history to an OpenTelemetry collector.
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 
@@ -49,7 +55,87 @@ async def _run(agent_name: str, question: str) -> int:
     return status
 
 
+def _export_otel(argv: list[str]) -> int:
+    """``agentkit-jupyter export-otel``: finished runs of the SQLite history, as spans."""
+    from .tasks.listing import ListFilter, parse_statuses, parse_time
+
+    parser = argparse.ArgumentParser(
+        prog="agentkit-jupyter export-otel",
+        description="Send the spans of finished runs in a task history (the server's "
+        "SQLite file) to an OTLP/HTTP collector (GenAI semantic conventions). The "
+        "collector and its headers default to the standard OTEL_EXPORTER_OTLP_* "
+        "variables; content goes out only with "
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true.",
+    )
+    parser.add_argument("--db", help="the history file (default: the server's default)")
+    parser.add_argument("--endpoint", help="collector base URL or .../v1/traces URL")
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an HTTP header of each request (repeatable)",
+    )
+    parser.add_argument("--task", action="append", metavar="ID", help="a task id (repeatable)")
+    parser.add_argument("--agent", action="append", help="only runs of this agent (repeatable)")
+    parser.add_argument("--status", action="append", help="only runs in this status")
+    parser.add_argument("--since", help="only runs created at or after (ISO 8601)")
+    parser.add_argument("--limit", type=int, help="only the newest N runs")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait per run")
+    args = parser.parse_args(argv)
+
+    from .tasks.store import TaskStore
+    from .tasks.telemetry import OtelExporter, OtelUnavailableError, export_history
+
+    path = args.db
+    if path is None:
+        from jupyter_core.paths import jupyter_data_dir
+
+        path = os.path.join(jupyter_data_dir(), "agentkit", "tasks.sqlite3")
+    if not os.path.exists(path):
+        print(f"No task history at {path}.", file=sys.stderr)
+        return 2
+    headers = dict(h.split("=", 1) for h in args.header if "=" in h)
+    try:
+        chosen = ListFilter(
+            frozenset(args.agent or ()),
+            parse_statuses(args.status or []),
+            parse_time(args.since) if args.since else None,
+            args.limit,
+        )
+        exporter = OtelExporter(args.endpoint, headers or None)
+    except (ValueError, OtelUnavailableError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    store = TaskStore(path)
+    try:
+        done = export_history(
+            store, exporter, task_ids=args.task, chosen=chosen, timeout=args.timeout
+        )
+    finally:
+        store.close()
+        exporter.shutdown()
+    for task_id in done.skipped:
+        print(f"skipped {task_id}: not a finished task of this history", file=sys.stderr)
+    where = exporter.endpoint
+    if not done.delivered:
+        print(
+            f"{len(done.task_ids)} run(s), {done.spans} span(s): {where} did not take them all",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"exported {len(done.task_ids)} run(s), {done.spans} span(s) to {where}")
+    return 0
+
+
+# Subcommands by name; anything else is the name of a demo agent to run.
+COMMANDS = {"export-otel": _export_otel}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
     parser = argparse.ArgumentParser(
         prog="agentkit-jupyter", description="Run a built-in demo agent in the terminal."
     )

@@ -1173,3 +1173,42 @@ def strict_json(value: Any) -> Any:
 
 
 PONG = dumps(PongMessage(type="pong"))
+
+
+# -- OpenTelemetry export (docs/telemetry.md) -----------------------------------------------
+
+# The standard variables that turn OTLP export on (the SDK reads them, and the headers).
+ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+ENV_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+ENV_OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS"
+ENV_OTLP_TRACES_HEADERS = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+# The GenAI conventions' opt-in: prompts, answers, tool arguments and results in spans.
+ENV_OTEL_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# Below API_PREFIX: export one finished task's spans now (a back-fill), and many.
+OTEL_TASK_PATH = "tasks/{task_id}/otel"
+OTEL_EXPORT_PATH = "otel/export"
+
+
+class OtelExportBody(pydantic.BaseModel):
+    """``POST otel/export``: back-fill finished tasks, the ones named (``task_ids``) or
+    those the filters keep (as ``GET tasks``' filters: agents, statuses, created at or
+    after ``since`` (ISO 8601), the newest ``limit``)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+    task_ids: list[str] | None = pydantic.Field(default=None, max_length=10_000)
+    agent: list[str] | None = None
+    status: list[str] | None = None
+    since: str | None = pydantic.Field(default=None, max_length=100)
+    limit: int | None = pydantic.Field(default=None, ge=0, le=100_000)
+
+
+class OtelExportAnswer(TypedDict):
+    """What ``POST tasks/{id}/otel`` and ``POST otel/export`` answer (200)."""
+
+    # The tasks exported, and their spans in all.
+    task_ids: list[str]
+    spans: int
+    # Whether the collector took every batch within the wait (false: see the server log).
+    delivered: bool
+    # Named tasks left out: unknown, or still running.
+    skipped: list[str]

@@ -106,6 +106,10 @@ class LLMGateway(ABC):
     ``asyncio.CancelledError`` through and release their connection on it.
     """
 
+    # Who serves the model, as OpenTelemetry's gen_ai.provider.name says it ("openai");
+    # None: not known (left out of the spans).
+    provider_name: str | None = None
+
     @abstractmethod
     def stream(self, request: ModelRequest) -> AsyncIterator[TokenDelta | ModelTurn]: ...
 

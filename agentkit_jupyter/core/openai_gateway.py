@@ -48,6 +48,9 @@ class OpenAIGateway(LLMGateway):
     ``stream_options`` for servers that reject it (the turn then reports no usage).
     """
 
+    # Any OpenAI-compatible endpoint: the GenAI conventions name it by its client.
+    provider_name = "openai"
+
     def __init__(
         self,
         base_url: str | None = None,

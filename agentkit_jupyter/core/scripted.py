@@ -57,6 +57,8 @@ class ScriptedGateway(LLMGateway):
     like a slow endpoint.
     """
 
+    provider_name = "agentkit.scripted"
+
     def __init__(
         self, script: Sequence[ScriptStep], *, token_delay: float = 0.0, latency: float = 0.0
     ) -> None:

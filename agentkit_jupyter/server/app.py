@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -21,7 +22,8 @@ from ..core.mcp import configure_servers, configured_servers
 from ..protocol import API_KEY_HEADER, ENV_API_KEY, ENV_SERVER_TOKEN, ENV_SERVER_URL
 from ..tasks import HubLimits, StoreError, TaskHub, TaskStore
 from ..tasks.store import MAX_PENDING_BYTES
-from . import imports, rest, runs, websocket
+from ..tasks.telemetry import LiveExport, OtelExporter, export_requested, otel_secrets
+from . import imports, rest, runs, telemetry, websocket
 from .agents import AgentLoadError, agents_from, entry_point_sources, import_object
 from .base import CreationLimiter, KeyRing
 
@@ -31,6 +33,8 @@ _CREDENTIAL_NAME = re.compile(r"key|token|secret|passw|auth|credential", re.IGNO
 
 # The hub's own defaults are the traitlets' defaults: one source for each number.
 _LIMITS = HubLimits()
+# The most a server's stop waits for queued spans to reach the collector.
+OTEL_SHUTDOWN_SECONDS = 5.0
 
 
 class AgentKitExtension(ExtensionApp):
@@ -190,6 +194,32 @@ class AgentKitExtension(ExtensionApp):
         1000, allow_none=True, help="At most this many finished tasks are kept (None: no limit)."
     ).tag(config=True)
 
+    # -- OpenTelemetry export (docs/telemetry.md) -----------------------------------------
+    otel_endpoint = Unicode(
+        None,
+        allow_none=True,
+        help="OTLP/HTTP collector every finished run's spans go to (GenAI semantic "
+        "conventions; needs agentkit-jupyter[otel]): a base URL, '/v1/traces' appended as "
+        "for OTEL_EXPORTER_OTLP_ENDPOINT, or a URL ending in /v1/traces. Default: the "
+        "standard OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT; none "
+        "of them set: no export.",
+    ).tag(config=True)
+    otel_headers = Dict(
+        value_trait=Unicode(),
+        default_value={},
+        help="HTTP headers of each OTLP request (e.g. {'Authorization': 'Basic ...'} for "
+        "Langfuse, {'x-mlflow-experiment-id': '1'} for MLflow). Default: the standard "
+        "OTEL_EXPORTER_OTLP_HEADERS. Their values are kept out of every event.",
+    ).tag(config=True)
+    otel_capture_content = Bool(
+        None,
+        allow_none=True,
+        help="Put prompts, answers, tool arguments and tool results in the spans. Default: "
+        "the standard OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT (off unless true).",
+    ).tag(config=True)
+
+    otel_exporter: OtelExporter | None = None
+
     hub: TaskHub
     key_ring: KeyRing
     creation_limiter: CreationLimiter
@@ -253,6 +283,7 @@ class AgentKitExtension(ExtensionApp):
             if isinstance(env, dict):
                 values += [v for k, v in env.items() if _CREDENTIAL_NAME.search(str(k))]
             found.extend(v for v in values if isinstance(v, str) and len(v) >= 8)
+        found.extend(otel_secrets(self.otel_headers))
         # Messages are JSON text: a secret with a quote, a backslash or non-ASCII in it
         # appears there escaped.
         escaped = [json.dumps(s)[1:-1] for s in found]
@@ -293,9 +324,31 @@ class AgentKitExtension(ExtensionApp):
             redact=self._redact if self._known_secrets else None,
         )
         self.settings["agentkit"] = self
+        self._start_otel_export()
         self._apply_retention()
         self.log.info("agentkit: hosting agents %s", ", ".join(a.name for a in pool) or "none")
         self._advertise_to_kernels()
+
+    def _start_otel_export(self) -> None:
+        """Export each run's spans when it ends, if an OTLP endpoint is configured."""
+        if not export_requested(self.otel_endpoint):
+            return
+        try:
+            exporter = OtelExporter(
+                self.otel_endpoint or None,
+                self.otel_headers or None,
+                capture_content=self.otel_capture_content,
+                redact=self._redact if self._known_secrets else None,
+            )
+        except Exception as exc:  # the extra missing, a malformed variable: no export
+            self.log.error("agentkit: OpenTelemetry export is off: %s", self._redact(str(exc)))
+            return
+        self.otel_exporter = exporter
+        self._otel_live = LiveExport(self.hub, exporter)
+        content = "with" if exporter.capture_content else "without"
+        self.log.info(
+            "agentkit: exporting runs to %s (OTLP/HTTP, %s content)", exporter.endpoint, content
+        )
 
     def _open_store(self) -> TaskStore | None:
         path = self.db_path
@@ -375,6 +428,7 @@ class AgentKitExtension(ExtensionApp):
         self.handlers.extend(imports.default_handlers)
         self.handlers.extend(rest.default_handlers)
         self.handlers.extend(runs.default_handlers)
+        self.handlers.extend(telemetry.default_handlers)
         self.handlers.extend(websocket.default_handlers)
 
     async def stop_extension(self) -> None:
@@ -385,3 +439,20 @@ class AgentKitExtension(ExtensionApp):
         hub: TaskHub | None = getattr(self, "hub", None)
         if hub is not None:
             await hub.shutdown()
+        await self._stop_otel_export()
+
+    async def _stop_otel_export(self) -> None:
+        """Send the spans still queued, waiting a few seconds at most (a dead collector
+        must not hold the server's shutdown)."""
+        exporter = self.otel_exporter
+        if exporter is None:
+            return
+        self.otel_exporter = None
+        live: LiveExport | None = getattr(self, "_otel_live", None)
+        if live is not None:
+            await live.drain()
+            live.close()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(exporter.shutdown), OTEL_SHUTDOWN_SECONDS)
+        except TimeoutError:
+            self.log.warning("agentkit: OpenTelemetry spans still queued at shutdown dropped")

@@ -910,6 +910,8 @@ class TaskHub:
         # Whole copies of cut messages that the history cannot keep (see Task._capped).
         self.wholes = WholeTexts(self.limits.max_whole_bytes_in_memory)
         self._tasks: dict[str, Task] = {}
+        # Called with each task created here once it ends (OpenTelemetry export).
+        self.finish_listeners: list[Callable[[Task], None]] = []
         # Finished tasks whose log is still in memory, least recently used first.
         self._cached: OrderedDict[str, Task] = OrderedDict()
         # Stored records that could not be read at all (see history_status()).
@@ -1072,11 +1074,19 @@ class TaskHub:
             redact=self.redact,
             wholes=self.wholes,
         )
-        task.on_finish = self._remember_finished
+        task.on_finish = self._task_finished
         self._tasks[task_id] = task
         task.save()
         self._trim_cache()
         return task
+
+    def _task_finished(self, task: Task) -> None:
+        self._remember_finished(task)
+        for listener in list(self.finish_listeners):
+            try:
+                listener(task)
+            except Exception:  # a listener's bug never breaks the end of a run
+                log.exception("agentkit: a finish listener failed for task %s", task.task_id)
 
     def _remember_finished(self, task: Task) -> None:
         """A task ended: its log stays in memory among the recent ones, the oldest of

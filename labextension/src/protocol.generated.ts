@@ -411,6 +411,19 @@ export const IMPORT_PATH = 'tasks/import';
 /** The record field of an imported task (`ImportedFrom`). */
 export const IMPORTED_FROM_KEY = 'imported_from';
 
+/** The standard variables that turn OTLP export on (the SDK reads them, and the headers). */
+export const ENV_OTLP_ENDPOINT = 'OTEL_EXPORTER_OTLP_ENDPOINT';
+export const ENV_OTLP_TRACES_ENDPOINT = 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT';
+export const ENV_OTLP_HEADERS = 'OTEL_EXPORTER_OTLP_HEADERS';
+export const ENV_OTLP_TRACES_HEADERS = 'OTEL_EXPORTER_OTLP_TRACES_HEADERS';
+
+/** The GenAI conventions' opt-in: prompts, answers, tool arguments and results in spans. */
+export const ENV_OTEL_CAPTURE_CONTENT = 'OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT';
+
+/** Below API_PREFIX: export one finished task's spans now (a back-fill), and many. */
+export const OTEL_TASK_PATH = 'tasks/{task_id}/otel';
+export const OTEL_EXPORT_PATH = 'otel/export';
+
 // -- messages -----------------------------------------------------------------
 
 /**
@@ -1032,6 +1045,30 @@ export interface IImportBody {
 export interface IImportAnswer {
   ids: { [key: string]: string };
   tasks: { [key: string]: unknown }[];
+}
+
+/**
+ * `POST otel/export`: back-fill finished tasks, the ones named (`task_ids`) or those the filters
+ * keep (as `GET tasks`' filters: agents, statuses, created at or after `since` (ISO 8601), the
+ * newest `limit`).
+ */
+export interface IOtelExportBody {
+  task_ids?: string[] | null;
+  agent?: string[] | null;
+  status?: string[] | null;
+  since?: string | null;
+  limit?: number | null;
+}
+
+/** What `POST tasks/{id}/otel` and `POST otel/export` answer (200). */
+export interface IOtelExportAnswer {
+  /** The tasks exported, and their spans in all. */
+  task_ids: string[];
+  spans: number;
+  /** Whether the collector took every batch within the wait (false: see the server log). */
+  delivered: boolean;
+  /** Named tasks left out: unknown, or still running. */
+  skipped: string[];
 }
 
 // -- message unions -----------------------------------------------------------
