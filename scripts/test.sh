@@ -6,17 +6,21 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV=${VENV:-.venv}
 
-# Browser tests drive Debian's Chromium (a Playwright browser download does not work here).
-# On CI (CI set) they must run: a failed install is an error, and so is a missing browser.
-if [ ! -x /usr/bin/chromium ]; then
+# Browser tests drive Debian's Chromium (a Playwright browser download does not work here);
+# the Redis backend tests start Debian's redis-server. One apt-get update for both.
+# On CI (CI set) they must run: a failed install is an error, and so is a missing package.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     elif [ -n "${CI:-}" ]; then
-        echo "error: /usr/bin/chromium is missing and cannot be installed here (not root)" >&2
+        echo "error: ${missing[*]} missing and cannot be installed here (not root)" >&2
         exit 1
     else
-        echo "warning: /usr/bin/chromium is missing; browser tests will be skipped" >&2
+        echo "warning: ${missing[*]} missing; the tests that need them will be skipped" >&2
     fi
 fi
 
