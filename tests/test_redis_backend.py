@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_support import RedisServer, redis_executable
+from redis_support import RedisServer, redis_executable, require_redis_server
 
 from agentkit_jupyter.protocol import ApproveMessage, CancelMessage, PauseMessage, ResumeMessage
 from agentkit_jupyter.tasks.backend import (
@@ -294,6 +294,14 @@ class CountingReads:
         return await self.inner.trim(task_id, keep_last)
 
 
+async def redis_xreads(backend: TaskBackend) -> int:
+    """XREAD calls the Redis server has answered so far (0 for another backend)."""
+    if not isinstance(backend, RedisBackend):
+        return 0
+    stats = await backend.client.info("commandstats")
+    return int(stats.get("cmdstat_xread", {}).get("calls", 0))
+
+
 def is_result(entry: LogEntry) -> bool:
     return json.loads(entry.data)["type"] == "result"
 
@@ -306,6 +314,7 @@ async def test_many_local_subscribers_cost_one_reader(backend: TaskBackend) -> N
     counting = CountingReads(backend)
     fanout = StreamFanout(counting, is_last=is_result, block=DEADLINE)
     await backend.append_many("t", 1, [message(s) for s in range(1, 11)])
+    xreads_before = await redis_xreads(backend)
     viewers = [asyncio.create_task(_watch(fanout)) for _ in range(1000)]
     late = asyncio.create_task(_watch(fanout, after=5))
     await asyncio.sleep(0.05)
@@ -321,6 +330,8 @@ async def test_many_local_subscribers_cost_one_reader(backend: TaskBackend) -> N
     assert all(s == list(range(1, 41)) for s in seen)  # no gap, no duplicate, each of them
     # One reader for them all: at most one read per append (and the first), not 1,000s.
     assert counting.reads <= 32
+    if isinstance(backend, RedisBackend):  # as Redis itself counts them
+        assert await redis_xreads(backend) - xreads_before == counting.reads
     assert fanout.watched() == []
 
 
@@ -486,3 +497,11 @@ def test_the_default_install_needs_no_redis() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_missing_redis_server_fails_on_ci_and_skips_elsewhere() -> None:
+    with pytest.raises(pytest.fail.Exception, match="not installed"):
+        require_redis_server(None, on_ci=True)
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        require_redis_server(None, on_ci=False)
+    assert require_redis_server("/usr/bin/redis-server", on_ci=True) == "/usr/bin/redis-server"
