@@ -77,7 +77,9 @@ class OTLPReceiver:
         self._server.shutdown()
         self._server.server_close()
 
-    def _keep(self, request: ExportTraceServiceRequest, body: bytes, headers: dict[str, str]) -> None:
+    def _keep(
+        self, request: ExportTraceServiceRequest, body: bytes, headers: dict[str, str]
+    ) -> None:
         spans = []
         for resource_spans in request.resource_spans:
             resource = _attributes(resource_spans.resource.attributes)
@@ -133,7 +135,9 @@ class OTLPReceiver:
         while True:
             with self._lock:
                 found = [
-                    s for s in self.spans if s["attributes"].get("gen_ai.conversation.id") == task_id
+                    s
+                    for s in self.spans
+                    if s["attributes"].get("gen_ai.conversation.id") == task_id
                 ]
             roots = [s for s in found if s["parent_span_id"] is None]
             if roots and (count is None or len(found) >= count):

@@ -11,12 +11,14 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from otlp_receiver import OTLPReceiver
+from test_kernel_agents import kernel  # noqa: F401 - the fixture
 from websockets.asyncio.client import connect
 
 from agentkit_jupyter.core import Agent, AgentPool, ScriptedGateway, ScriptedTurn, demo_agents, tool
@@ -142,7 +144,12 @@ async def test_the_demo_run_is_a_span_tree_with_the_genai_attributes(
     assert root["resource"]["service.name"] == "agentkit-jupyter"
     # Three model turns, three tool calls (two lookups at once, then the calculator).
     assert len(names["chat scripted"]) == 3
-    assert sorted(s["attributes"]["gen_ai.tool.name"] for s in names.get("execute_tool lookup_city", [])) == ["lookup_city"] * 2
+    assert (
+        sorted(
+            s["attributes"]["gen_ai.tool.name"] for s in names.get("execute_tool lookup_city", [])
+        )
+        == ["lookup_city"] * 2
+    )
     assert len(names["execute_tool calculator"]) == 1
     children = [s for s in spans if s is not root]
     assert len(children) == 6
@@ -195,7 +202,11 @@ async def test_a_cancelled_run_ends_its_spans_with_an_error_status(
     async with asyncio.timeout(30):
         while True:
             _, page = await api("GET", "tasks", task_id)
-            if any(e["data"]["event_type"] == "tool_call" for e in page["events"] if e["type"] == "step"):
+            if any(
+                e["data"]["event_type"] == "tool_call"
+                for e in page["events"]
+                if e["type"] == "step"
+            ):
                 break
             await asyncio.sleep(0.05)
     await api("POST", "tasks", task_id, "cancel")
@@ -252,7 +263,9 @@ async def test_a_fork_links_to_its_parent_and_exports_only_its_own_calls(
     parent_root = _root(parent_spans)
     _, page = await api("GET", "tasks", parent["task_id"])
     call = next(
-        e for e in page["events"] if e["type"] == "step" and e["data"]["event_type"] == "observation"
+        e
+        for e in page["events"]
+        if e["type"] == "step" and e["data"]["event_type"] == "observation"
     )
     status, fork = await api(
         "POST",
@@ -286,18 +299,50 @@ async def _publish_kernel_run(api: Any, ws_url: Any, headers: dict[str, str]) ->
     task_id, token = created["task_id"], created["publish_token"]
     url = ws_url(task_id).replace("/ws/tasks/", "/ws/publish/")
     events = [
-        {"event_type": "usage", "step": 1, "data": {"model": "gpt-test", "prompt_tokens": 7,
-         "completion_tokens": 3, "cost": None, "duration_ms": 20.0}},
-        {"event_type": "tool_call", "step": 1, "data": {"call_id": "c1", "name": "add",
-         "arguments": {"a": 1, "b": 2}}},
-        {"event_type": "observation", "step": 1, "data": {"call_id": "c1", "name": "add",
-         "output": "3", "is_error": False, "duration_ms": 1.0}},
-        {"event_type": "usage", "step": 2, "data": {"model": "gpt-test", "prompt_tokens": 9,
-         "completion_tokens": 2, "cost": None, "duration_ms": 15.0}},
+        {
+            "event_type": "usage",
+            "step": 1,
+            "data": {
+                "model": "gpt-test",
+                "prompt_tokens": 7,
+                "completion_tokens": 3,
+                "cost": None,
+                "duration_ms": 20.0,
+            },
+        },
+        {
+            "event_type": "tool_call",
+            "step": 1,
+            "data": {"call_id": "c1", "name": "add", "arguments": {"a": 1, "b": 2}},
+        },
+        {
+            "event_type": "observation",
+            "step": 1,
+            "data": {
+                "call_id": "c1",
+                "name": "add",
+                "output": "3",
+                "is_error": False,
+                "duration_ms": 1.0,
+            },
+        },
+        {
+            "event_type": "usage",
+            "step": 2,
+            "data": {
+                "model": "gpt-test",
+                "prompt_tokens": 9,
+                "completion_tokens": 2,
+                "cost": None,
+                "duration_ms": 15.0,
+            },
+        },
         {"event_type": "final_answer", "step": 2, "data": {"output": "3"}},
     ]
-    now = __import__("time").time()
-    async with connect(url, additional_headers={**headers, "X-AgentKit-Publish-Token": token}) as ws:
+    now = time.time()
+    async with connect(
+        url, additional_headers={**headers, "X-AgentKit-Publish-Token": token}
+    ) as ws:
         for index, event in enumerate(events):
             event["timestamp"] = now + index * 0.05
             await ws.send(json.dumps({"type": "event", "event": event, "seq": index + 1}))
@@ -354,7 +399,10 @@ class TestContent:
         root = _root(spans)
         asked = json.loads(root["attributes"]["gen_ai.input.messages"])
         assert asked == [
-            {"role": "user", "parts": [{"type": "text", "content": "How many people live in Paris?"}]}
+            {
+                "role": "user",
+                "parts": [{"type": "text", "content": "How many people live in Paris?"}],
+            }
         ]
         answered = json.loads(root["attributes"]["gen_ai.output.messages"])
         assert answered[0]["parts"][0]["content"] == "The table is down; I cannot say."
@@ -372,9 +420,12 @@ class TestContent:
         task = await _run(api, "demo", f"What is 2 + 2? {token}")
         spans = await receiver.trace(task["task_id"])
         assert token not in json.dumps(spans)
-        assert "[secret]" in json.loads(_root(spans)["attributes"]["gen_ai.input.messages"])[0][
-            "parts"
-        ][0]["content"]
+        assert (
+            "[secret]"
+            in json.loads(_root(spans)["attributes"]["gen_ai.input.messages"])[0]["parts"][0][
+                "content"
+            ]
+        )
 
 
 class TestCollectorDown:
@@ -385,7 +436,9 @@ class TestCollectorDown:
         with socket.socket() as probe:  # a port nobody listens on
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{port}/v1/traces")
+        monkeypatch.setenv(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{port}/v1/traces"
+        )
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
         return {}
 
@@ -494,3 +547,53 @@ async def test_back_fill_from_the_history_with_the_cli(
     assert done.returncode == 0, done.stderr
     assert "exported 2 run(s)" in done.stdout
     await receiver.trace(other.task_id, count=7)
+
+
+async def test_task_export_otel_in_a_kernel_through_the_server_and_from_the_kernel(
+    kernel: Any,  # noqa: F811
+    hub: TaskHub,
+    receiver: OTLPReceiver,
+    jp_serverapp: Any,
+) -> None:
+    _, _, execute = await kernel()
+    # A notebook agent's run: the server exported it live when it ended (it went
+    # through the hub); export_otel() asks the server to send it again.
+    out = await execute(
+        "import json\ntask = quick.run('EMEA?', display=False)\ntask.wait(30)\nprint(task.task_id)",
+        timeout=60,
+    )
+    task_id = out.strip().splitlines()[-1]
+    live = await receiver.trace(task_id, count=4)
+    assert _root(live)["attributes"]["agentkit.task.origin"] != "server"
+    await asyncio.to_thread(jp_serverapp.web_app.settings["agentkit"].otel_exporter.flush)
+    receiver.clear()
+    out = await execute("print(json.dumps({'id': task.task_id, 'answer': task.export_otel()}))")
+    done = json.loads(out.strip().splitlines()[-1])
+    assert done["answer"]["task_ids"] == [done["id"]]
+    assert done["answer"]["delivered"] is True and done["answer"]["spans"] == 4
+    spans = await receiver.trace(done["id"], count=4)
+    assert _root(spans)["name"] == "invoke_agent sales-bot"
+    assert {s["name"] for s in spans} == {
+        "invoke_agent sales-bot",
+        "chat scripted",
+        "execute_tool region_sales",
+    }
+    # With an endpoint of its own, the kernel sends the spans itself (the gateway is
+    # known there: the provider too), with content when asked.
+    receiver.clear()
+    out = await execute(
+        f"answer = task.export_otel({receiver.endpoint!r}, capture_content=True)\n"
+        "print(json.dumps(answer))",
+        timeout=60,
+    )
+    answer = json.loads(out.strip().splitlines()[-1])
+    assert answer["delivered"] is True and answer["spans"] == 4
+    spans = await receiver.trace(done["id"], count=4)
+    root = _root(spans)
+    assert root["attributes"]["gen_ai.provider.name"] == "agentkit.scripted"
+    assert "EMEA?" in root["attributes"]["gen_ai.input.messages"]
+    (call,) = [s for s in spans if s["name"] == "execute_tool region_sales"]
+    assert call["attributes"]["gen_ai.tool.call.result"] == "120"
+    token = jp_serverapp.identity_provider.token
+    assert token not in json.dumps(receiver.spans)
+    assert all(token.encode() not in body for body in receiver.bodies)

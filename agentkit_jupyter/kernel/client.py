@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -24,12 +24,14 @@ from ..protocol import (
     ENV_SERVER_TOKEN,
     ENV_SERVER_URL,
     IMPORT_PATH,
+    OTEL_TASK_PATH,
     RECORD_ONLY_LIMIT,
     TASK_WS_PREFIX,
     ApproveMessage,
     CloseCode,
     ControlMessage,
     ErrorCode,
+    OtelExportAnswer,
     PauseMessage,
     RejectMessage,
     dumps,
@@ -207,6 +209,12 @@ class AgentKitClient:
         return dict(
             self._request("POST", f"tasks/{quote(task_id, safe='')}/fork", json=body).json()
         )
+
+    def export_otel(self, task_id: str) -> OtelExportAnswer:
+        """``POST tasks/{id}/otel``: the server sends the finished task's spans to its
+        OpenTelemetry collector (409 ``otel_off`` when it exports nothing)."""
+        path = OTEL_TASK_PATH.format(task_id=quote(task_id, safe=""))
+        return cast(OtelExportAnswer, self._request("POST", path, content=b"").json())
 
     def resume_task(self, task_id: str, steps: int | None = None) -> dict[str, Any]:
         """``POST tasks/{id}/resume``: a paused task's status, or an interrupted one's

@@ -33,6 +33,7 @@ from ..protocol import RECORD_ONLY_LIMIT, ErrorCode
 from .client import AgentKitAPIError, ServerInfo, ServerNotFoundError, TaskClient
 from .forking import Forking
 from .steering import Steering
+from .telemetry import Telemetry
 from .widget import DisplayKind, TaskWidget, Transport
 from .widget import run as start_widget
 
@@ -156,7 +157,7 @@ def check_input(user_input: object) -> str:
     return user_input
 
 
-class TaskHandle(Steering, Forking):
+class TaskHandle(Steering, Forking, Telemetry):
     """One agent run, as a notebook user holds it.
 
     - ``status`` (queued, running, succeeded, failed, cancelled, interrupted), ``done``,
@@ -171,7 +172,9 @@ class TaskHandle(Steering, Forking):
       ``wait_for_approval()``, ``wait_until(status)`` (see ``steering``);
     - runs as data: ``fork(at_step, observation=... | arguments=... | input=...)``,
       ``resume()`` of an interrupted task (its continuation), ``messages()``,
-      ``to_dataframe()`` (see ``forking``).
+      ``to_dataframe()`` (see ``forking``);
+    - ``export_otel(endpoint=None)``: the finished run's OpenTelemetry spans (see
+      ``telemetry``).
 
     At the end of a cell, a handle shows its live view (unless ``run()`` already showed
     it in that cell).
