@@ -18,9 +18,16 @@ from typing import Any
 import pytest
 from redis_support import RedisServer, redis_executable, require_redis_server
 
-from agentkit_jupyter.protocol import ApproveMessage, CancelMessage, PauseMessage, ResumeMessage
+from agentkit_jupyter.protocol import (
+    ApproveMessage,
+    CancelMessage,
+    PauseMessage,
+    RejectMessage,
+    ResumeMessage,
+)
 from agentkit_jupyter.tasks.backend import (
     BackendUnavailableError,
+    CallDecidedError,
     DuplicateSeqError,
     EventsTrimmedError,
     ListCursor,
@@ -60,7 +67,7 @@ def fresh_prefix() -> str:
     return f"agentkit-test-{secrets.token_hex(4)}:"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-resp3"])
 def backend(
     request: pytest.FixtureRequest, jp_asyncio_loop: asyncio.AbstractEventLoop
 ) -> Iterator[TaskBackend]:
@@ -69,7 +76,9 @@ def backend(
         made = MemoryBackend()
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
-        made = RedisBackend.from_url(server.url, prefix=fresh_prefix())
+        # RESP3 answers streams as maps, RESP2 as lists: both are read.
+        resp = 3 if request.param == "redis-resp3" else 2
+        made = RedisBackend(connect(server.url, protocol=resp), prefix=fresh_prefix())
     yield made
     jp_asyncio_loop.run_until_complete(made.close())
 
@@ -260,6 +269,29 @@ async def test_control_commands_are_numbered_delivered_again_after_a_number_and_
         await backend.send("t", CancelMessage(type="cancel", reason=None), by="ann")
         woken = await waiting
     assert [(e.number, e.command.type) for e in woken] == [(4, "cancel")]
+
+
+async def test_the_first_decision_on_a_call_wins_whoever_sends_it(backend: TaskBackend) -> None:
+    approve = ApproveMessage(type="approve", call_id="c1")
+    reject = RejectMessage(type="reject", call_id="c1", reason="no")
+    assert await backend.send("t", approve, by="ann", key="ann-1") == 1
+    with pytest.raises(CallDecidedError) as decided:
+        await backend.send("t", reject, by="bob", key="bob-1")  # another server, say
+    assert (decided.value.call_id, decided.value.number) == ("c1", 1)
+    with pytest.raises(CallDecidedError):
+        await backend.send("t", approve, by="bob")
+    assert await backend.send("t", approve, by="ann", key="ann-1") == 1  # ann's resend
+
+    # Twenty at once on another call: exactly one is accepted.
+    second = ApproveMessage(type="approve", call_id="c2")
+    results = await asyncio.gather(
+        *(backend.send("t", second, by=f"u{i}", key=f"k{i}") for i in range(20)),
+        return_exceptions=True,
+    )
+    assert sorted(r for r in results if isinstance(r, int)) == [2]
+    assert sum(isinstance(r, CallDecidedError) for r in results) == 19
+    assert [e.command for e in await backend.receive("t", 0)] == [approve, second]
+    assert await backend.send("other", reject, by="bob") == 1  # calls are per task
 
 
 # -- fan-out ------------------------------------------------------------------------------

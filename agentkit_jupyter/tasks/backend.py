@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import pydantic
 
-from ..protocol import CancelMessage, ControlMessage
+from ..protocol import ApproveMessage, CancelMessage, ControlMessage, RejectMessage
 from .log import LogEntry
 
 # What a viewer may ask of a run, as the task WebSocket parses it: cancel, approve,
@@ -87,6 +87,17 @@ class EventsTrimmedError(BackendError):
 
 class TaskExistsError(BackendError):
     """A record with that task id exists already."""
+
+
+class CallDecidedError(BackendError):
+    """An approve or reject of a tool call that an earlier command decided already
+    (from any server): the first decision wins."""
+
+    def __init__(self, task_id: str, call_id: str, number: int) -> None:
+        super().__init__(f"task {task_id}: call {call_id!r} was decided by command {number}")
+        self.task_id = task_id
+        self.call_id = call_id
+        self.number = number
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +215,11 @@ def command_to_json(command: RunCommand) -> dict[str, Any]:
     return command.model_dump(mode="json")
 
 
+def decided_call(command: RunCommand) -> str | None:
+    """The tool call an approve or reject decides (None for other commands)."""
+    return command.call_id if isinstance(command, ApproveMessage | RejectMessage) else None
+
+
 def command_from_json(data: Any) -> RunCommand:
     """A command as stored; pydantic.ValidationError if it is not one."""
     return _command_adapter.validate_python(data)
@@ -223,7 +239,9 @@ class ControlChannel(Protocol):
     ) -> int:
         """Accept ``command``; returns its number. With ``key``: a command already
         accepted under that key for this task is not added again, its number is
-        returned."""
+        returned. An approve or reject claims its call in the same step: a second
+        decision on the call (another key, another server) raises CallDecidedError
+        and is not added."""
         ...
 
     async def receive(

@@ -18,6 +18,7 @@ from .backend import (
     CONTROL_KEPT,
     RETENTION_MAX_AGE_SECONDS,
     RETENTION_MAX_COUNT,
+    CallDecidedError,
     ControlEnvelope,
     DuplicateSeqError,
     EventsTrimmedError,
@@ -26,6 +27,7 @@ from .backend import (
     RunCommand,
     SeqGapError,
     TaskExistsError,
+    decided_call,
 )
 from .log import LogEntry
 
@@ -43,6 +45,8 @@ class _Control:
         self.envelopes: deque[ControlEnvelope] = deque(maxlen=CONTROL_KEPT)
         self.last = 0
         self.keys: dict[str, int] = {}
+        # call id -> the number of the command that decided it
+        self.decided: dict[str, int] = {}
         self.changed = asyncio.Condition()
 
 
@@ -174,10 +178,15 @@ class MemoryBackend:
         control = self._controls.setdefault(task_id, _Control())
         if key is not None and key in control.keys:
             return control.keys[key]
+        call_id = decided_call(command)
+        if call_id is not None and call_id in control.decided:
+            raise CallDecidedError(task_id, call_id, control.decided[call_id])
         control.last += 1
         control.envelopes.append(ControlEnvelope(control.last, command, by, key))
         if key is not None:
             control.keys[key] = control.last
+        if call_id is not None:
+            control.decided[call_id] = control.last
         async with control.changed:
             control.changed.notify_all()
         return control.last

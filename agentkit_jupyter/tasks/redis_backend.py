@@ -7,7 +7,8 @@ Layout, every key under one prefix (``agentkit:`` by default; see docs/scale-out
   ``seq`` (field ``m``), so ``?after=N`` is one ``XREAD`` from ``N-0``, and Redis
   itself refuses a second ``<seq>-0`` (an id at or below the stream's top);
 - ``task:<id>:control``: a stream, the commands to the run; entry ``<n>-0`` is
-  command ``n``; ``task:<id>:control-keys`` maps a sender's key to its number;
+  command ``n``; ``task:<id>:control-keys`` maps a sender's key to its number,
+  ``task:<id>:decided`` a tool call to the approve or reject that decided it;
 - ``tasks``: a sorted set, every task by creation time (the list);
   ``tasks:finished``: the finished ones, by creation time (retention);
 - ``queue``: a stream of tasks waiting for a worker, consumer group ``workers``:
@@ -50,6 +51,7 @@ from .backend import (
     RETENTION_MAX_AGE_SECONDS,
     RETENTION_MAX_COUNT,
     BackendUnavailableError,
+    CallDecidedError,
     ControlEnvelope,
     DuplicateSeqError,
     EventsTrimmedError,
@@ -61,6 +63,7 @@ from .backend import (
     TaskExistsError,
     command_from_json,
     command_to_json,
+    decided_call,
 )
 from .log import LogEntry
 
@@ -109,18 +112,25 @@ end
 return 1
 """
 
-# KEYS[1] the control stream, KEYS[2] its keys; ARGV[1] the sender's key ('' none),
-# ARGV[2] the envelope, ARGV[3] how many to keep. Returns the command's number.
+# KEYS[1] the control stream, KEYS[2] its keys, KEYS[3] its decided calls; ARGV[1]
+# the sender's key ('' none), ARGV[2] the envelope, ARGV[3] how many to keep, ARGV[4]
+# the call an approve or reject decides (''). Returns the command's number, or minus
+# the number of the command that decided the call already.
 _SEND = """
 if ARGV[1] ~= '' then
   local known = redis.call('HGET', KEYS[2], ARGV[1])
   if known then return tonumber(known) end
+end
+if ARGV[4] ~= '' then
+  local decided = redis.call('HGET', KEYS[3], ARGV[4])
+  if decided then return -tonumber(decided) end
 end
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local n = 1
 if top[1] then n = tonumber(string.match(top[1][1], '^%d+')) + 1 end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], n .. '-0', 'c', ARGV[2])
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], n) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[4], n) end
 return n
 """
 
@@ -157,6 +167,9 @@ class RedisKeys:
     def control_keys(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}:control-keys"
 
+    def decided(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}:decided"
+
     @property
     def index(self) -> str:
         return f"{self.prefix}tasks"
@@ -170,17 +183,17 @@ class RedisKeys:
         return f"{self.prefix}queue"
 
 
-def connect(url: str, *, max_connections: int | None = None) -> aioredis.Redis:
+def connect(url: str, **options: Any) -> aioredis.Redis:
     """A client for ``url`` (``redis://host:port/db``) that fails fast when Redis is
     gone: two quick reconnects, then an error, and no socket timeout of its own
-    (blocking reads would trip it; each call has a deadline instead)."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=None,
-        socket_connect_timeout=COMMAND_TIMEOUT_SECONDS,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-        max_connections=max_connections,
-    )
+    (blocking reads would trip it; each call has a deadline instead). ``options``
+    go to ``redis.asyncio.Redis`` (``protocol=3``, ``max_connections``, ...)."""
+    settings: dict[str, Any] = {
+        "socket_timeout": None,
+        "socket_connect_timeout": COMMAND_TIMEOUT_SECONDS,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+    }
+    return aioredis.Redis.from_url(url, **{**settings, **options})
 
 
 def _seq_of(entry_id: bytes | str) -> int:
@@ -333,6 +346,7 @@ class RedisBackend(_RedisBase):
                 self.keys.events(task_id),
                 self.keys.control(task_id),
                 self.keys.control_keys(task_id),
+                self.keys.decided(task_id),
             )
             pipe.zrem(self.keys.index, task_id)
             pipe.zrem(self.keys.finished, task_id)
@@ -431,8 +445,14 @@ class RedisBackend(_RedisBase):
     ) -> int:
         envelope = json.dumps({"command": command_to_json(command), "by": by, "key": key})
         keys = [self.keys.control(task_id), self.keys.control_keys(task_id)]
-        args = [key or "", envelope, str(CONTROL_KEPT)]
-        return int(await self._call(lambda: self._send(keys, args)))
+        keys.append(self.keys.decided(task_id))
+        call_id = decided_call(command)
+        args = [key or "", envelope, str(CONTROL_KEPT), call_id or ""]
+        number = int(await self._call(lambda: self._send(keys, args)))
+        if number < 0:
+            assert call_id is not None
+            raise CallDecidedError(task_id, call_id, -number)
+        return number
 
     async def receive(
         self, task_id: str, after: int, limit: int = 100, block: float | None = None
