@@ -537,3 +537,23 @@ def test_a_missing_redis_server_fails_on_ci_and_skips_elsewhere() -> None:
     with pytest.raises(pytest.skip.Exception, match="not installed"):
         require_redis_server(None, on_ci=False)
     assert require_redis_server("/usr/bin/redis-server", on_ci=True) == "/usr/bin/redis-server"
+
+
+async def test_a_subscriber_before_a_window_that_starts_beyond_the_end_still_gets_each_event(
+    backend: TaskBackend,
+) -> None:
+    fanout = StreamFanout(backend, is_last=is_result, block=DEADLINE)
+    await backend.append("t", 1, message(1))
+    ahead = asyncio.create_task(_watch(fanout, after=3))  # the shared window starts at 4
+    await asyncio.sleep(0.05)
+    behind = fanout.batches("t", after=0)
+    assert [e.seq for e in await anext(behind)] == [1]
+    async with asyncio.timeout(DEADLINE):
+        waiting = asyncio.create_task(anext(behind))
+        await asyncio.sleep(0.05)
+        await backend.append("t", 2, message(2))
+        assert [e.seq for e in await waiting] == [2]  # not held until seq 4 comes
+        await backend.append("t", 3, message(3))
+        await backend.append("t", 4, json.dumps({"type": "result", "seq": 4}).encode())
+        rest = [e.seq async for batch in behind for e in batch]
+        assert rest == [3, 4] and await ahead == [4]

@@ -80,8 +80,11 @@ class StreamFanout:
         try:
             while True:
                 if cursor + 1 < feed.log.first_seq:
-                    # Behind the shared window: straight from the backend.
-                    entries = await self.backend.read_after(task_id, cursor, limit)
+                    # Behind the shared window: straight from the backend (which has
+                    # them at once, unless the window started beyond the log's end).
+                    entries = await self.backend.read_after(
+                        task_id, cursor, limit, block=self.block
+                    )
                 else:
                     entries = feed.log.read_after(cursor, limit)
                 if entries:
