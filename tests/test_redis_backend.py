@@ -32,6 +32,7 @@ from agentkit_jupyter.tasks.backend import (
     EventsTrimmedError,
     ListCursor,
     SeqGapError,
+    StaleWriterError,
     TaskBackend,
     TaskExistsError,
 )
@@ -165,6 +166,24 @@ async def test_trimming_keeps_the_newest_and_a_read_from_before_says_so(
     with pytest.raises(DuplicateSeqError):  # trimmed seqs stay taken
         await backend.append("t", 30, message(30))
     await backend.append("t", 51, message(51))
+
+
+async def test_a_writer_fenced_off_by_a_newer_one_cannot_append(backend: TaskBackend) -> None:
+    assert await backend.fence("t", 1) == 1  # worker A took the task (first delivery)
+    await backend.append_many("t", 1, [message(1), message(2)], writer=1)
+    assert await backend.fence("t", 2) == 2  # A's lease lapsed: B took it over
+    with pytest.raises(StaleWriterError) as stale:
+        await backend.append("t", 3, message(3, "from A"), writer=1)
+    assert (stale.value.writer, stale.value.current) == (1, 2)
+    await backend.append("t", 3, message(3, "from B"), writer=2)
+    with pytest.raises(StaleWriterError):  # checked before the seq: A learns it lost
+        await backend.append("t", 4, message(4, "from A"), writer=1)
+    assert await backend.fence("t", 1) == 2  # the token never goes back
+    assert [e.data for e in await backend.read_after("t", 0)] == [
+        message(1),
+        message(2),
+        message(3, "from B"),
+    ]
 
 
 # -- the registry -------------------------------------------------------------------------
@@ -310,11 +329,16 @@ class CountingReads:
         self.reads += 1
         return await self.inner.read_after(task_id, after, limit, block)
 
-    async def append(self, task_id: str, seq: int, data: bytes) -> None:
-        await self.inner.append(task_id, seq, data)
+    async def append(self, task_id: str, seq: int, data: bytes, writer: int | None = None) -> None:
+        await self.inner.append(task_id, seq, data, writer)
 
-    async def append_many(self, task_id: str, first_seq: int, data: Sequence[bytes]) -> None:
-        await self.inner.append_many(task_id, first_seq, data)
+    async def append_many(
+        self, task_id: str, first_seq: int, data: Sequence[bytes], writer: int | None = None
+    ) -> None:
+        await self.inner.append_many(task_id, first_seq, data, writer)
+
+    async def fence(self, task_id: str, writer: int) -> int:
+        return await self.inner.fence(task_id, writer)
 
     async def last_seq(self, task_id: str) -> int:
         return await self.inner.last_seq(task_id)

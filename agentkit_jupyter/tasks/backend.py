@@ -73,6 +73,17 @@ class SeqGapError(BackendError):
         self.last_seq = last_seq
 
 
+class StaleWriterError(BackendError):
+    """An append by a writer whose fencing token is older than the task's (a worker
+    that lost its lease): refused, nothing written."""
+
+    def __init__(self, task_id: str, writer: int, current: int) -> None:
+        super().__init__(f"task {task_id}: writer {writer} was fenced off by writer {current}")
+        self.task_id = task_id
+        self.writer = writer
+        self.current = current
+
+
 class EventsTrimmedError(BackendError):
     """A read from before the oldest event kept (trimmed): never a silent gap."""
 
@@ -165,16 +176,27 @@ class EventLogBackend(Protocol):
     (:class:`EventsTrimmedError`), never a later one silently.
     """
 
-    async def append(self, task_id: str, seq: int, data: bytes) -> None:
+    async def append(self, task_id: str, seq: int, data: bytes, writer: int | None = None) -> None:
         """Log message ``seq`` (``data`` is its UTF-8 JSON). ``seq`` must be the last
         one + 1 (1 for a new log): DuplicateSeqError if it is logged already (so a
         retry of an append that landed is harmless), SeqGapError if beyond. Of
-        concurrent appends of one ``seq``, exactly one succeeds."""
+        concurrent appends of one ``seq``, exactly one succeeds. With ``writer`` (a
+        fencing token, see :meth:`fence`): StaleWriterError if the task's token is
+        higher, checked first. Without it, no fencing (one writer, one process)."""
         ...
 
-    async def append_many(self, task_id: str, first_seq: int, data: Sequence[bytes]) -> None:
+    async def append_many(
+        self, task_id: str, first_seq: int, data: Sequence[bytes], writer: int | None = None
+    ) -> None:
         """Messages ``first_seq``, ``first_seq + 1``, ... in one round trip, all or
         none (the same checks as :meth:`append`, on the first)."""
+        ...
+
+    async def fence(self, task_id: str, writer: int) -> int:
+        """Raise the task's fencing token to ``writer`` (a worker's lease
+        ``deliveries``, which grows with each take-over), atomically; returns the
+        token in force (``writer``, or a higher one already set: then this writer is
+        stale itself). Appends with a lower token are refused from then on."""
         ...
 
     async def read_after(

@@ -26,6 +26,7 @@ from .backend import (
     RecordPage,
     RunCommand,
     SeqGapError,
+    StaleWriterError,
     TaskExistsError,
     decided_call,
 )
@@ -36,6 +37,7 @@ class _Stream:
     def __init__(self) -> None:
         self.entries: deque[LogEntry] = deque()
         self.last = 0
+        self.writer = 0  # the fencing token in force
         # Notified on every append: blocking readers wait on it.
         self.changed = asyncio.Condition()
 
@@ -120,11 +122,15 @@ class MemoryBackend:
     def _stream(self, task_id: str) -> _Stream:
         return self._streams.setdefault(task_id, _Stream())
 
-    async def append(self, task_id: str, seq: int, data: bytes) -> None:
-        await self.append_many(task_id, seq, [data])
+    async def append(self, task_id: str, seq: int, data: bytes, writer: int | None = None) -> None:
+        await self.append_many(task_id, seq, [data], writer)
 
-    async def append_many(self, task_id: str, first_seq: int, data: Sequence[bytes]) -> None:
+    async def append_many(
+        self, task_id: str, first_seq: int, data: Sequence[bytes], writer: int | None = None
+    ) -> None:
         stream = self._stream(task_id)
+        if writer is not None and writer < stream.writer:
+            raise StaleWriterError(task_id, writer, stream.writer)
         if first_seq <= stream.last:
             raise DuplicateSeqError(task_id, first_seq)
         if first_seq != stream.last + 1:
@@ -154,6 +160,11 @@ class MemoryBackend:
             raise EventsTrimmedError(task_id, after, first)
         start = after + 1 - first
         return [stream.entries[i] for i in range(start, min(start + limit, len(stream.entries)))]
+
+    async def fence(self, task_id: str, writer: int) -> int:
+        stream = self._stream(task_id)
+        stream.writer = max(stream.writer, writer)
+        return stream.writer
 
     async def last_seq(self, task_id: str) -> int:
         return self._stream(task_id).last

@@ -9,6 +9,8 @@ Layout, every key under one prefix (``agentkit:`` by default; see docs/scale-out
 - ``task:<id>:control``: a stream, the commands to the run; entry ``<n>-0`` is
   command ``n``; ``task:<id>:control-keys`` maps a sender's key to its number,
   ``task:<id>:decided`` a tool call to the approve or reject that decided it;
+- ``task:<id>:writer``: the fencing token of the log's current writer (a worker's
+  lease number): appends with an older one are refused;
 - ``tasks``: a sorted set, every task by creation time (the list);
   ``tasks:finished``: the finished ones, by creation time (retention);
 - ``queue``: a stream of tasks waiting for a worker, consumer group ``workers``:
@@ -60,6 +62,7 @@ from .backend import (
     RecordPage,
     RunCommand,
     SeqGapError,
+    StaleWriterError,
     TaskExistsError,
     command_from_json,
     command_to_json,
@@ -76,19 +79,35 @@ DEFAULT_LEASE_SECONDS = 30.0
 
 T = TypeVar("T")
 
-# KEYS[1] the events stream; ARGV[1] the first seq, ARGV[2] MAXLEN ('' for none),
-# ARGV[3..] the messages. A gap is refused here; a duplicate by XADD itself.
+# KEYS[1] the events stream, KEYS[2] its fencing token; ARGV[1] the first seq,
+# ARGV[2] MAXLEN ('' for none), ARGV[3] the writer's token ('' for none), ARGV[4..]
+# the messages. A stale writer and a gap are refused here; a duplicate by XADD itself.
 _APPEND = """
+if ARGV[3] ~= '' then
+  local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tonumber(ARGV[3]) < current then return redis.error_reply('STALE ' .. current) end
+end
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local last = 0
 if top[1] then last = tonumber(string.match(top[1][1], '^%d+')) end
 local first = tonumber(ARGV[1])
 if first > last + 1 then return redis.error_reply('GAP ' .. last) end
-for i = 3, #ARGV do
-  redis.call('XADD', KEYS[1], (first + i - 3) .. '-0', 'm', ARGV[i])
+for i = 4, #ARGV do
+  redis.call('XADD', KEYS[1], (first + i - 4) .. '-0', 'm', ARGV[i])
 end
 if ARGV[2] ~= '' then redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2]) end
 return last
+"""
+
+# KEYS[1] a task's fencing token; ARGV[1] a writer's. The token only grows.
+_FENCE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local writer = tonumber(ARGV[1])
+if writer > current then
+  redis.call('SET', KEYS[1], writer)
+  return writer
+end
+return current
 """
 
 # KEYS[1] the record, KEYS[2] the list, KEYS[3] the finished list; ARGV[1] the id,
@@ -169,6 +188,9 @@ class RedisKeys:
 
     def decided(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}:decided"
+
+    def writer(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}:writer"
 
     @property
     def index(self) -> str:
@@ -256,6 +278,7 @@ class RedisBackend(_RedisBase):
         super().__init__(client, prefix)
         self.max_events_per_task = max_events_per_task
         self._append = client.register_script(_APPEND)
+        self._fence = client.register_script(_FENCE)
         self._create = client.register_script(_CREATE)
         self._update = client.register_script(_UPDATE)
         self._send = client.register_script(_SEND)
@@ -347,6 +370,7 @@ class RedisBackend(_RedisBase):
                 self.keys.control(task_id),
                 self.keys.control_keys(task_id),
                 self.keys.decided(task_id),
+                self.keys.writer(task_id),
             )
             pipe.zrem(self.keys.index, task_id)
             pipe.zrem(self.keys.finished, task_id)
@@ -379,23 +403,32 @@ class RedisBackend(_RedisBase):
 
     # -- event logs ---------------------------------------------------------------------
 
-    async def append(self, task_id: str, seq: int, data: bytes) -> None:
-        await self.append_many(task_id, seq, [data])
+    async def append(self, task_id: str, seq: int, data: bytes, writer: int | None = None) -> None:
+        await self.append_many(task_id, seq, [data], writer)
 
-    async def append_many(self, task_id: str, first_seq: int, data: Sequence[bytes]) -> None:
+    async def append_many(
+        self, task_id: str, first_seq: int, data: Sequence[bytes], writer: int | None = None
+    ) -> None:
         if not data:
             return
         cap = "" if self.max_events_per_task is None else str(self.max_events_per_task)
-        args: list[Any] = [first_seq, cap, *data]
+        args: list[Any] = [first_seq, cap, "" if writer is None else writer, *data]
+        keys = [self.keys.events(task_id), self.keys.writer(task_id)]
         try:
-            await self._call(lambda: self._append([self.keys.events(task_id)], args))
+            await self._call(lambda: self._append(keys, args))
         except ResponseError as exc:
             message = str(exc)
             if "equal or smaller" in message:
                 raise DuplicateSeqError(task_id, first_seq) from None
             if message.startswith("GAP "):
                 raise SeqGapError(task_id, first_seq, int(message.split()[1])) from None
+            if message.startswith("STALE ") and writer is not None:
+                raise StaleWriterError(task_id, writer, int(message.split()[1])) from None
             raise
+
+    async def fence(self, task_id: str, writer: int) -> int:
+        key = self.keys.writer(task_id)
+        return int(await self._call(lambda: self._fence([key], [writer])))
 
     async def read_after(
         self, task_id: str, after: int, limit: int = 500, block: float | None = None
