@@ -270,8 +270,8 @@ class ControlChannel(Protocol):
         self, task_id: str, after: int, limit: int = 100, block: float | None = None
     ) -> list[ControlEnvelope]:
         """Commands numbered above ``after``, in order; waits up to ``block`` seconds
-        for one when there are none (``[]`` at the timeout). At most
-        ``CONTROL_KEPT`` recent commands are kept per task."""
+        for one when there are none (``[]`` at the timeout). At least the newest
+        ``CONTROL_KEPT`` commands of a task are kept; older ones may be gone."""
         ...
 
 
@@ -293,7 +293,9 @@ class WorkQueue(Protocol):
     (the worker died or hung) lets another worker take the task over, with
     ``deliveries`` counting the takes. A task is never with two workers at once on a
     renewed lease; it may be run twice only when a lease lapsed (the new worker
-    resumes from the task's log, see docs/scale-out.md)."""
+    resumes from the task's log, see docs/scale-out.md). A worker fences the task's
+    log with its lease (``EventLogBackend.fence(task_id, lease.deliveries)``), so the
+    one that lost it cannot append any more."""
 
     async def enqueue(self, task_id: str) -> str:
         """Queue ``task_id``; returns the entry id."""

@@ -47,6 +47,8 @@ except ImportError as exc:  # pragma: no cover - the default install has no Redi
         "The Redis backend needs the redis package: pip install 'agentkit-jupyter[redis]'"
     ) from exc
 
+import agentkit_jupyter.protocol as protocol
+
 from ..protocol import TaskStatus
 from .backend import (
     CONTROL_KEPT,
@@ -232,10 +234,11 @@ def _finished(status: Any) -> bool:
 
 
 def _fields(record: dict[str, Any]) -> list[str]:
-    """A record as HSET arguments: each value JSON, so any record round-trips."""
+    """A record as HSET arguments: each value JSON (as the SQLite history stores a
+    result: ``protocol.dumps``, strict JSON and valid text), so a record round-trips."""
     pairs: list[str] = []
     for name, value in record.items():
-        pairs += [name, json.dumps(value, allow_nan=False)]
+        pairs += [name, protocol.dumps(value)]
     return pairs
 
 
