@@ -23,6 +23,9 @@ import pytest
 from display_modes import MODES, TASK_MIMETYPE, WIDGET_VIEW, execute, outputs_by_mode
 from server_process import ServerProcess
 
+from agentkit_jupyter.protocol import RUN_LOG_MIMETYPE
+from agentkit_jupyter.tasks.notebook_runs import unpack_run_log
+
 pytestmark = pytest.mark.timeout(240)
 
 
@@ -53,6 +56,11 @@ def test_every_display_mode_renders_again_after_a_restart(tmp_path: Path) -> Non
             html = data["text/html"]
             assert "<b>succeeded</b>" in html and tool_name in html, (mode, html[:300])
             assert "Running:" not in html, mode
+            assert "<details><summary><b>Step 1</b>" in html, mode  # unfolds, no script
+            # The run itself, whole, for load() (issue 18): record and log.
+            run_log = data.get(RUN_LOG_MIMETYPE)
+            assert run_log and run_log["cut"] is None, (mode, sorted(data))
+            assert run_log["task"]["task_id"] == reference["task_id"], mode
             assert data["text/plain"].startswith("TaskHandle(task_id="), mode
             # The restarted server still has the task and its steps.
             task = _task(restarted, reference["task_id"])
@@ -62,6 +70,7 @@ def test_every_display_mode_renders_again_after_a_restart(tmp_path: Path) -> Non
                 s["data"]["data"]["name"] for s in steps if s["data"]["event_type"] == "tool_call"
             ]
             assert tool_name in names, (mode, names)
+            assert unpack_run_log(run_log).messages == task["events"], mode
     finally:
         restarted.stop()
 

@@ -23,6 +23,8 @@ from agentkit_jupyter.kernel.client import (
     ServerNotFoundError,
 )
 from agentkit_jupyter.kernel.widget import TASK_MIMETYPE, TaskWidget, run
+from agentkit_jupyter.protocol import RUN_LOG_MIMETYPE
+from agentkit_jupyter.tasks.notebook_runs import unpack_run_log
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 STEP_KEYS = {"event_type", "step", "data", "timestamp"}
@@ -287,6 +289,8 @@ async def test_static_html_in_the_output_is_updated_when_the_task_ends(
     assert "What is &lt;b&gt;bold&lt;/b&gt;?" in html  # escaped, never markup
     # An explicit server is not necessarily the page's: no attach-by-id output.
     assert TASK_MIMETYPE not in first
+    # No run log while it runs (it would import as a run that never ends).
+    assert RUN_LOG_MIMETYPE not in first
 
     await call(w.cancel)
     await call(w.wait, 10)
@@ -295,6 +299,11 @@ async def test_static_html_in_the_output_is_updated_when_the_task_ends(
     assert "Running:" not in final
     assert "<b>cancelled</b>" in final and "Cancelled:" in final
     assert handles[0].bundles[-1]["text/plain"].endswith("status='cancelled')")
+    # The final output carries the run's record and whole log, even with an explicit
+    # server (a notebook can be loaded into any server).
+    run_log = handles[0].bundles[-1][RUN_LOG_MIMETYPE]
+    assert run_log["task"]["task_id"] == w.task_id and run_log["task"]["status"] == "cancelled"
+    assert unpack_run_log(run_log).messages[-1]["type"] == "result"
 
     # Displayed after the end, a widget shows the final copy at once.
     again = w.show()

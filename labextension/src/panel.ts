@@ -152,6 +152,8 @@ interface IRow {
   usage: HTMLElement;
   /** "fork of <parent>": a click opens the parent. */
   fork: HTMLElement;
+  /** "imported": a run loaded from a notebook (agentkit_jupyter.load()). */
+  imported: HTMLElement;
 }
 
 /** The height of one row in pixels (panel.css gives `.ak-task-row` the same). */
@@ -821,9 +823,13 @@ export class TasksPanel extends Widget {
     const fork = document.createElement('span');
     fork.className = 'ak-task-fork';
     fork.hidden = true;
+    const imported = document.createElement('span');
+    imported.className = 'ak-task-imported';
+    imported.textContent = 'imported';
+    imported.hidden = true;
     const second = document.createElement('span');
     second.className = 'ak-task-line';
-    second.append(fork, input, usage, time);
+    second.append(fork, imported, input, usage, time);
     open.append(line, second);
     open.addEventListener('click', event => {
       const task = this.tasks.get(taskId);
@@ -853,7 +859,7 @@ export class TasksPanel extends Widget {
       node.append(select);
     }
     node.append(open, cancel);
-    return { taskId, node, open, agent, start, input, status, approval, time, cancel, select, usage, fork };
+    return { taskId, node, open, agent, start, input, status, approval, time, cancel, select, usage, fork, imported };
   }
 
   private updateRow(row: IRow, task: ITaskSummary, index: number): void {
@@ -921,7 +927,12 @@ export class TasksPanel extends Widget {
       row.fork.textContent = forkText;
     }
     row.fork.title = parent ? `${resume ? 'Continues' : 'Forked from'} task ${parent}: click to show it` : '';
-    const about = [full ? `started ${full}` : '', waiting, usageTitle, forkText]
+    const from = task.imported_from;
+    const importedText = from ? `imported from ${from.source ? showBidiControls(from.source) : 'a notebook'}` : '';
+    row.imported.hidden = !from;
+    row.imported.title = importedText;
+    row.node.dataset.imported = from ? 'true' : 'false';
+    const about = [full ? `started ${full}` : '', waiting, usageTitle, forkText, importedText]
       .filter(Boolean)
       .map(part => ` · ${part}`)
       .join('');

@@ -21,6 +21,7 @@ import type {
   IErrorMessage,
   IPongMessage,
   IBudgetData,
+  IImportedFrom,
   IRelayBatch,
   IRelayError,
   IRelayForked,
@@ -146,6 +147,8 @@ export interface ITask {
   tokens_out?: number;
   cost?: number | null;
   budget?: IBudgetData | null;
+  /** A run loaded from a notebook (`agentkit_jupyter.load()`): where it comes from. */
+  imported_from?: IImportedFrom | null;
 }
 
 /**

@@ -396,6 +396,8 @@ export class TaskView implements ITaskSink {
   private readonly warningsNode: HTMLElement;
   /** A fork's line: "Forked from <parent> at step k", "Compare with parent". */
   private readonly forkInfoNode: HTMLElement;
+  /** "Imported from analysis.ipynb": a run loaded from a notebook. */
+  private readonly importedNode: HTMLElement;
   private readonly compareSlot: HTMLElement;
   private readonly forks: TaskView[] = [];
   private readonly markdown: IMarkdownRenderer | null;
@@ -592,6 +594,8 @@ export class TaskView implements ITaskSink {
 
     this.inputNode = el('div', 'ak-input');
     this.inputNode.hidden = true;
+    this.importedNode = el('div', 'ak-imported');
+    this.importedNode.hidden = true;
 
     this.stepsNode = el('ol', 'ak-steps');
     this.stepsNode.id = `${id}-steps`;
@@ -634,6 +638,7 @@ export class TaskView implements ITaskSink {
       this.forkInfoNode,
       this.compareSlot,
       this.warningsNode,
+      this.importedNode,
       this.inputNode,
       this.stepsNode,
       this.finalNode,
@@ -781,6 +786,15 @@ export class TaskView implements ITaskSink {
     }
     if (task.budget && typeof task.budget === 'object') {
       this.budget = task.budget;
+    }
+    const from = task.imported_from;
+    if (from && typeof from === 'object' && this.importedNode.hidden) {
+      const source = typeof from.source === 'string' && from.source ? from.source : 'a notebook';
+      const there = typeof from.task_id === 'string' ? from.task_id : '';
+      this.importedNode.textContent =
+        `Imported from ${revealBidi(source)}${there ? ` (task ${there} there)` : ''}` +
+        (from.cut ? ': the notebook held only part of its log' : '');
+      this.importedNode.hidden = false;
     }
     if (typeof task.input === 'string' && task.input && task.input !== this.input) {
       this.input = task.input;

@@ -249,6 +249,11 @@ def test_the_static_copy_renders_markdown_without_running_anything(browser: Any)
         page = context.new_page()
         page.set_content(f"<!doctype html><meta charset='utf-8'><body>{html}</body>")
         page.wait_for_timeout(300)
+        # Each step is a <details>: unfolded as a reader does, with a click (no script).
+        steps = page.locator(".agentkit-static details > summary")
+        assert steps.count() == 1  # step 1; step 2 is the answer, always shown
+        for summary in steps.all():
+            summary.click()
         for link in page.locator("a").all():
             link.click(modifiers=["Control"])
         page.wait_for_timeout(200)
