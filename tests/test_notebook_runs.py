@@ -14,9 +14,12 @@ import json
 from typing import Any
 
 import pytest
+from conftest import read_until_result
 
 import agentkit_jupyter.protocol as protocol
+from agentkit_jupyter.core import AgentPool, demo_agents
 from agentkit_jupyter.kernel.static_html import render_static_html
+from agentkit_jupyter.tasks import TaskHub
 from agentkit_jupyter.tasks.notebook_runs import RunLogError, pack_run_log, unpack_run_log
 
 
@@ -181,14 +184,21 @@ def test_a_malformed_log_says_what_is_wrong(name: str, payload: Any, said: str) 
 # -- importing on a real server -----------------------------------------------------------
 
 
+async def elsewhere() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A finished demo run of another hub (another server's), its record and log."""
+    hub = TaskHub(AgentPool(demo_agents()))
+    task = hub.create_task("demo", "Compare Paris and Rome")
+    await task.wait()
+    return task.to_dict(), [json.loads(e.data) for e in task.log.read_after(0, 10_000)]
+
+
 async def test_an_imported_run_is_a_finished_task_with_the_same_events(
     api: Any, jp_serverapp: Any
 ) -> None:
-    record, events = await run(api, "demo", "Compare Paris and Rome")
+    record, events = await elsewhere()
     packed = pack_run_log(record, events)
     hub = jp_serverapp.web_app.settings["agentkit"].hub
-    # A server that does not know the id (a fresh one): the id is kept.
-    hub.delete(record["task_id"])
+    # This server does not know the id: it is kept.
     status, answer = await import_(api, packed)
     assert status == 201, answer
     assert answer["ids"] == {record["task_id"]: record["task_id"]}
@@ -203,8 +213,22 @@ async def test_an_imported_run_is_a_finished_task_with_the_same_events(
     status, listing = await api("GET", "tasks")
     [summary] = [t for t in listing["tasks"] if t["task_id"] == record["task_id"]]
     assert summary["imported_from"]["source"] == "analysis.ipynb"
-    # The stream replays it and ends, as any finished task's.
     assert hub.get(record["task_id"]).finished
+    # Deleted stays deleted: the id is not given out again in this process.
+    status, _ = await api("DELETE", "tasks", record["task_id"])
+    assert status == 204
+    status, answer = await import_(api, packed)
+    assert status == 201 and answer["ids"][record["task_id"]] != record["task_id"], answer
+
+
+async def test_an_imported_task_streams_like_a_finished_one(api: Any, ws_connect: Any) -> None:
+    record, events = await elsewhere()
+    status, answer = await import_(api, pack_run_log(record, events))
+    assert status == 201, answer
+    async with await ws_connect(record["task_id"]) as ws:
+        streamed = await read_until_result(ws)
+    assert streamed[0]["type"] == "connected" and streamed[0]["status"] == "succeeded"
+    assert streamed[1:] == events
 
 
 async def test_an_id_that_is_taken_gets_a_new_one_and_parents_follow(api: Any) -> None:

@@ -49,6 +49,7 @@ class ImportHandler(AgentKitAPIHandler):
         body = _parse_body(
             protocol.ImportBody, self.request.body, "{'runs': [run log, ...], 'source'?: str}"
         )
+        self.create_guard()  # one request, however many runs: the user's creation rate
         # Inflating and parsing a large log takes a while: off the event loop.
         runs = await asyncio.to_thread(_unpacked, body.runs)
         source = body.source.replace("\\", "/").rsplit("/", 1)[-1] if body.source else None

@@ -1155,6 +1155,13 @@ class TaskHub:
     def fresh_task_id(self) -> str:
         return secrets.token_hex(8)
 
+    def id_is_free(self, task_id: str) -> bool:
+        """No task has ``task_id``, and none had it deleted in this process (the store
+        drops whatever comes for a deleted id: deleted stays deleted)."""
+        return task_id not in self._tasks and not (
+            self.store is not None and self.store.was_deleted(task_id)
+        )
+
     def imported_task(self, task_id: str, agent: str, user_input: str, origin: str) -> Task:
         """A task for a run read from elsewhere, not held yet (``finish_imported``)."""
         return Task(

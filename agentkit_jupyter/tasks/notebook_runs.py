@@ -278,20 +278,12 @@ def _retarget(message: dict[str, Any], task_id: str, seq: int) -> dict[str, Any]
 
 
 def _free_id(hub: TaskHub, wanted: str, taken: set[str]) -> str:
-    if _TASK_ID.fullmatch(wanted) and wanted not in taken and not _known(hub, wanted):
+    if _TASK_ID.fullmatch(wanted) and wanted not in taken and hub.id_is_free(wanted):
         return wanted
     while True:
         fresh = hub.fresh_task_id()
-        if fresh not in taken:
+        if fresh not in taken and hub.id_is_free(fresh):
             return fresh
-
-
-def _known(hub: TaskHub, task_id: str) -> bool:
-    try:
-        hub.get(task_id)
-    except LookupError:
-        return False
-    return True
 
 
 def import_runs(hub: TaskHub, runs: list[ImportedRun], source: str | None) -> list[Task]:

@@ -422,6 +422,10 @@ class TaskStore:
         self._deleted.add(task_id)
         self._put(("delete", task_id))
 
+    def was_deleted(self, task_id: str) -> bool:
+        """Whether ``task_id`` was deleted in this process (nothing for it is written)."""
+        return task_id in self._deleted
+
     @property
     def failing(self) -> bool:
         return self._error is not None
