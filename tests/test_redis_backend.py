@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.exceptions import NoPermissionError
 from redis_support import RedisServer, redis_executable, require_redis_server
 
 from agentkit_jupyter.protocol import (
@@ -581,3 +582,46 @@ async def test_a_subscriber_before_a_window_that_starts_beyond_the_end_still_get
         await backend.append("t", 4, json.dumps({"type": "result", "seq": 4}).encode())
         rest = [e.seq async for batch in behind for e in batch]
         assert rest == [3, 4] and await ahead == [4]
+
+
+async def test_a_redis_user_confined_to_its_prefix_can_do_everything_there_and_nothing_else(
+    redis_server: RedisServer,
+) -> None:
+    """The JupyterHub example's ACL (docs/scale-out.md): every key a script touches is
+    declared, so key patterns confine a user to its prefix, scripts included."""
+    prefix = fresh_prefix()
+    user, password = f"user-{secrets.token_hex(4)}", secrets.token_hex(16)
+    admin = connect(redis_server.url)
+    await admin.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=[f"{prefix}*"],
+        channels=["*"],
+        commands=["+@all", "-@dangerous"],
+    )
+    url = redis_server.url.replace("redis://", f"redis://{user}:{password}@")
+    mine = RedisBackend(connect(url), prefix=prefix)
+    queue = RedisWorkQueue(mine.client, prefix, lease_seconds=30)
+    other = RedisBackend(mine.client, prefix=fresh_prefix())
+    try:
+        await mine.create(record("a", 1.0))
+        await mine.update("a", {"status": "succeeded"})
+        await mine.fence("a", 1)
+        await mine.append_many("a", 1, [message(1), message(2)], writer=1)
+        assert [e.seq for e in await mine.read_after("a", 0)] == [1, 2]
+        await mine.send("a", ApproveMessage(type="approve", call_id="c"), by=None, key="k")
+        assert len(await mine.receive("a", 0)) == 1
+        assert [r["task_id"] for r in (await mine.page()).records] == ["a"]
+        await queue.enqueue("a")
+        lease = await queue.take("w")
+        assert lease is not None and await queue.renew(lease) and await queue.done(lease)
+        assert await mine.apply_retention(max_count=0) == ["a"]
+        with pytest.raises(NoPermissionError):
+            await other.create(record("b", 1.0))
+        with pytest.raises(NoPermissionError):
+            await other.read_after("b", 0)
+    finally:
+        await mine.close()
+        await admin.acl_deluser(user)
+        await admin.aclose()
