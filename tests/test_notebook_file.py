@@ -205,6 +205,15 @@ def test_a_saved_notebook_carries_its_runs_and_loads_into_a_fresh_server(tmp_pat
         assert not set(again_ids.values()) & set(originals)
     finally:
         fresh.stop()
+    # In the history: a restart keeps the imported tasks, their mark and their events.
+    restarted = ServerProcess(tmp_path / "fresh").start()
+    try:
+        for task_id, (_, events) in originals.items():
+            again, imported = _events(restarted, task_id)
+            assert imported == events, task_id
+            assert again["imported_from"]["task_id"] == task_id
+    finally:
+        restarted.stop()
 
 
 def test_load_refuses_what_is_not_a_notebook_and_imports_nothing(tmp_path: Path) -> None:
