@@ -326,7 +326,9 @@ async def read_stream(
                 now = time.time()
                 seq = parse_seq(text)
                 if seq is None:
-                    if text.startswith('{"type":"connected"'):
+                    # Not at the start: the message may begin with another key
+                    # (can_write comes first since the read-only views).
+                    if '"type":"connected"' in text[:64]:
                         if stats.joined_at < 0:
                             stats.joined_at = json.loads(text)["last_seq"]
                     elif reconnect is not None and "subscriber_too_slow" in text:

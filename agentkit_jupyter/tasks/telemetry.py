@@ -331,8 +331,7 @@ class OtelExporter:
         self, record: dict[str, Any], raw: list[bytes], provider: str | None
     ) -> int:
         try:
-            messages = [json.loads(data) for data in raw]
-            return self.emit(self.build(record, messages, provider))
+            return self.emit(self.build(record, parse_for_spans(raw), provider))
         except Exception:
             log.exception("agentkit: the spans of task %s could not be made", record.get("task_id"))
             return 0
@@ -383,6 +382,33 @@ class OtelExporter:
             self._closed = True
         self._worker.shutdown(wait=True)
         self._provider.shutdown()
+
+
+# Streamed pieces (a token, a tool's output or progress) carry no span data but most of
+# a long run's messages: only the first of each run of them is parsed (its time may
+# start a model call that never finished).
+_STREAMED = (
+    b'"event_type":"token"',
+    b'"event_type":"tool_output"',
+    b'"event_type":"tool_progress"',
+)
+_HEAD_BYTES = 160  # where a step message's event_type is (after type, seq, task_id)
+
+
+def parse_for_spans(raw: Sequence[bytes]) -> list[dict[str, Any]]:
+    """The log's messages that the spans need, parsed (off the event loop)."""
+    messages: list[dict[str, Any]] = []
+    streaming = False
+    for data in raw:
+        head = data[:_HEAD_BYTES]
+        if any(marker in head for marker in _STREAMED):
+            if streaming:
+                continue
+            streaming = True
+        else:
+            streaming = False
+        messages.append(json.loads(data))
+    return messages
 
 
 def _redact_span(span: SpanSpec, redact: Callable[[str], str]) -> None:
@@ -470,8 +496,7 @@ async def export_task_now(
     provider = provider_of(hub, task)
 
     def work() -> ExportOutcome:
-        messages = [json.loads(data) for data in raw]
-        return exporter.export_now(record, messages, provider, timeout)
+        return exporter.export_now(record, parse_for_spans(raw), provider, timeout)
 
     return await asyncio.to_thread(work)
 
@@ -510,7 +535,7 @@ def export_history(
         skipped = []
     done = HistoryExport([], 0, True, skipped)
     for record in wanted:
-        messages = [json.loads(text) for _, text in store.events(record["task_id"])]
+        messages = parse_for_spans([text.encode() for _, text in store.events(record["task_id"])])
         outcome = exporter.export_now(record, messages, None, timeout)
         done.task_ids.append(record["task_id"])
         done.spans += outcome.spans
