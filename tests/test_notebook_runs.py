@@ -141,6 +141,18 @@ def test_a_log_beyond_the_cap_keeps_its_start_its_last_step_and_the_result() -> 
     assert f"of 5,002 events it keeps its first {first:,} events and its last 2" in html
 
 
+def test_a_log_whose_end_alone_does_not_fit_is_left_out_of_load() -> None:
+    from agentkit_jupyter.kernel.notebook_runs import find_runs
+
+    packed = pack_run_log(TASK, _log(3), max_chars=40)
+    assert packed["messages"] == 0 and packed["cut"] == {"events": 5, "kept": 0, "tail": 0}
+    html = render_static_html(TASK, _log(3), saved_log_cut=packed["cut"])
+    assert "not even its result fits in 2 MiB" in html
+    notebook = {"cells": [{"outputs": [{"data": {protocol.RUN_LOG_MIMETYPE: packed}}]}]}
+    with pytest.warns(UserWarning, match="their log did not fit"):
+        assert find_runs(notebook) == []
+
+
 def _payload(lines: list[str] | bytes, **task: Any) -> dict[str, Any]:
     raw = lines if isinstance(lines, bytes) else "\n".join(lines).encode()
     packed = pack_run_log(TASK, _log(2))

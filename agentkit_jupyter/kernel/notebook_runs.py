@@ -25,7 +25,8 @@ class NotANotebookError(ValueError):
 
 def find_runs(notebook: Any) -> list[dict[str, Any]]:
     """The run logs in a notebook's outputs (``protocol.RunLog``), in order, one per
-    task id (the last one shown: it is the most complete)."""
+    task id (the last one shown: it is the most complete). A run whose log could not
+    be saved at all (not even its result fit the cap) is left out, with a warning."""
     found: dict[str, dict[str, Any]] = {}
     for cell in notebook.get("cells") or []:
         for output in cell.get("outputs") or []:
@@ -37,7 +38,15 @@ def find_runs(notebook: Any) -> list[dict[str, Any]]:
             key = str(task.get("task_id")) if isinstance(task, dict) else f"#{len(found)}"
             found.pop(key, None)
             found[key] = _plain(payload)
-    return list(found.values())
+    empty = [key for key, run in found.items() if run.get("messages") == 0]
+    if empty:
+        warnings.warn(
+            f"{len(empty)} run(s) left out: their log did not fit in the notebook ("
+            + ", ".join(empty)
+            + ")",
+            stacklevel=3,
+        )
+    return [run for key, run in found.items() if key not in empty]
 
 
 def _plain(value: Any) -> Any:

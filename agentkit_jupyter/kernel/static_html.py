@@ -251,16 +251,22 @@ class _Step:
 
 def _saved_log_note(cut: RunLogCut) -> str:
     first = max(cut["kept"] - cut["tail"], 0)
+    cap = f"{RUN_LOG_MAX_CHARS // (1024 * 1024)} MiB"
     if cut["kept"] == 0:
-        kept = "no events (the result alone did not fit)"
+        said = (
+            f"The run log could not be saved in this notebook: not even its result fits in "
+            f"{cap}, so agentkit_jupyter.load() skips this run."
+        )
     else:
         kept = f"its first {first:,} events and its last {cut['tail']:,} (the last step and "
         kept += "the result)" if cut["tail"] > 1 else "the result)"
+        said = (
+            f"The run log saved in this notebook was cut to fit {cap}: of {cut['events']:,} "
+            f"events it keeps {kept}, which agentkit_jupyter.load() imports."
+        )
     return (
-        f"<div style='{_MUTED};font-style:italic' data-agentkit-log-cut='true'>The run log "
-        f"saved in this notebook was cut to fit {RUN_LOG_MAX_CHARS // (1024 * 1024)} MiB: of "
-        f"{cut['events']:,} events it keeps {_esc(kept)}, which agentkit_jupyter.load() "
-        "imports. The steps shown here are the whole run.</div>"
+        f"<div style='{_MUTED};font-style:italic' data-agentkit-log-cut='true'>{_esc(said)} "
+        "The steps shown here are the whole run.</div>"
     )
 
 

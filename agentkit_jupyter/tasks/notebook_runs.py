@@ -93,7 +93,7 @@ def pack_run_log(
         count = len(body)
         while True:
             room = max_chars / ratio * 0.95 - tail_chars
-            count = min(count - 1, max(bisect.bisect_right(sizes, room) - 1, 0))
+            count = max(0, min(count - 1, bisect.bisect_right(sizes, room) - 1))
             kept = body[:count] + tail
             packed = _encode(kept)
             if len(packed) <= max_chars or count == 0:
@@ -103,6 +103,8 @@ def pack_run_log(
             kept = tail[-1:]  # the result alone (at most max_event_bytes)
             packed = _encode(kept)
         if len(packed) > max_chars:
+            # Not even the result fits (max_event_bytes 0 and a huge answer): no log,
+            # and load() skips the run (the static copy says so).
             kept, packed = [], _encode([])
         cut = {"events": len(lines), "kept": len(kept), "tail": min(len(tail), len(kept))}
     return {
