@@ -360,4 +360,12 @@ def test_a_local_only_widget_cancels_and_reports_like_a_server_one() -> None:
     # Cancelling a finished run leaves it as it was.
     assert w.cancel()["status"] == "cancelled"
     assert "local only" in repr(w)
+    # No server knows it, yet its output carries the whole run for load() (issue 18).
+    from agentkit_jupyter.protocol import RUN_LOG_MIMETYPE
+    from agentkit_jupyter.tasks.notebook_runs import unpack_run_log
+
+    bundle = w.widget.mimebundle()
+    saved = unpack_run_log(bundle[RUN_LOG_MIMETYPE])
+    assert saved.record["origin"] == "kernel" and saved.record["status"] == "cancelled"
+    assert [m["data"]["event_type"] for m in saved.messages[:-1]][-1] == "cancelled"
     w.close()
