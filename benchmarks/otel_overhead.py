@@ -1,12 +1,13 @@
 """What OpenTelemetry export costs a run, with the collector up and with it down.
 
-    .venv/bin/python benchmarks/otel_overhead.py [--rounds 5] [--runs 40] [--events 500]
+    .venv/bin/python benchmarks/otel_overhead.py [--rounds 6] [--runs 40] [--events 500]
         [--firehose 50000]
 
 Three real Jupyter servers: export off; export to a collector that is down (a
 loopback port nobody listens on: every batch fails after the exporter's retries);
 export to a live collector (the tests' OTLP/HTTP receiver, in this process). In each
-round, for each server in turn: ``--runs`` short ``bench-firehose`` runs of
+round (each starting with the next server, so that order effects even out), for each
+server in turn: ``--runs`` short ``bench-firehose`` runs of
 ``--events`` events back to back (each timed from ``POST tasks`` to its ``result``
 on the task WebSocket: the export of a run happens after its result, so a stall
 would show in the runs after it), then one ``--firehose`` run (messages per second
@@ -65,7 +66,7 @@ async def short_runs(server: ServerProcess, runs: int, events: int) -> list[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--firehose", type=int, default=50_000)
@@ -97,8 +98,13 @@ def main() -> None:
             for server in servers.values():  # warm up
                 asyncio.run(short_runs(server, 3, args.events))
                 firehose_rate(server, 2000)
+            names = list(servers)
             for number in range(args.rounds):
-                for name, server in servers.items():
+                # Each round starts with another server: none always follows the
+                # previous one's firehose (its history still being written).
+                order = names[number % len(names) :] + names[: number % len(names)]
+                for name in order:
+                    server = servers[name]
                     durations[name] += asyncio.run(short_runs(server, args.runs, args.events))
                     rate, cpu, _ = firehose_rate(server, args.firehose)
                     rates[name].append(rate)
