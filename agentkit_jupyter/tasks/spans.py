@@ -216,6 +216,7 @@ def build_trace(
 
     steps: dict[int, _Step] = {}
     tool_spans: dict[str, SpanSpec] = {}
+    unanswered: set[str] = set()  # calls with a span and no observation yet
     terminal: dict[str, Any] | None = None
     models: list[str] = []
     tokens_in = tokens_out = 0
@@ -262,7 +263,7 @@ def build_trace(
                     "agentkit.step": number,
                 },
             )
-            span.error = ""  # open: settled by its observation (or by the run's end)
+            unanswered.add(call_id)  # until its observation (or the run's end)
             if capture_content and "arguments" in data:
                 span.attributes["gen_ai.tool.call.arguments"] = _content(data["arguments"])
             tool_spans[call_id] = span
@@ -270,7 +271,7 @@ def build_trace(
             called = tool_spans.get(str(data.get("call_id")))
             if called is not None:
                 called.end_ns = max(at, called.start_ns)
-                called.error = None
+                unanswered.discard(str(data.get("call_id")))
                 if data.get("is_error"):
                     code = str(data.get("error_code") or "tool_error")
                     called.attributes["error.type"] = code
@@ -402,11 +403,10 @@ def build_trace(
 
     # Calls without an observation: the run ended (cancelled, failed, the server
     # stopped) while they ran or waited for a decision.
-    for span in tool_spans.values():
-        if span.error == "":
-            span.end_ns = max(end_ns, span.start_ns)
-            span.error = None
-            _fail(span, terminal_kind, terminal_data, status, unfinished=True)
+    for call_id in unanswered:
+        span = tool_spans[call_id]
+        span.end_ns = max(end_ns, span.start_ns)
+        _fail(span, terminal_kind, terminal_data, status, unfinished=True)
 
     # The run's own attributes and status.
     if models:
