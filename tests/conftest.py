@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -126,5 +127,10 @@ async def read_until_result(ws: ClientConnection, timeout: float = 30.0) -> list
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Browser tests run last: Playwright's sync API keeps an event loop running on
     the main thread until the session ends, and pytest-jupyter's tests need that
-    thread's loop for themselves."""
+    thread's loop for themselves. Every test under tests/browser/ is one, marked or
+    not (a file that forgets the marker must not run first and break the rest)."""
+    browser_dir = Path(__file__).parent / "browser"
+    for item in items:
+        if browser_dir in item.path.parents and item.get_closest_marker("browser") is None:
+            item.add_marker(pytest.mark.browser)
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -28,6 +28,8 @@ from agentkit_jupyter.tasks.notebook_runs import pack_run_log
 
 from .conftest import LabServer, open_notebook, run_cell, running_lab, task_view, wait_status
 
+pytestmark = pytest.mark.browser
+
 PANEL = "#agentkit-tasks-panel"
 TAB = ".jp-SideBar .lm-TabBar-tab[data-id='agentkit-tasks-panel']"
 
