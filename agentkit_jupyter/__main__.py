@@ -6,6 +6,9 @@ Other commands are subcommands (``agentkit-jupyter <command> --help``):
 
 agentkit-jupyter export-otel [--db FILE] [--endpoint URL] [--task ID ...] [filters]
     back-fill finished runs of a task history to an OpenTelemetry collector.
+
+agentkit-jupyter worker --backend redis://... --agents pkg.mod:agents [...]
+    run tasks queued on Redis by Jupyter servers (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -128,8 +131,79 @@ def _export_otel(argv: list[str]) -> int:
     return 0
 
 
+def _worker(argv: list[str]) -> int:
+    """``agentkit-jupyter worker``: run tasks queued on a shared backend."""
+    parser = argparse.ArgumentParser(
+        prog="agentkit-jupyter worker",
+        description="Take tasks that Jupyter servers queued on Redis and run them, "
+        "streaming their events back through Redis (docs/scale-out.md). SIGTERM or "
+        "Ctrl+C stops it; its runs are then taken over by another worker after the lease.",
+    )
+    parser.add_argument("--backend", required=True, help="redis://[user:password@]host:port/db")
+    parser.add_argument(
+        "--agents",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="agents to run: an Agent, an AgentPool, a list or a callable (repeatable)",
+    )
+    parser.add_argument("--demo-agents", action="store_true", help="also the built-in demo agents")
+    parser.add_argument("--prefix", default="agentkit:", help="the prefix of every Redis key")
+    parser.add_argument("--name", help="this worker's name (default: host-pid)")
+    parser.add_argument("--lease-seconds", type=float, default=30.0)
+    parser.add_argument("--max-running", type=int, default=100, help="runs at once")
+    args = parser.parse_args(argv)
+    if not args.backend.startswith(("redis://", "rediss://", "unix://")):
+        parser.error("--backend must be a redis:// (or rediss://, unix://) URL")
+    if args.lease_seconds <= 0 or args.max_running < 1:
+        parser.error("--lease-seconds must be > 0 and --max-running >= 1")
+    from .server.agents import AgentLoadError, agents_from, import_object
+
+    found = list(demo_agents()) if args.demo_agents else []
+    try:
+        for spec in args.agents:
+            found += agents_from(import_object(spec), spec)
+    except AgentLoadError as exc:
+        print(f"agentkit-jupyter worker: {exc}", file=sys.stderr)
+        return 2
+    if not found:
+        parser.error("no agents: give --agents MODULE:ATTR (or --demo-agents)")
+    try:
+        from .tasks.redis_backend import RedisBackend, RedisWorkQueue, connect
+    except ImportError:
+        print("the worker needs redis: pip install 'agentkit-jupyter[redis]'", file=sys.stderr)
+        return 2
+    from .tasks.worker import Worker
+
+    async def serve() -> int:
+        client = connect(args.backend)
+        backend = RedisBackend(client, args.prefix)
+        queue = RedisWorkQueue(client, args.prefix, lease_seconds=args.lease_seconds)
+        worker = Worker(
+            backend,
+            queue,
+            AgentPool(found),
+            name=args.name,
+            lease_seconds=args.lease_seconds,
+            max_running=args.max_running,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        worker.start()
+        names = ", ".join(a.name for a in found)
+        print(f"worker {worker.name}: agents {names}; waiting for tasks", flush=True)
+        await stop.wait()
+        await worker.stop()
+        await backend.close()
+        return 0
+
+    return asyncio.run(serve())
+
+
 # Subcommands by name; anything else is the name of a demo agent to run.
-COMMANDS = {"export-otel": _export_otel}
+COMMANDS = {"export-otel": _export_otel, "worker": _worker}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,10 @@ from ..core.llm import REDACTED
 from ..core.mcp import configure_servers, configured_servers
 from ..protocol import API_KEY_HEADER, ENV_API_KEY, ENV_SERVER_TOKEN, ENV_SERVER_URL
 from ..tasks import HubLimits, StoreError, TaskHub, TaskStore
+from ..tasks.shared import SharedTasks
 from ..tasks.store import MAX_PENDING_BYTES
 from ..tasks.telemetry import LiveExport, OtelExporter, export_requested, otel_secrets
+from ..tasks.worker import Worker
 from . import imports, rest, runs, telemetry, websocket
 from .agents import AgentLoadError, agents_from, entry_point_sources, import_object
 from .base import CreationLimiter, KeyRing
@@ -218,7 +220,31 @@ class AgentKitExtension(ExtensionApp):
         "the standard OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT (off unless true).",
     ).tag(config=True)
 
+    # -- tasks on a shared backend (docs/scale-out.md) ------------------------------------
+    backend_url = Unicode(
+        None,
+        allow_none=True,
+        help="Keep tasks on Redis (redis://[user:password@]host:port/db) instead of this "
+        "server's memory and SQLite file, so that several servers and workers share them "
+        "(needs the [redis] extra). None: this server alone (the default).",
+    ).tag(config=True)
+    backend_prefix = Unicode(
+        "agentkit:", help="The prefix of every Redis key (one per user or team)."
+    ).tag(config=True)
+    run_tasks = Bool(
+        True,
+        help="With backend_url: run queued tasks in this server too (an embedded worker). "
+        "False: only create, list, watch and command them; workers run them.",
+    ).tag(config=True)
+    lease_seconds = Float(
+        30.0,
+        help="With backend_url: how long a run's worker may go silent before another "
+        "worker takes the task over (and ends it interrupted).",
+    ).tag(config=True)
+
     otel_exporter: OtelExporter | None = None
+    shared: SharedTasks | None = None
+    worker: Worker | None = None
 
     hub: TaskHub
     key_ring: KeyRing
@@ -320,9 +346,11 @@ class AgentKitExtension(ExtensionApp):
                 max_subscribers_per_user=self.max_connections_per_user,
                 max_event_bytes=self.max_event_bytes,
             ),
-            store=self._open_store(),
+            store=self._open_store() if not self.backend_url else None,
             redact=self._redact if self._known_secrets else None,
         )
+        if self.backend_url:
+            self._open_backend()
         self.settings["agentkit"] = self
         self._start_otel_export()
         self._apply_retention()
@@ -366,7 +394,44 @@ class AgentKitExtension(ExtensionApp):
         self.log.info("agentkit: task history in %s", path)
         return store
 
+    def _open_backend(self) -> None:
+        """The shared backend: its client connects at the first call, so a Redis that is
+        down now fails requests (503), not the server's start."""
+        try:
+            from ..tasks.redis_backend import RedisBackend, RedisWorkQueue, connect
+        except ImportError as exc:  # the [redis] extra is missing: say so, loudly
+            raise RuntimeError(
+                "AgentKitExtension.backend_url needs the redis package: "
+                "pip install 'agentkit-jupyter[redis]'"
+            ) from exc
+        url = str(self.backend_url)
+        client = connect(url)
+        backend = RedisBackend(client, self.backend_prefix)
+        queue = RedisWorkQueue(client, self.backend_prefix, lease_seconds=self.lease_seconds)
+        self.shared = SharedTasks(self.hub, backend, queue)
+        if self.run_tasks:
+            self.worker = Worker(
+                backend,
+                queue,
+                self.hub.agents,
+                limits=self.hub.limits,
+                lease_seconds=self.lease_seconds,
+            )
+        self.log.info(
+            "agentkit: tasks on %s (prefix %s), %s",
+            redact_url(url),
+            self.backend_prefix,
+            "running them here too" if self.run_tasks else "relay only",
+        )
+
     def _apply_retention(self) -> None:
+        if self.shared is not None:
+            # On the backend, for every server sharing it (once the loop runs).
+            try:
+                asyncio.get_running_loop().create_task(self._apply_shared_retention())
+            except RuntimeError:
+                pass  # not started yet: _start_jupyter_server_extension applies it
+            return
         max_age = self.retention_max_age_days
         removed = self.hub.apply_retention(
             max_age * 86400 if max_age is not None else None, self.retention_max_count
@@ -419,9 +484,26 @@ class AgentKitExtension(ExtensionApp):
         setattr(manager, "start_kernel", start_kernel)  # noqa: B010 - this instance only
         setattr(manager, "_agentkit_env", True)  # noqa: B010
 
+    async def _apply_shared_retention(self) -> None:
+        assert self.shared is not None
+        max_age = self.retention_max_age_days
+        try:
+            removed = await self.shared.backend.apply_retention(
+                max_age * 86400 if max_age is not None else None, self.retention_max_count
+            )
+        except Exception as exc:
+            self.log.warning("agentkit: retention on the backend failed: %s", exc)
+            return
+        if removed:
+            self.log.info("agentkit: retention removed %d old task(s)", len(removed))
+
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         self._retention = PeriodicCallback(self._apply_retention, 3600 * 1000)
         self._retention.start()
+        if self.shared is not None:
+            self._apply_retention()
+        if self.worker is not None:
+            self.worker.start()
 
     def initialize_handlers(self) -> None:
         # Runs imported from a notebook: before rest's tasks/{task_id} (see imports.py).
@@ -436,9 +518,14 @@ class AgentKitExtension(ExtensionApp):
         if retention is not None:
             retention.stop()
         # After a failed start there is no hub: stopping must still work (SIGTERM, ^C).
+        if self.worker is not None:
+            await self.worker.stop()
         hub: TaskHub | None = getattr(self, "hub", None)
         if hub is not None:
             await hub.shutdown()
+        if self.shared is not None:
+            await self.shared.close()
+            await self.shared.backend.close()
         await self._stop_otel_export()
 
     async def _stop_otel_export(self) -> None:

@@ -30,6 +30,7 @@ from ..protocol import (
     ErrorCode,
 )
 from ..tasks import Task, TaskHub
+from ..tasks.shared import SharedTasks
 
 AUTH_RESOURCE = "agentkit"
 INTERNAL_ERROR_TEXT = "Internal server error; the details are in the server log."
@@ -42,6 +43,8 @@ class AgentKitSettings(Protocol):
     """What handlers read of the extension (``AgentKitExtension`` provides it)."""
 
     hub: TaskHub
+    # Set when tasks live on a shared backend (backend_url): create, find, list there.
+    shared: SharedTasks | None
     max_message_size: int
     client_message_rate: float
     heartbeat_timeout: float
@@ -53,6 +56,7 @@ class AgentKitSettings(Protocol):
 # -- scoped API keys ----------------------------------------------------------------------
 
 WRONG_KEY_TEXT = "Missing or wrong api_key."
+BACKEND_DOWN_TEXT = "The task backend (Redis) cannot be reached; retry shortly."
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +322,17 @@ class AgentKitHandlerMixin(ExtensionHandlerMixin):
     @property
     def hub(self) -> TaskHub:
         return self.agentkit.hub
+
+    async def lookup_task(self, task_id: str) -> Task | None:
+        """The task, from this server's hub or (with a shared backend) the backend's
+        records; None: no such task. BackendUnavailableError when Redis is away."""
+        shared = self.agentkit.shared
+        if shared is not None:
+            return await shared.find(task_id)
+        try:
+            return self.hub.get(task_id)
+        except KeyError:
+            return None
 
     def ws_path(self, task_id: str) -> str:
         return str(url_path_join(self.base_url, TASK_WS_PREFIX, task_id))

@@ -25,6 +25,7 @@ from ..tasks import (
     UnknownEventError,
     UnknownTaskError,
 )
+from ..tasks.backend import BackendUnavailableError
 from ..tasks.listing import (
     ListFilter,
     is_time,
@@ -44,6 +45,7 @@ from ..tasks.runs import (
     resume_task,
 )
 from .base import (
+    BACKEND_DOWN_TEXT,
     INTERNAL_ERROR_TEXT,
     WRONG_KEY_TEXT,
     AgentKitHandlerMixin,
@@ -146,7 +148,11 @@ class AgentKitAPIHandler(AgentKitHandlerMixin, APIHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
+        if isinstance(exc, BackendUnavailableError):
+            self.set_status(503)
+            code, message = ErrorCode.BACKEND_UNAVAILABLE.value, BACKEND_DOWN_TEXT
+            self.set_header(RETRY_AFTER_HEADER, "5")
+        elif isinstance(exc, ApiError):
             code, message = exc.code.value, exc.message
             if exc.retry_after is not None:
                 self.set_header(RETRY_AFTER_HEADER, str(exc.retry_after))
@@ -162,10 +168,18 @@ class AgentKitAPIHandler(AgentKitHandlerMixin, APIHandler):
         self.finish(json.dumps({"error": {"code": code, "message": message}}))
 
     def find_task(self, task_id: str) -> Task:
+        """A task this server holds (a shared backend's only once it was looked up)."""
         try:
             return self.hub.get(task_id)
         except UnknownTaskError:
             raise ApiError(404, ErrorCode.UNKNOWN_TASK, "No task with that id.") from None
+
+    async def task_for(self, task_id: str) -> Task:
+        """The task, also one on the shared backend this server has not seen yet."""
+        task = await self.lookup_task(task_id)
+        if task is None:
+            raise ApiError(404, ErrorCode.UNKNOWN_TASK, "No task with that id.")
+        return task
 
     def int_argument(self, name: str, code: ErrorCode) -> int | None:
         raw = self.raw_query_argument(name)
@@ -222,13 +236,30 @@ class TasksHandler(AgentKitAPIHandler):
                 "date-time (2026-05-01, 2026-05-01T12:30:00Z, 2026-05-01T14:30+02:00).",
             ) from None
         chosen = ListFilter(agents, statuses, created_since, limit)
-        summaries = [task_summary(self.task_json(task)) for task in self.hub.all()]
+        summaries = [task_summary(record) for record in await self._records()]
         # Filtered: the whole filtered list (full: true), whatever the cursor.
         body = journal_for(self.hub).answer(summaries, None if chosen.active else cursor)
         if chosen.active:
             body["tasks"] = chosen.apply(body["tasks"])
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(protocol.dumps(body))
+
+    async def _records(self) -> list[dict[str, Any]]:
+        """Every task's record: this server's, and with a shared backend its records
+        too (tasks created through other servers), this server's copy first."""
+        local: dict[str, dict[str, Any] | None] = {
+            task.task_id: self.task_json(task) for task in self.hub.all()
+        }
+        shared = self.agentkit.shared
+        if shared is None:
+            return [r for r in local.values() if r is not None]
+        merged = [
+            local.pop(str(r["task_id"]), None) or {**r, "ws_url": self.ws_path(str(r["task_id"]))}
+            for r in await shared.records()
+        ]
+        # Not on the backend: kernel runs, forks and imports of this server (for now).
+        merged += [r for r in local.values() if r is not None]
+        return sorted(merged, key=lambda r: float(r["created_at"]))
 
     @requires("write")
     async def post(self) -> None:
@@ -237,7 +268,11 @@ class TasksHandler(AgentKitAPIHandler):
             self.hub.agents.get(body.agent)  # a typo costs none of the creation budget
             self.create_guard()
             budget = body.budget.model_dump() if body.budget is not None else None
-            task = self.hub.create_task(body.agent, body.input, budget=budget)
+            shared = self.agentkit.shared
+            if shared is not None:
+                task = await shared.create_task(body.agent, body.input, budget=budget)
+            else:
+                task = self.hub.create_task(body.agent, body.input, budget=budget)
         except UnknownAgentError as exc:
             raise ApiError(404, ErrorCode.UNKNOWN_AGENT, exc.message) from None
         except TooManyRunningTasksError as exc:
@@ -283,7 +318,7 @@ class TaskHandler(AgentKitAPIHandler):
         """The task's record and one page of its events after ``?after=``: at most
         ``?limit=`` and ``GET_PAGE_MAX_EVENTS`` (``limit=0``: the record only);
         ``next_after`` and ``has_more`` say where the next page starts."""
-        task = self.find_task(task_id)
+        task = await self.task_for(task_id)
         after = self.int_argument("after", ErrorCode.INVALID_AFTER) or 0
         limit = self.int_argument("limit", ErrorCode.INVALID_LIMIT)
         cap = protocol.GET_PAGE_MAX_EVENTS
@@ -304,8 +339,11 @@ class TaskHandler(AgentKitAPIHandler):
 
     @requires("write")
     async def delete(self, task_id: str) -> None:
-        self.find_task(task_id)
-        self.hub.delete(task_id)
+        await self.task_for(task_id)
+        if self.agentkit.shared is not None:
+            await self.agentkit.shared.delete(task_id)
+        else:
+            self.hub.delete(task_id)
         self.set_status(204)
         self.finish()
 
@@ -317,7 +355,7 @@ class TaskEventHandler(AgentKitAPIHandler):
 
     @requires("read")
     async def get(self, task_id: str, seq: str) -> None:
-        task = self.find_task(task_id)
+        task = await self.task_for(task_id)
         unknown = ApiError(404, ErrorCode.UNKNOWN_EVENT, "This task has no event with that seq.")
         try:
             number = parse_nonnegative_int(seq.encode("utf-8", "surrogatepass"))
@@ -336,7 +374,7 @@ class TaskEventHandler(AgentKitAPIHandler):
 class TaskCancelHandler(AgentKitAPIHandler):
     @requires("write")
     async def post(self, task_id: str) -> None:
-        task = self.find_task(task_id)
+        task = await self.task_for(task_id)
         try:
             self.hub.cancel(task_id, reason="cancelled through the REST API")
         except TaskFinishedError:
@@ -363,9 +401,9 @@ class _TaskControlHandler(AgentKitAPIHandler):
     def body_or_empty(self) -> bytes:
         return self.request.body if self.request.body.strip() else b"{}"
 
-    def apply(self, task: Task, command: protocol.ControlMessage) -> None:
+    async def apply(self, task: Task, command: protocol.ControlMessage) -> None:
         try:
-            task.command(command, self.actor_name)
+            await task.send_command(command, self.actor_name)
         except ControlError as exc:
             raise ApiError(_CONTROL_STATUS.get(exc.code, 400), exc.code, str(exc)) from None
         except TaskFinishedError:
@@ -388,13 +426,13 @@ class TaskApprovalHandler(_TaskControlHandler):
 
     @requires("write")
     async def post(self, task_id: str, call_id: str) -> None:
-        task = self.find_task(task_id)
+        task = await self.task_for(task_id)
         body = _parse_body(
             protocol.ApprovalBody,
             self.request.body,
             '{"decision": "approve" | "reject", "arguments"?, "reason"?, "scope"?}',
         )
-        self.apply(task, body.as_message(call_id))
+        await self.apply(task, body.as_message(call_id))
 
 
 class TaskPauseHandler(_TaskControlHandler):
@@ -402,9 +440,9 @@ class TaskPauseHandler(_TaskControlHandler):
 
     @requires("write")
     async def post(self, task_id: str) -> None:
-        task = self.find_task(task_id)
+        task = await self.task_for(task_id)
         body = _parse_body(protocol.PauseBody, self.body_or_empty(), '{"reason"?: "..."}')
-        self.apply(task, protocol.PauseMessage(type="pause", reason=body.reason))
+        await self.apply(task, protocol.PauseMessage(type="pause", reason=body.reason))
 
 
 class TaskResumeHandler(_TaskControlHandler):
@@ -414,7 +452,7 @@ class TaskResumeHandler(_TaskControlHandler):
 
     @requires("write")
     async def post(self, task_id: str) -> None:
-        task = self.find_task(task_id)
+        task = await self.task_for(task_id)
         body = _parse_body(protocol.ResumeBody, self.body_or_empty(), '{"steps"?: N}')
         if task.status is not protocol.TaskStatus.INTERRUPTED:
             if task.finished:
@@ -424,7 +462,7 @@ class TaskResumeHandler(_TaskControlHandler):
                     f"The task is {task.status.value}: only a paused or an interrupted task "
                     "can be resumed (fork it to go on from one of its steps).",
                 )
-            self.apply(task, protocol.ResumeMessage(type="resume", steps=body.steps))
+            await self.apply(task, protocol.ResumeMessage(type="resume", steps=body.steps))
             return
         async with self.run_guard():
             child = await resume_task(self.hub, task.task_id)
@@ -437,7 +475,7 @@ class TaskForkHandler(AgentKitAPIHandler):
 
     @requires("write")
     async def post(self, task_id: str) -> None:
-        self.find_task(task_id)
+        await self.task_for(task_id)
         body = _parse_body(
             protocol.ForkBody,
             self.request.body,

@@ -45,7 +45,9 @@ from ..tasks import (
     TooManySubscribersError,
     UnknownTaskError,
 )
+from ..tasks.backend import BackendUnavailableError
 from .base import (
+    BACKEND_DOWN_TEXT,
     INTERNAL_ERROR_TEXT,
     WRONG_KEY_TEXT,
     AgentKitHandlerMixin,
@@ -101,7 +103,7 @@ class _SocketBase(AgentKitHandlerMixin, WebSocketMixin, WebSocketHandler, Jupyte
         super().open()  # starts WebSocket pings
         await self._guarded("opening", lambda: self._start(task_id))
 
-    def _start(self, task_id: str) -> None:
+    def _start(self, task_id: str) -> Awaitable[None] | None:
         """Set up the connection to ``task_id`` (each socket its own way)."""
         raise NotImplementedError
 
@@ -148,7 +150,7 @@ class TaskStreamHandler(_SocketBase):
 
     # -- connection lifecycle ---------------------------------------------------------
 
-    def _start(self, task_id: str) -> None:
+    async def _start(self, task_id: str) -> None:
         # Each write is a whole batch of messages: send it now, do not let Nagle hold
         # it back until the client's (delayed, up to 40 ms) ACK of the previous one.
         self.set_nodelay(True)
@@ -166,11 +168,16 @@ class TaskStreamHandler(_SocketBase):
             self.close(CloseCode.NORMAL, "Invalid after")
             return
         try:
-            task = self.hub.get(task_id)
-        except UnknownTaskError:
+            found = await self.lookup_task(task_id)
+        except BackendUnavailableError:
+            self._send(error_message(ErrorCode.BACKEND_UNAVAILABLE, BACKEND_DOWN_TEXT))
+            self.close(CloseCode.GOING_AWAY, "Backend unavailable")
+            return
+        if found is None:
             self._send(error_message(ErrorCode.UNKNOWN_TASK, "No task with that id."))
             self.close(CloseCode.UNKNOWN_TASK, "Unknown task")
             return
+        task = found
         last = task.log.last_seq
         notice = None
         if after > last:
@@ -291,7 +298,7 @@ class TaskStreamHandler(_SocketBase):
         assert self.subscription is not None
         task = self.subscription.task
         try:
-            task.command(command, self.actor_name)
+            await task.send_command(command, self.actor_name)
         except ControlError as exc:
             self._send(error_message(exc.code, str(exc), **about))
         except TaskFinishedError:

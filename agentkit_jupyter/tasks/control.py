@@ -119,15 +119,25 @@ class TaskControl:
 
     def apply(self, command: ControlMessage, by: str | None) -> None:
         """Check and apply (or forward) one command; a ``ControlError`` says why not."""
-        if isinstance(command, ApproveMessage | RejectMessage):
-            self._check_call(command)
-        elif isinstance(command, ResumeMessage) and self.external:
-            if not (self.paused or self._pause_asked) and command.steps is None:
-                raise NotPausedError("The run is not paused.")
+        self.check(command, relayed=self.external)
         if not self.external:
             self.run.apply(command, by)
         else:
             self._forward(publish_control_message(command, by))
+        self.note_sent(command)
+
+    def check(self, command: ControlMessage, relayed: bool = True) -> None:
+        """What this task's state refuses of ``command`` (a ``ControlError``), before it
+        goes to a run elsewhere (``relayed``: the run's own checks are not here)."""
+        if isinstance(command, ApproveMessage | RejectMessage):
+            self._check_call(command)
+        elif isinstance(command, ResumeMessage) and relayed:
+            if not (self.paused or self._pause_asked) and command.steps is None:
+                raise NotPausedError("The run is not paused.")
+
+    def note_sent(self, command: ControlMessage) -> None:
+        """``command`` was accepted: a decided call is claimed (a second decision is
+        refused at once), a pause is asked."""
         if isinstance(command, ApproveMessage | RejectMessage):
             self.decided.setdefault(command.call_id, "claimed")
         elif isinstance(command, PauseMessage):

@@ -14,7 +14,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import agentkit_jupyter.protocol as protocol
 
@@ -94,6 +94,27 @@ class PublishError(ValueError):
     def __init__(self, code: protocol.ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class RemoteRun(Protocol):
+    """Where the commands of a task run elsewhere go (a shared backend's control
+    stream, see tasks/shared.py): the local ``Task`` is then a mirror of its log."""
+
+    def cancel(self, reason: str | None) -> None: ...
+
+    async def command(self, command: protocol.ControlMessage, by: str | None) -> None:
+        """Send an approve / reject / pause / resume; a ``ControlError`` if refused
+        there (a decision another server sent first)."""
+        ...
+
+
+class TaskSink(Protocol):
+    """Gets a copy of what a task logs and saves (a worker's writer to the shared
+    backend, tasks/worker.py), in order, from the event loop: it must not block."""
+
+    def appended(self, entry: LogEntry) -> None: ...
+
+    def saved(self, record: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +317,11 @@ class Task:
         self._priced = True  # False once a call had no known price: the cost is unknown
         # A run imported from a notebook (protocol.ImportedFrom); None: it ran here.
         self.imported_from: dict[str, Any] | None = None
+        # Set when the run is elsewhere (a worker on a shared backend): this task mirrors
+        # its log (``mirror()``) and its commands go there.
+        self.remote: RemoteRun | None = None
+        # Set when this process runs the task for a shared backend: a copy of each entry.
+        self.sink: TaskSink | None = None
 
     @property
     def finished(self) -> bool:
@@ -549,11 +575,63 @@ class Task:
         self.control.apply(command, by)
         self._control_status_changed()  # a claimed call no longer waits
 
+    async def send_command(self, command: protocol.ControlMessage, by: str | None) -> None:
+        """:meth:`command`, wherever the run is: a mirrored task's goes to its runner
+        (checked here first, then claimed there: the first decision from any server wins)."""
+        remote = self.remote
+        if remote is None:
+            self.command(command, by)
+            return
+        if self.finished:
+            raise TaskFinishedError(f"task {self.task_id} already {self.status.value}")
+        self.control.check(command)
+        await remote.command(command, by)
+        self.control.note_sent(command)
+        self._control_status_changed()
+
+    def mirror(self, text: str) -> LogEntry:
+        """Append a message its runner logged elsewhere (already redacted and cut), as it
+        is, with the same ``seq``; the task's state follows what it says."""
+        message = json.loads(text)
+        if self.finished:
+            raise TaskFinishedError(f"task {self.task_id} is finished")
+        entry = self.log.append(text)
+        self._unchecked += 1
+        self._unchecked_bytes += entry.size
+        if self._unchecked >= LAG_CHECK_EVERY or self._unchecked_bytes >= LAG_CHECK_BYTES:
+            self._unchecked = self._unchecked_bytes = 0
+            self._check_lagging()
+        data = message.get("data") if isinstance(message, dict) else None
+        if not isinstance(data, dict):
+            return entry
+        if message.get("type") == "result":
+            self.status = TaskStatus(data.get("status", TaskStatus.FAILED.value))
+            self.finished_at = self.finished_at or time.time()
+            self.result = data
+            self._done.set()
+            if self.on_finish is not None:
+                self.on_finish(self)
+            return entry
+        if self.status is TaskStatus.QUEUED:
+            self.status = TaskStatus.RUNNING
+            self.started_at = self.started_at or time.time()
+        if self.control.observe_wire(data):
+            status = self.control.status()
+            if status is not self.status:
+                self.status = status
+        elif data.get("event_type") == EventType.USAGE.value and not data.get("copied"):
+            inner = data.get("data")
+            if isinstance(inner, dict):
+                self._count_usage(inner)
+        return entry
+
     def _append(self, text: str, *, redacted: bool = False) -> LogEntry:
         if self._redact is not None and not redacted:
             text = self._redact(text)
         text = self._capped(text)
         entry = self.log.append(text)
+        if self.sink is not None:
+            self.sink.appended(entry)
         if self._store is not None and not self._store.append_event(self.task_id, entry.seq, text):
             # The store's queue was full: its copy of this task stops here (a prefix).
             if self.history_incomplete_from is None:
@@ -577,6 +655,8 @@ class Task:
 
     def save(self) -> None:
         """Persist the task's record (status, times, result), if there is a store."""
+        if self.sink is not None:
+            self.sink.saved(self.to_dict())
         if self._store is not None:
             self._ticket = self._store.save_task(self.to_dict())
 
@@ -737,6 +817,12 @@ class Task:
         """Cancel once; False if the task already finished or was already cancelled."""
         if self.finished:
             return False
+        if self.remote is not None:
+            # Its runner logs the cancellation; this mirror shows it when it arrives.
+            if not self.token.cancel(reason):
+                return False
+            self.remote.cancel(reason)
+            return True
         if self.status is TaskStatus.QUEUED and self._runner is None:
             self.token.cancel(reason)
             self._publish_cancelled("Cancelled before it started.")
@@ -853,9 +939,11 @@ class Task:
         assert self.result is not None
         return self.result
 
-    def interrupt(self, code: protocol.ErrorCode, was: TaskStatus | None = None) -> None:
-        """End as ``interrupted`` (the server stopped): the events so far are kept, and
-        calls that waited for a decision stay in the record, undecided."""
+    def interrupt(
+        self, code: protocol.ErrorCode, was: TaskStatus | None = None, who: str = "The server"
+    ) -> None:
+        """End as ``interrupted`` (the server, or ``who``, stopped): the events so far
+        are kept, and calls that waited for a decision stay in the record, undecided."""
         was = was or self.status
         doing = {TaskStatus.WAITING: "waiting for a decision", TaskStatus.PAUSED: "paused"}
         waiting = self.control.pending_list()
@@ -863,7 +951,7 @@ class Task:
             TaskStatus.INTERRUPTED,
             error={
                 "code": code.value,
-                "message": "The server stopped while this task was "
+                "message": f"{who} stopped while this task was "
                 f"{doing.get(was, 'running')}; its events up to then are kept.",
             },
             **({"pending_approvals": waiting} if waiting else {}),
@@ -872,7 +960,12 @@ class Task:
     async def stop(self, reason: str) -> None:
         """Cancel and wait until the runner has ended (server shutdown). A task that
         waits for a person (a decision, or a resume) is not cancelled: it ends
-        ``interrupted`` with what it waited for in its record."""
+        ``interrupted`` with what it waited for in its record. A mirrored task's run is
+        elsewhere and goes on: only this server's viewers are let go."""
+        if self.remote is not None:
+            for sub in list(self._subscribers):
+                sub.drop(protocol.ErrorCode.SERVER_SHUTTING_DOWN)
+            return
         if self.status in (TaskStatus.WAITING, TaskStatus.PAUSED):
             self.interrupt(protocol.ErrorCode.SERVER_SHUTTING_DOWN)
             if self._runner is not None and not self._runner.done():
@@ -1053,7 +1146,20 @@ class TaskHub:
         return task
 
     def running_count(self) -> int:
-        return sum(1 for task in self._tasks.values() if not task.finished)
+        # Mirrors of runs elsewhere (a shared backend) run on their workers, not here.
+        return sum(1 for t in self._tasks.values() if not t.finished and t.remote is None)
+
+    def forget(self, task_id: str) -> None:
+        """Let go of a task that never got going (its shared record could not be
+        written): no cancellation, nothing stored."""
+        self._tasks.pop(task_id, None)
+
+    def host(self, task: Task) -> None:
+        """Hold a task made elsewhere (a mirror of a shared backend's task) as any other:
+        listed, watched, evicted once finished and old."""
+        self._evict_finished()
+        task.on_finish = self._task_finished
+        self._tasks[task.task_id] = task
 
     def _new_task(self, agent: str, user_input: str, origin: str) -> Task:
         running = self.running_count()

@@ -197,6 +197,13 @@ export const ErrorCode = {
    */
   OTEL_OFF: 'otel_off',
   TASK_NOT_FINISHED: 'task_not_finished',
+  /**
+   * Tasks on a shared backend (docs/scale-out.md). The result of a task whose worker went away (its
+   * lease lapsed; another worker took it over and ended it interrupted); REST 503 when the backend
+   * (Redis) cannot be reached.
+   */
+  WORKER_LOST: 'worker_lost',
+  BACKEND_UNAVAILABLE: 'backend_unavailable',
   INTERNAL_ERROR: 'internal_error'
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

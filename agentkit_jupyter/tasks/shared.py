@@ -1,0 +1,203 @@
+"""A server's view of tasks on a shared backend (Redis): create, list, watch, command.
+
+A task on the backend is hosted on every server that is asked about it as a mirror:
+an ordinary hub ``Task`` (so ``seq``, replay, lag caps, the heartbeat and every
+handler stay as they are) whose log one reader per task and process copies from the
+backend's stream (``Task.mirror``), and whose commands (cancel, approve, reject,
+pause, resume) go to the backend's control stream, read by the worker that runs it
+(tasks/worker.py). A thousand viewers on one server cost one backend reader.
+
+Creating a task writes its record and queues it; any worker (the server's embedded
+one or an ``agentkit-jupyter worker``) runs it. Listing reads the backend's records,
+so a server sees tasks created through another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from ..core.control import AlreadyDecidedError
+from ..core.costs import Budget
+from ..protocol import CancelMessage, ControlMessage, TaskStatus
+from .backend import BackendError, CallDecidedError, TaskBackend, WorkQueue
+from .hub import Task, TaskHub
+
+log = logging.getLogger(__name__)
+
+# How long one read of a mirrored task's stream blocks (a quiet task costs one read
+# per this long), and the pause before a failed read is tried again.
+MIRROR_BLOCK_SECONDS = 5.0
+MIRROR_RETRY_SECONDS = 1.0
+RECORD_PAGE = 500
+
+
+class _Remote:
+    """A mirrored task's commands, to its runner through the backend's control stream."""
+
+    def __init__(self, shared: SharedTasks, task_id: str) -> None:
+        self._shared = shared
+        self._task_id = task_id
+
+    def cancel(self, reason: str | None) -> None:
+        self._shared._spawn(self._send_cancel(reason))
+
+    async def _send_cancel(self, reason: str | None) -> None:
+        try:
+            await self._shared.backend.send(
+                self._task_id, CancelMessage(type="cancel", reason=reason), by=None
+            )
+        except BackendError:
+            log.exception("agentkit: the cancel of task %s did not reach Redis", self._task_id)
+
+    async def command(self, command: ControlMessage, by: str | None) -> None:
+        try:
+            await self._shared.backend.send(self._task_id, command, by)
+        except CallDecidedError as exc:
+            raise AlreadyDecidedError(
+                f"Call {exc.call_id!r} was already decided.", exc.call_id
+            ) from None
+
+
+class SharedTasks:
+    """Tasks of one hub that live on ``backend`` (see the module's docstring)."""
+
+    def __init__(self, hub: TaskHub, backend: TaskBackend, queue: WorkQueue) -> None:
+        self.hub = hub
+        self.backend = backend
+        self.queue = queue
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._adopting: dict[str, asyncio.Future[Task | None]] = {}
+        self._closed = False
+
+    def _spawn(self, coroutine: Any) -> None:
+        job = asyncio.get_running_loop().create_task(coroutine)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    async def create_task(
+        self, agent_name: str, user_input: str, budget: dict[str, Any] | None = None
+    ) -> Task:
+        """Record and queue a run of ``agent_name`` (checked against this server's
+        agents: UnknownAgentError); a worker runs it. BackendUnavailableError: nothing
+        is queued and the task is not kept."""
+        agent = self.hub.agents.get(agent_name)
+        limits = Budget.parse(budget) or agent.budget_limits
+        task = self.hub.new_task(agent.name, user_input, origin="server")
+        task.budget = limits.to_dict() if limits is not None else None
+        try:
+            await self.backend.create(task.to_dict())
+            await self.queue.enqueue(task.task_id)
+        except BaseException:
+            self.hub.forget(task.task_id)
+            with contextlib.suppress(BackendError):
+                await self.backend.delete(task.task_id)
+            raise
+        self._watch(task)
+        return task
+
+    async def find(self, task_id: str) -> Task | None:
+        """The hub's task ``task_id``, or a mirror of the backend's (None: neither has it)."""
+        try:
+            return self.hub.get(task_id)
+        except KeyError:
+            pass
+        pending = self._adopting.get(task_id)
+        if pending is not None:  # another request is fetching it: one mirror, not two
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Task | None] = asyncio.get_running_loop().create_future()
+        self._adopting[task_id] = future
+        try:
+            record = await self.backend.get(task_id)
+            task = None if record is None else self._mirror_of(record)
+            future.set_result(task)
+            return task
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a waiter may or may not come
+            raise
+        finally:
+            del self._adopting[task_id]
+
+    def _mirror_of(self, record: dict[str, Any]) -> Task:
+        try:
+            return self.hub.get(str(record["task_id"]))
+        except KeyError:
+            pass
+        task = self.hub.imported_task(
+            str(record["task_id"]),
+            str(record.get("agent")),
+            str(record.get("input")),
+            str(record.get("origin") or "server"),
+        )
+        task.created_at = float(record.get("created_at") or time.time())
+        task.started_at = record.get("started_at")
+        task.budget = record.get("budget")
+        task.parent_id = record.get("parent_id")
+        task.resumed_by = record.get("resumed_by")
+        # Its status comes from its log as the mirror copies it (the result ends it).
+        task.status = TaskStatus.QUEUED
+        self.hub.host(task)
+        self._watch(task)
+        return task
+
+    def _watch(self, task: Task) -> None:
+        task.remote = _Remote(self, task.task_id)
+        if task.task_id not in self._readers and not self._closed:
+            reader = asyncio.get_running_loop().create_task(
+                self._copy(task), name=f"agentkit-mirror-{task.task_id}"
+            )
+            self._readers[task.task_id] = reader
+            reader.add_done_callback(lambda _: self._readers.pop(task.task_id, None))
+
+    async def _copy(self, task: Task) -> None:
+        """The one reader of ``task``'s stream in this process, until its result."""
+        while not task.finished:
+            try:
+                entries = await self.backend.read_after(
+                    task.task_id, task.log.last_seq, block=MIRROR_BLOCK_SECONDS
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis away: the viewers wait (their heartbeat is theirs), the reader retries.
+                log.warning("agentkit: reading task %s from Redis failed; retrying", task.task_id)
+                await asyncio.sleep(MIRROR_RETRY_SECONDS)
+                continue
+            for entry in entries:
+                if task.finished:
+                    break
+                task.mirror(entry.text)
+
+    async def records(self) -> list[dict[str, Any]]:
+        """Every record on the backend, oldest first."""
+        records: list[dict[str, Any]] = []
+        page = await self.backend.page(RECORD_PAGE)
+        records.extend(page.records)
+        while page.next is not None:
+            page = await self.backend.page(RECORD_PAGE, page.next)
+            records.extend(page.records)
+        return records
+
+    async def delete(self, task_id: str) -> None:
+        """Gone from the backend and from this server; a run still going is cancelled
+        first (its worker stops; what it still appends is dropped with the task)."""
+        task = await self.find(task_id)
+        if task is not None and not task.finished:
+            with contextlib.suppress(BackendError):
+                cancel = CancelMessage(type="cancel", reason="deleted")
+                await self.backend.send(task_id, cancel, None)
+            task.token.cancel("deleted")  # sent: the hub's delete sends nothing more
+        await self.backend.delete(task_id)
+        if task is not None:
+            self.hub.delete(task_id)
+
+    async def close(self) -> None:
+        self._closed = True
+        for reader in list(self._readers.values()):
+            reader.cancel()
+        await asyncio.gather(*self._readers.values(), *self._jobs, return_exceptions=True)

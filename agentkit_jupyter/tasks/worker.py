@@ -1,0 +1,344 @@
+"""A worker: runs tasks taken from a shared backend's queue (docs/scale-out.md).
+
+Each task taken is run by an ordinary hub ``Task`` in this process (the engine and
+the hub's result, budget and human-in-the-loop logic, unchanged), whose ``sink`` is a
+:class:`BackendWriter`: every entry it logs goes to the task's stream (batched: what
+piles up during one round trip goes in the next, all or none), every record it saves
+to the task's hash. Commands come from the task's control stream (a blocking read,
+so a cancel is applied as soon as it is sent); the lease is renewed every third of
+its length; the log is fenced with the lease's ``deliveries``, so a worker that lost
+the task cannot append to it any more.
+
+A task taken over from a worker that died (``deliveries > 1``) is not run again: it
+ends ``interrupted`` (``worker_lost``), its events up to then kept, and may be
+resumed from its last completed step (``POST tasks/{id}/resume``, once the server
+runs continuations on the backend too: not yet, see docs/scale-out.md).
+
+The Jupyter server's embedded worker (``run_tasks=True``) is this class too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from typing import Any
+
+import agentkit_jupyter.protocol as protocol
+
+from ..core import AgentPool
+from ..core.control import ControlError
+from ..core.costs import Budget
+from ..protocol import CancelMessage, TaskStatus
+from .backend import (
+    BackendError,
+    BackendUnavailableError,
+    DuplicateSeqError,
+    Lease,
+    StaleWriterError,
+    TaskBackend,
+    WorkQueue,
+)
+from .hub import HubLimits, Task, TaskFinishedError
+from .log import LogEntry
+
+log = logging.getLogger(__name__)
+
+# The most entries one append carries (Redis takes them in one script call).
+APPEND_BATCH = 256
+# How long a failed append waits before it is tried again (same seq: safe).
+RETRY_SECONDS = 0.5
+# How long a control read blocks (a cancel arrives at once; this only bounds a quiet one).
+CONTROL_BLOCK_SECONDS = 2.0
+# A task taken over this many times ends without a continuation: it kills workers.
+MAX_DELIVERIES = 5
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class LeaseLostError(RuntimeError):
+    """Another worker holds the task now (the lease lapsed, or the log was fenced)."""
+
+
+class BackendWriter:
+    """A task's sink onto the backend: its entries and records, in order, batched.
+
+    Everything is written from one coroutine; what the run logs meanwhile waits in
+    memory (its own ``EventLog`` holds it too). A write that fails for want of the
+    backend is retried with the same ``seq`` (a retry that had landed is refused as a
+    duplicate, which means done); a stale fencing token ends it (``lost``).
+    """
+
+    def __init__(self, backend: TaskBackend, task_id: str, writer: int) -> None:
+        self.backend = backend
+        self.task_id = task_id
+        self.writer = writer
+        self._entries: list[LogEntry] = []
+        self._record: dict[str, Any] | None = None
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.lost: LeaseLostError | None = None
+        self._job = asyncio.get_running_loop().create_task(self._write())
+
+    def appended(self, entry: LogEntry) -> None:
+        self._entries.append(entry)
+        self._idle.clear()
+        self._wake.set()
+
+    def saved(self, record: dict[str, Any]) -> None:
+        # Only the newest record matters: a newer save replaces one not written yet.
+        self._record = {k: v for k, v in record.items() if k != "subscribers"}
+        self._idle.clear()
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Until everything given so far is written (or the task was lost)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        self._job.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._job
+
+    async def _write(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while (self._entries or self._record is not None) and self.lost is None:
+                try:
+                    if self._entries:
+                        batch = self._entries[:APPEND_BATCH]
+                        await self._append(batch)
+                        del self._entries[: len(batch)]
+                        continue  # events before the record that follows them
+                    record, self._record = self._record, None
+                    assert record is not None
+                    try:
+                        await self.backend.update(self.task_id, record)
+                    except BaseException:
+                        if self._record is None:
+                            self._record = record
+                        raise
+                except StaleWriterError as exc:
+                    self.lost = LeaseLostError(str(exc))
+                except BackendUnavailableError:
+                    log.warning("agentkit: task %s: Redis is away; retrying", self.task_id)
+                    await asyncio.sleep(RETRY_SECONDS)
+            if self.lost is not None:
+                self._entries.clear()
+                self._record = None
+            if not self._entries and self._record is None:
+                self._idle.set()
+
+    async def _append(self, batch: list[LogEntry]) -> None:
+        try:
+            await self.backend.append_many(
+                self.task_id, batch[0].seq, [e.data for e in batch], writer=self.writer
+            )
+        except DuplicateSeqError:
+            # An earlier try landed (its answer was lost): all or none, so all of it.
+            if await self.backend.last_seq(self.task_id) < batch[-1].seq:
+                raise
+
+
+class Worker:
+    """Takes tasks from ``queue`` and runs them (see the module's docstring)."""
+
+    def __init__(
+        self,
+        backend: TaskBackend,
+        queue: WorkQueue,
+        agents: AgentPool,
+        name: str | None = None,
+        limits: HubLimits | None = None,
+        lease_seconds: float = 30.0,
+        max_running: int | None = None,
+    ) -> None:
+        self.backend = backend
+        self.queue = queue
+        self.agents = agents
+        self.name = name or default_worker_name()
+        self.limits = limits or HubLimits()
+        self.lease_seconds = lease_seconds
+        self.max_running = max_running or self.limits.max_running_tasks
+        self.running: dict[str, Task] = {}
+        self._runs: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.max_running)
+        self._loop_job: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop_job = asyncio.get_running_loop().create_task(
+            self.serve(), name=f"agentkit-worker-{self.name}"
+        )
+
+    async def serve(self) -> None:
+        """Take and run tasks until cancelled."""
+        while True:
+            await self._slots.acquire()
+            try:
+                lease = await self.queue.take(self.name, block=1.0)
+            except BackendUnavailableError:
+                self._slots.release()
+                log.warning("agentkit: worker %s cannot reach Redis; retrying", self.name)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            except BaseException:
+                self._slots.release()
+                raise
+            if lease is None:
+                self._slots.release()
+                continue
+            job = asyncio.get_running_loop().create_task(self._handle(lease))
+            self._runs.add(job)
+            job.add_done_callback(self._run_done)
+
+    def _run_done(self, job: asyncio.Task[None]) -> None:
+        self._runs.discard(job)
+        self._slots.release()
+        if not job.cancelled() and job.exception() is not None:
+            log.error("agentkit: worker %s: a run failed", self.name, exc_info=job.exception())
+
+    async def stop(self) -> None:
+        """Stop taking tasks and stop the runs; their leases lapse and another worker
+        takes them over (as after a crash, without the wait for appends in flight)."""
+        if self._loop_job is not None:
+            self._loop_job.cancel()
+        for job in list(self._runs):
+            job.cancel()
+        await asyncio.gather(
+            *([self._loop_job] if self._loop_job else []), *self._runs, return_exceptions=True
+        )
+
+    async def _handle(self, lease: Lease) -> None:
+        record = await self.backend.get(lease.task_id)
+        if record is None:  # deleted meanwhile
+            await self.queue.done(lease)
+            return
+        token = await self.backend.fence(lease.task_id, lease.deliveries)
+        if token > lease.deliveries:  # a later holder fenced it already
+            return
+        writer = BackendWriter(self.backend, lease.task_id, token)
+        task = self._task_for(record)
+        task.sink = writer
+        self.running[task.task_id] = task
+        renewing = asyncio.get_running_loop().create_task(self._renew(lease, task, writer))
+        commands = asyncio.get_running_loop().create_task(self._commands(task))
+        try:
+            if TaskStatus(record.get("status", "queued")).finished:
+                pass  # finished before (a worker died between its result and done())
+            elif lease.deliveries > 1:
+                await self._take_over(task, lease)
+            else:
+                await self._run(task)
+            await writer.drain()
+            if writer.lost is None:
+                await self.queue.done(lease)
+        finally:
+            renewing.cancel()
+            commands.cancel()
+            await asyncio.gather(renewing, commands, return_exceptions=True)
+            await writer.close()
+            self.running.pop(task.task_id, None)
+
+    def _task_for(self, record: dict[str, Any]) -> Task:
+        task = Task(
+            str(record["task_id"]),
+            str(record["agent"]),
+            str(record["input"]),
+            self.limits,
+            origin=str(record.get("origin") or "server"),
+        )
+        task.created_at = float(record["created_at"])
+        task.budget = record.get("budget")
+        task.parent_id = record.get("parent_id")
+        return task
+
+    async def _run(self, task: Task) -> None:
+        try:
+            agent = self.agents.get(task.agent)
+        except KeyError:
+            task.fail(
+                f"This worker has no agent {task.agent!r}.", code=protocol.ErrorCode.UNKNOWN_AGENT
+            )
+            return
+        limits = Budget.parse(task.budget) or agent.budget_limits
+        user_input = task.input
+        task.start(
+            lambda token: agent.stream(user_input, token, control=task.control.run, budget=limits)
+        )
+        await task.wait()
+
+    async def _take_over(self, task: Task, lease: Lease) -> None:
+        """The worker that had it died: the log so far stays, the task ends interrupted
+        (or, if it already ended there, its record says so)."""
+        after = 0
+        while True:
+            entries = await self.backend.read_after(task.task_id, after, limit=500)
+            if not entries:
+                break
+            for entry in entries:
+                message = json.loads(entry.data)
+                if message.get("type") == "result":
+                    task.log.restore(entry.seq + 1, [])
+                    task.status = TaskStatus(message["data"]["status"])
+                    task.result = message["data"]
+                    task.save()
+                    return
+                task.control.observe_wire(message.get("data"))
+            after = entries[-1].seq
+        task.log.restore(after + 1, [])
+        task.status = TaskStatus.RUNNING
+        if lease.deliveries > MAX_DELIVERIES:
+            who = f"The worker ({lease.deliveries} took it over in turn)"
+        else:
+            who = "The worker running it"
+        task.interrupt(protocol.ErrorCode.WORKER_LOST, who=who)
+
+    async def _renew(self, lease: Lease, task: Task, writer: BackendWriter) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                kept = await self.queue.renew(lease)
+            except BackendUnavailableError:
+                continue  # the lease may lapse meanwhile; the fence keeps us honest
+            if not kept or writer.lost is not None:
+                # Another worker has it now: stop, and write nothing more (fenced anyway).
+                writer.lost = writer.lost or LeaseLostError(task.task_id)
+                task.sink = None
+                task._done.set()
+                if task._runner is not None:
+                    task._runner.cancel()
+                return
+
+    async def _commands(self, task: Task) -> None:
+        """Apply each command of the task's control stream once, in order."""
+        after = 0
+        while not task.finished:
+            try:
+                envelopes = await self.backend.receive(
+                    task.task_id, after, block=CONTROL_BLOCK_SECONDS
+                )
+            except BackendUnavailableError:
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            for envelope in envelopes:
+                after = envelope.number
+                command = envelope.command
+                try:
+                    if isinstance(command, CancelMessage):
+                        task.cancel(command.reason or "cancelled")
+                    else:
+                        task.command(command, envelope.by)
+                except (ControlError, TaskFinishedError) as exc:
+                    log.info("agentkit: task %s: command %d refused: %s", task.task_id, after, exc)
+
+
+async def close_quietly(backend: TaskBackend) -> None:
+    with contextlib.suppress(BackendError, OSError):
+        await backend.close()

@@ -1,0 +1,196 @@
+"""Tasks on a real Redis, in one process: two hubs (two "servers") share them through
+``SharedTasks``, a ``Worker`` runs them. The same code the server and the
+``agentkit-jupyter worker`` command run; tests/test_scale_out.py runs it across
+processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from redis_support import RedisServer
+from support import test_agents
+
+from agentkit_jupyter.core import AgentPool
+from agentkit_jupyter.core.control import AlreadyDecidedError
+from agentkit_jupyter.protocol import ApproveMessage, PauseMessage, ResumeMessage, TaskStatus
+from agentkit_jupyter.tasks import TaskHub
+from agentkit_jupyter.tasks.hub import Task
+from agentkit_jupyter.tasks.redis_backend import RedisBackend, RedisWorkQueue, connect
+from agentkit_jupyter.tasks.shared import SharedTasks
+from agentkit_jupyter.tasks.worker import Worker
+
+# Generous: these bound a hang, they do not measure speed.
+DEADLINE = 20.0
+
+
+@dataclass
+class Cluster:
+    a: SharedTasks
+    b: SharedTasks
+    worker: Worker
+    backend: RedisBackend
+    prefix: str
+    url: str
+
+
+@pytest.fixture
+def cluster(
+    redis_server: RedisServer, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> Iterator[Cluster]:
+    prefix = f"agentkit-test-{secrets.token_hex(4)}:"
+    clients = [connect(redis_server.url) for _ in range(3)]
+    pool = AgentPool(test_agents())
+    sides = []
+    for client in clients[:2]:
+        hub = TaskHub(pool)
+        sides.append(
+            SharedTasks(hub, RedisBackend(client, prefix), RedisWorkQueue(client, prefix, 3.0))
+        )
+    backend = RedisBackend(clients[2], prefix)
+    worker = Worker(backend, RedisWorkQueue(clients[2], prefix, 3.0), pool, "w1", lease_seconds=3)
+
+    async def start() -> None:
+        worker.start()
+
+    async def stop() -> None:
+        await worker.stop()
+        for side in sides:
+            await side.hub.shutdown()
+            await side.close()
+        for client in clients:
+            await client.aclose()
+
+    jp_asyncio_loop.run_until_complete(start())
+    yield Cluster(sides[0], sides[1], worker, backend, prefix, redis_server.url)
+    jp_asyncio_loop.run_until_complete(stop())
+
+
+async def messages(task: Task, after: int = 0) -> list[dict[str, Any]]:
+    """Every message of the task's log, as a subscriber gets them, to the result."""
+    got: list[dict[str, Any]] = []
+    async with asyncio.timeout(DEADLINE):
+        async for batch in task.subscribe(after).batches():
+            got += [json.loads(entry.data) for entry in batch]
+    return got
+
+
+async def wait_for(task: Task, status: TaskStatus) -> None:
+    async with asyncio.timeout(DEADLINE):
+        while task.status is not status:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_task_created_on_a_runs_on_the_worker_and_both_servers_see_it_all(
+    cluster: Cluster,
+) -> None:
+    task = await cluster.a.create_task("steps", "go")
+    there = await cluster.b.find(task.task_id)
+    assert there is not None and there is not task
+    on_a, on_b = await asyncio.gather(messages(task), messages(there))
+    assert [m["seq"] for m in on_a] == list(range(1, len(on_a) + 1))
+    assert on_a == on_b  # the same bytes, parsed: no gap, no duplicate, same order
+    assert on_a[-1]["type"] == "result" and on_a[-1]["data"]["status"] == "succeeded"
+    assert task.status is there.status is TaskStatus.SUCCEEDED
+    record = await cluster.backend.get(task.task_id)
+    assert record is not None and record["status"] == "succeeded"
+    assert record["last_seq"] == on_a[-1]["seq"]
+    # Listed on B from the backend's records, and a late viewer replays it all.
+    assert task.task_id in [r["task_id"] for r in await cluster.b.records()]
+    assert await messages(there, after=3) == on_a[3:]
+
+
+async def test_a_cancel_from_b_ends_the_run_everywhere(cluster: Cluster) -> None:
+    task = await cluster.a.create_task("hang-tool", "go")
+    await wait_for(task, TaskStatus.RUNNING)
+    there = await cluster.b.find(task.task_id)
+    assert there is not None
+    assert there.cancel("from B")
+    async with asyncio.timeout(DEADLINE):
+        result = await task.wait()
+    assert result["status"] == "cancelled" and result["reason"] == "from B"
+    assert (await there.wait())["status"] == "cancelled"
+
+
+async def test_an_approval_is_applied_once_whichever_server_sends_it(cluster: Cluster) -> None:
+    task = await cluster.a.create_task("approve-me", "ledger")
+    await wait_for(task, TaskStatus.WAITING)
+    there = await cluster.b.find(task.task_id)
+    assert there is not None
+    await wait_for(there, TaskStatus.WAITING)
+    call_id = task.control.pending_list()[0]["call_id"]
+    approve = ApproveMessage(type="approve", call_id=call_id)
+    outcomes = await asyncio.gather(
+        there.send_command(approve, "bob"),
+        task.send_command(approve, "alice"),
+        return_exceptions=True,
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["AlreadyDecidedError", "NoneType"]
+    with pytest.raises(AlreadyDecidedError):
+        await there.send_command(approve, "bob")
+    got = await messages(task)
+    kinds = [m["data"].get("event_type") for m in got if m["type"] == "step"]
+    assert kinds.count("approval_decided") == 1 and kinds.count("observation") == 1
+    assert got[-1]["data"]["status"] == "succeeded"
+
+
+async def test_pause_and_resume_from_the_other_server(cluster: Cluster) -> None:
+    task = await cluster.a.create_task("paced", "go")
+    await wait_for(task, TaskStatus.RUNNING)
+    there = await cluster.b.find(task.task_id)
+    assert there is not None
+    await there.send_command(PauseMessage(type="pause"), "bob")
+    await wait_for(task, TaskStatus.PAUSED)
+    await task.send_command(ResumeMessage(type="resume"), "alice")
+    await wait_for(there, TaskStatus.RUNNING)
+    there.cancel("enough")
+    assert (await task.wait())["status"] == "cancelled"
+
+
+async def test_a_task_whose_worker_vanished_is_taken_over_and_ends_interrupted(
+    cluster: Cluster,
+) -> None:
+    await cluster.worker.stop()  # the fixture's worker takes nothing from here on
+    client = connect(cluster.url)
+    queue = RedisWorkQueue(client, cluster.prefix, lease_seconds=1.0)
+    backend = RedisBackend(client, cluster.prefix)
+    pool = AgentPool(test_agents())
+    first = Worker(backend, queue, pool, "doomed", lease_seconds=1.0)
+    first.start()
+    task = await cluster.a.create_task("approve-me", "ledger")
+    await wait_for(task, TaskStatus.WAITING)
+    # The first worker stops renewing, as if killed: nothing more from it.
+    for job in list(first._runs):
+        job.cancel()
+    if first._loop_job is not None:
+        first._loop_job.cancel()
+    second = Worker(backend, queue, pool, "heir", lease_seconds=1.0)
+    second.start()
+    try:
+        async with asyncio.timeout(DEADLINE):
+            result = await task.wait()
+        assert result["status"] == "interrupted"
+        assert result["error"]["code"] == "worker_lost"
+        assert [p["tool"] for p in result["pending_approvals"]] == ["guarded_write"]
+        got = await messages(task)
+        assert [m["seq"] for m in got] == list(range(1, len(got) + 1))
+        record = await backend.get(task.task_id)
+        assert record is not None and record["status"] == "interrupted"
+    finally:
+        await second.stop()
+        await first.stop()
+        await client.aclose()
+
+
+async def test_an_unknown_id_is_none_and_a_deleted_task_goes_everywhere(cluster: Cluster) -> None:
+    assert await cluster.b.find("no-such-task") is None
+    task = await cluster.a.create_task("echo", "hi")
+    await task.wait()
+    await cluster.b.delete(task.task_id)
+    assert await cluster.backend.get(task.task_id) is None
+    assert await cluster.b.find(task.task_id) is None
