@@ -1,0 +1,240 @@
+"""Two real Jupyter servers and worker processes on one real Redis (docs/scale-out.md):
+a task created through A is watched through A and B, cancelled and approved through
+B; a worker killed mid-run has its task taken over by another; finished tasks replay
+after Redis restarts (append-only file on). Deadlines are generous: they bound hangs,
+they do not measure speed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import read_until_result
+from redis_support import RedisServer, redis_executable
+from server_process import TESTS_DIR, ServerProcess
+from test_store import create, get_task
+from websockets.asyncio.client import ClientConnection, connect
+
+LEASE_SECONDS = 2.0
+DEADLINE = 60.0
+
+
+class WorkerProcess:
+    """``agentkit-jupyter worker`` (``python -m agentkit_jupyter worker``) in its own process."""
+
+    def __init__(self, url: str, prefix: str, name: str, log_dir: Path) -> None:
+        self.log_path = log_dir / f"worker-{name}.log"
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+        }
+        command = [
+            sys.executable, "-m", "agentkit_jupyter", "worker",
+            "--backend", url, "--prefix", prefix, "--name", name,
+            "--agents", "support:test_agents", "--lease-seconds", str(LEASE_SECONDS),
+        ]  # fmt: skip
+        self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            command, env=env, stdout=self.log_file, stderr=subprocess.STDOUT
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class Cluster:
+    redis: RedisServer
+    a: ServerProcess
+    b: ServerProcess
+    worker: WorkerProcess
+    prefix: str
+    home: Path
+
+    def server(self, name: str) -> ServerProcess:
+        return ServerProcess(
+            self.home / name,
+            f"--AgentKitExtension.backend_url={self.redis.url}",
+            f"--AgentKitExtension.backend_prefix={self.prefix}",
+            "--AgentKitExtension.run_tasks=False",
+            f"--AgentKitExtension.lease_seconds={LEASE_SECONDS}",
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    home = tmp_path_factory.mktemp("scale-out")
+    redis = RedisServer(redis_executable(), home / "redis", appendonly=True).start()
+    prefix = f"agentkit-test-{secrets.token_hex(4)}:"
+    started: list[ServerProcess] = []
+    worker = WorkerProcess(redis.url, prefix, "w1", home)
+    made = Cluster(redis, None, None, worker, prefix, home)  # type: ignore[arg-type]
+    try:
+        made.a = made.server("a").start()
+        started.append(made.a)
+        made.b = made.server("b").start()
+        started.append(made.b)
+        yield made
+    finally:
+        for server in started:
+            server.stop()
+        made.worker.stop()
+        redis.stop()
+        shutil.rmtree(home / "redis", ignore_errors=True)
+
+
+def ws_connect(server: ServerProcess, task_id: str, after: int = 0) -> Any:
+    return connect(server.ws(task_id, after), additional_headers=server.headers)
+
+
+def record(server: ServerProcess, task_id: str) -> dict[str, Any]:
+    response = httpx.get(
+        server.api(f"tasks/{task_id}"), params={"limit": "0"}, headers=server.headers
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def wait_status(server: ServerProcess, task_id: str, *statuses: str) -> dict[str, Any]:
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        found = record(server, task_id)
+        if found["status"] in statuses:
+            return found
+        assert time.monotonic() < deadline, found["status"]
+        time.sleep(0.05)
+
+
+def logged(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The log's messages (steps and the result), without the connection's own."""
+    return [m for m in messages if m["type"] in ("step", "result")]
+
+
+def assert_whole(messages: list[dict[str, Any]]) -> None:
+    """seq 1, 2, 3, ... to the result: no gap, no duplicate."""
+    assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+    assert messages[-1]["type"] == "result"
+
+
+async def watch(server: ServerProcess, task_id: str) -> list[dict[str, Any]]:
+    async with ws_connect(server, task_id) as ws:
+        return logged(await read_until_result(ws, DEADLINE))
+
+
+async def test_a_run_created_on_a_is_watched_on_a_and_b_alike(cluster: Cluster) -> None:
+    task_id = create(cluster.a, "steps", "go")
+    on_a, on_b = await asyncio.gather(watch(cluster.a, task_id), watch(cluster.b, task_id))
+    assert_whole(on_a)
+    assert on_a == on_b
+    assert on_a[-1]["data"]["status"] == "succeeded"
+    listed = httpx.get(cluster.b.api("tasks"), headers=cluster.b.headers).json()
+    assert task_id in [t["task_id"] for t in listed["tasks"]]
+    assert wait_status(cluster.b, task_id, "succeeded")["result"]["status"] == "succeeded"
+
+
+async def test_a_cancel_sent_through_b_ends_the_run_for_viewers_on_a(cluster: Cluster) -> None:
+    task_id = create(cluster.a, "hang-tool", "go")
+    async with ws_connect(cluster.a, task_id) as on_a, ws_connect(cluster.b, task_id) as on_b:
+        await _until_step(on_a, "tool_call")
+        await on_b.send(json.dumps({"type": "cancel", "reason": "from B"}))
+        got_a = await read_until_result(on_a, DEADLINE)
+        got_b = logged(await read_until_result(on_b, DEADLINE))
+    assert got_a[-1]["data"]["status"] == "cancelled"
+    assert got_a[-1]["data"]["reason"] == "from B"
+    assert_whole(got_b)
+    assert got_b[-1] == got_a[-1]
+
+
+async def _until_step(ws: ClientConnection, kind: str) -> None:
+    async with asyncio.timeout(DEADLINE):
+        async for raw in ws:
+            message = json.loads(raw)
+            if message["type"] == "step" and message["data"]["event_type"] == kind:
+                return
+
+
+async def test_an_approval_through_b_runs_the_tool_once(cluster: Cluster) -> None:
+    task_id = create(cluster.a, "approve-me", "ledger")
+    waiting = wait_status(cluster.b, task_id, "waiting")
+    call_id = waiting["pending_approvals"][0]["call_id"]
+    url = f"tasks/{task_id}/approvals/{call_id}"
+
+    def approve(server: ServerProcess) -> httpx.Response:
+        return httpx.post(server.api(url), json={"decision": "approve"}, headers=server.headers)
+
+    # Through both servers at once: one is accepted, the other refused (decided
+    # already, or the run already ended with the first decision).
+    answers = await asyncio.gather(
+        asyncio.to_thread(approve, cluster.b), asyncio.to_thread(approve, cluster.a)
+    )
+    assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
+    refused = next(r for r in answers if r.status_code == 409)
+    assert refused.json()["error"]["code"] in ("already_decided", "task_finished")
+    on_a = await watch(cluster.a, task_id)
+    assert_whole(on_a)
+    kinds = [m["data"]["event_type"] for m in on_a if m["type"] == "step"]
+    assert kinds.count("approval_decided") == 1 and kinds.count("observation") == 1
+    assert on_a[-1]["data"]["status"] == "succeeded"
+
+
+async def test_a_killed_worker_s_run_is_taken_over_and_nothing_is_lost(cluster: Cluster) -> None:
+    task_id = create(cluster.a, "paced", "go")
+    async with ws_connect(cluster.b, task_id) as on_b:
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(DEADLINE):
+            async for raw in on_b:
+                message = json.loads(raw)
+                if message["type"] == "step":
+                    seen.append(message)
+                if len(seen) >= 10:
+                    break
+        cluster.worker.stop(signal.SIGKILL)
+        heir = WorkerProcess(cluster.redis.url, cluster.prefix, "w2", cluster.home)
+        cluster.worker = heir  # the fixture stops it; later tests use it
+        rest = logged(await read_until_result(on_b, DEADLINE))
+    whole = seen + rest
+    assert_whole(whole)
+    result = whole[-1]["data"]
+    assert result["status"] == "interrupted", result
+    assert result["error"]["code"] == "worker_lost"
+    # Everything the first worker logged is still there, on the other server too.
+    on_a = logged(get_task(cluster.a, task_id)["events"])
+    assert on_a == whole
+
+
+async def test_finished_tasks_replay_after_redis_restarts(cluster: Cluster) -> None:
+    task_id = create(cluster.a, "steps", "before the restart")
+    before = await watch(cluster.a, task_id)
+    cluster.redis.stop()  # SIGTERM: the append-only file is complete
+    cluster.redis.start()
+    fresh = cluster.server("c").start()
+    try:
+        after = await watch(fresh, task_id)
+        assert after == before
+        listed = httpx.get(fresh.api("tasks"), headers=fresh.headers).json()
+        assert task_id in [t["task_id"] for t in listed["tasks"]]
+    finally:
+        fresh.stop()
