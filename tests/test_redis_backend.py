@@ -549,7 +549,9 @@ def test_the_default_install_needs_no_redis() -> None:
 
     code = (
         "import sys, agentkit_jupyter, agentkit_jupyter.tasks, agentkit_jupyter.tasks.backend, "
-        "agentkit_jupyter.tasks.memory_backend, agentkit_jupyter.tasks.fanout; "
+        "agentkit_jupyter.tasks.memory_backend, agentkit_jupyter.tasks.fanout, "
+        "agentkit_jupyter.tasks.shared, agentkit_jupyter.tasks.worker, "
+        "agentkit_jupyter.server.app; "
         "print('redis' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -194,3 +194,18 @@ async def test_an_unknown_id_is_none_and_a_deleted_task_goes_everywhere(cluster:
     await cluster.b.delete(task.task_id)
     assert await cluster.backend.get(task.task_id) is None
     assert await cluster.b.find(task.task_id) is None
+
+
+def test_the_worker_command_refuses_bad_arguments_clearly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from agentkit_jupyter.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["worker", "--backend", "http://127.0.0.1:1", "--agents", "support:test_agents"])
+    assert exited.value.code == 2 and "redis://" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["worker", "--backend", "redis://127.0.0.1:1/0"])
+    assert "no agents" in capsys.readouterr().err
+    assert main(["worker", "--backend", "redis://127.0.0.1:1/0", "--agents", "nope.nope:x"]) == 2
+    assert "cannot import 'nope.nope:x'" in capsys.readouterr().err

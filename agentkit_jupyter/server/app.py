@@ -11,7 +11,7 @@ from functools import partial, wraps
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from tornado.ioloop import PeriodicCallback
+from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 from ..core import AgentPool, demo_agents, redact_url
@@ -417,6 +417,9 @@ class AgentKitExtension(ExtensionApp):
                 limits=self.hub.limits,
                 lease_seconds=self.lease_seconds,
             )
+            # Once the loop runs (also where the server is not started by its own
+            # start(), as in tests that embed it).
+            IOLoop.current().add_callback(self.worker.start)
         self.log.info(
             "agentkit: tasks on %s (prefix %s), %s",
             redact_url(url),
@@ -502,8 +505,6 @@ class AgentKitExtension(ExtensionApp):
         self._retention.start()
         if self.shared is not None:
             self._apply_retention()
-        if self.worker is not None:
-            self.worker.start()
 
     def initialize_handlers(self) -> None:
         # Runs imported from a notebook: before rest's tasks/{task_id} (see imports.py).

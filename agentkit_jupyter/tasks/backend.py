@@ -9,9 +9,9 @@ Streams) can hold tasks shared by several servers and workers.
 
 The default implementation stays the in-process ``EventLog`` + ``TaskStore``;
 ``memory_backend.py`` is the same semantics behind these interfaces (the reference
-the contract tests run against, beside Redis). The hub moves onto these interfaces
-in the next step of issue 17 (see docs/scale-out.md); nothing in the hub uses them
-yet.
+the contract tests run against, beside Redis). A server on a shared backend uses
+them through ``shared.py`` (its tasks) and ``worker.py`` (runs); the hub itself
+stays in-process (see docs/scale-out.md).
 
 Every method is a coroutine: an implementation may be across a network. A backend
 that cannot be reached raises :class:`BackendUnavailableError` within a bounded time,

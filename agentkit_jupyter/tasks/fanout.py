@@ -8,7 +8,8 @@ window (as the hub's are into a task's own log). A subscriber that is behind the
 window (it joined with an older ``after``, or fell behind) reads straight from the
 backend until it catches up. The reader stops when the last subscriber leaves.
 
-Not used by the hub yet (next step of issue 17, docs/scale-out.md).
+The server does not use it yet: ``shared.py`` mirrors a watched task into the hub's
+own log instead, with one reader per task too (docs/scale-out.md).
 """
 
 from __future__ import annotations

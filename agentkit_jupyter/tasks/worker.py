@@ -242,7 +242,15 @@ class Worker:
         finally:
             renewing.cancel()
             commands.cancel()
-            await asyncio.gather(renewing, commands, return_exceptions=True)
+            runner = task._runner
+            if runner is not None and not runner.done():
+                # Stopped (or lost) mid-run: nothing more reaches the backend, so the
+                # next holder of the lease says how it ended (worker_lost).
+                task.sink = None
+                runner.cancel()
+            await asyncio.gather(
+                renewing, commands, *([runner] if runner else []), return_exceptions=True
+            )
             await writer.close()
             self.running.pop(task.task_id, None)
 
