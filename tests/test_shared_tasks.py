@@ -187,6 +187,28 @@ async def test_a_task_whose_worker_vanished_is_taken_over_and_ends_interrupted(
         await client.aclose()
 
 
+async def test_a_task_whose_worker_died_before_logging_anything_runs_from_the_start(
+    cluster: Cluster,
+) -> None:
+    await cluster.worker.stop()
+    client = connect(cluster.url)
+    queue = RedisWorkQueue(client, cluster.prefix, lease_seconds=1.0)
+    backend = RedisBackend(client, cluster.prefix)
+    task = await cluster.a.create_task("echo", "hi")
+    ghost = await queue.take("ghost", block=DEADLINE)  # takes it, then "dies"
+    assert ghost is not None and ghost.task_id == task.task_id
+    heir = Worker(backend, queue, AgentPool(test_agents()), "heir", lease_seconds=1.0)
+    heir.start()
+    try:
+        async with asyncio.timeout(DEADLINE):
+            result = await task.wait()
+        assert result["status"] == "succeeded"
+        assert not await queue.renew(ghost)  # the ghost lost it
+    finally:
+        await heir.stop()
+        await client.aclose()
+
+
 async def test_an_unknown_id_is_none_and_a_deleted_task_goes_everywhere(cluster: Cluster) -> None:
     assert await cluster.b.find("no-such-task") is None
     task = await cluster.a.create_task("echo", "hi")

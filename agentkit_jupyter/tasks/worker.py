@@ -10,9 +10,9 @@ its length; the log is fenced with the lease's ``deliveries``, so a worker that 
 the task cannot append to it any more.
 
 A task taken over from a worker that died (``deliveries > 1``) is not run again: it
-ends ``interrupted`` (``worker_lost``), its events up to then kept, and may be
-resumed from its last completed step (``POST tasks/{id}/resume``, once the server
-runs continuations on the backend too: not yet, see docs/scale-out.md).
+ends ``interrupted`` (``worker_lost``), its events up to then kept (resuming it from
+its last completed step is next, see docs/scale-out.md). One whose log is still
+empty (its worker died before logging anything) is run from the start.
 
 The Jupyter server's embedded worker (``run_tasks=True``) is this class too.
 """
@@ -53,8 +53,12 @@ APPEND_BATCH = 256
 RETRY_SECONDS = 0.5
 # How long a control read blocks (a cancel arrives at once; this only bounds a quiet one).
 CONTROL_BLOCK_SECONDS = 2.0
-# A task taken over this many times ends without a continuation: it kills workers.
+# A task taken over more than this many times ends without a continuation: it kills
+# workers.
 MAX_DELIVERIES = 5
+# A run's log kept in a worker's memory (the backend has all of it).
+WORKER_EVENTS_IN_MEMORY = 1_000
+WORKER_BYTES_IN_MEMORY = 4 * 1024 * 1024
 
 
 def default_worker_name() -> str:
@@ -164,7 +168,11 @@ class Worker:
         self.queue = queue
         self.agents = agents
         self.name = name or default_worker_name()
-        self.limits = limits or HubLimits()
+        # A worker's own copy of a log only feeds its writer: a small window will do.
+        self.limits = limits or HubLimits(
+            max_events_in_memory=WORKER_EVENTS_IN_MEMORY,
+            max_bytes_in_memory=WORKER_BYTES_IN_MEMORY,
+        )
         self.lease_seconds = lease_seconds
         self.max_running = max_running or self.limits.max_running_tasks
         self.running: dict[str, Task] = {}
@@ -232,7 +240,9 @@ class Worker:
         try:
             if TaskStatus(record.get("status", "queued")).finished:
                 pass  # finished before (a worker died between its result and done())
-            elif lease.deliveries > 1:
+            elif lease.deliveries > MAX_DELIVERIES or (
+                lease.deliveries > 1 and await self.backend.last_seq(task.task_id) > 0
+            ):
                 await self._take_over(task, lease)
             else:
                 await self._run(task)
@@ -280,7 +290,8 @@ class Worker:
         task.start(
             lambda token: agent.stream(user_input, token, control=task.control.run, budget=limits)
         )
-        await task.wait()
+        # The end of the run, or the lease lost (_renew sets it then, with no result).
+        await task._done.wait()
 
     async def _take_over(self, task: Task, lease: Lease) -> None:
         """The worker that had it died: the log so far stays, the task ends interrupted
