@@ -200,7 +200,9 @@ async def test_an_approval_through_b_runs_the_tool_once(cluster: Cluster) -> Non
     assert on_a[-1]["data"]["status"] == "succeeded"
 
 
-async def test_a_killed_worker_s_run_is_taken_over_and_nothing_is_lost(cluster: Cluster) -> None:
+async def test_a_killed_worker_s_run_is_taken_over_resumed_and_nothing_is_lost(
+    cluster: Cluster,
+) -> None:
     task_id = create(cluster.a, "paced", "go")
     async with ws_connect(cluster.b, task_id) as on_b:
         seen: list[dict[str, Any]] = []
@@ -221,8 +223,26 @@ async def test_a_killed_worker_s_run_is_taken_over_and_nothing_is_lost(cluster: 
     assert result["status"] == "interrupted", result
     assert result["error"]["code"] == "worker_lost"
     # Everything the first worker logged is still there, on the other server too.
-    on_a = logged(get_task(cluster.a, task_id)["events"])
-    assert on_a == whole
+    parent = get_task(cluster.a, task_id)
+    assert logged(parent["events"]) == whole
+    # The run goes on in its continuation, from the last completed step.
+    child_id = parent["resumed_by"]
+    assert child_id
+    child = await watch(cluster.a, child_id)
+    assert_whole(child)
+    assert child[-1]["data"]["status"] == "succeeded", child[-1]
+    copied = [m for m in child if m["type"] == "step" and m["data"].get("copied")]
+    assert copied and copied[0]["data"]["event_type"] == whole[0]["data"]["event_type"]
+    done = [
+        m["data"]["data"]["call_id"]
+        for m in whole
+        if m.get("data", {}).get("event_type") == "observation"
+    ]
+    again = [
+        m["data"]["data"]["call_id"] for m in copied if m["data"]["event_type"] == "observation"
+    ]
+    assert again == done  # no completed tool call runs twice
+    assert record(cluster.b, child_id)["parent_id"] == task_id
 
 
 async def test_finished_tasks_replay_after_redis_restarts(cluster: Cluster) -> None:

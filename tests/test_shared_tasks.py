@@ -187,6 +187,53 @@ async def test_a_task_whose_worker_vanished_is_taken_over_and_ends_interrupted(
         await client.aclose()
 
 
+async def test_a_running_task_taken_over_goes_on_in_its_continuation(cluster: Cluster) -> None:
+    await cluster.worker.stop()
+    client = connect(cluster.url)
+    queue = RedisWorkQueue(client, cluster.prefix, lease_seconds=1.0)
+    backend = RedisBackend(client, cluster.prefix)
+    pool = AgentPool(test_agents())
+    first = Worker(backend, queue, pool, "doomed", lease_seconds=1.0)
+    first.start()
+    task = await cluster.a.create_task("steps", "go")
+    async with asyncio.timeout(DEADLINE):
+        while not any(
+            json.loads(e.data)["data"].get("event_type") == "observation"
+            for e in task.log.read_after(0, 1000)
+        ):
+            await asyncio.sleep(0.005)
+    await first.stop()  # as if killed: its runs end without a word to Redis
+    second = Worker(backend, queue, pool, "heir", lease_seconds=1.0)
+    second.start()
+    try:
+        async with asyncio.timeout(DEADLINE):
+            result = await task.wait()
+        assert result["status"] == "interrupted" and result["error"]["code"] == "worker_lost"
+        assert task.resumed_by is not None
+        child = await cluster.b.find(task.resumed_by)
+        assert child is not None and child.parent_id == task.task_id
+        assert child.fork_kind == "resume"
+        got = await messages(child)
+        assert got[-1]["data"]["status"] == "succeeded", got[-1]
+        copied = [m for m in got if m["type"] == "step" and m["data"].get("copied")]
+        parent_steps = [m for m in await messages(task) if m["type"] == "step"]
+        # The completed steps are there again, marked copied (none run twice).
+        done_calls = [
+            m["data"]["data"]["call_id"]
+            for m in parent_steps
+            if m["data"]["event_type"] == "observation"
+        ]
+        copied_calls = [
+            m["data"]["data"]["call_id"] for m in copied if m["data"]["event_type"] == "observation"
+        ]
+        assert done_calls and copied_calls == done_calls
+        record = await backend.get(task.task_id)
+        assert record is not None and record["resumed_by"] == child.task_id
+    finally:
+        await second.stop()
+        await client.aclose()
+
+
 async def test_a_task_whose_worker_died_before_logging_anything_runs_from_the_start(
     cluster: Cluster,
 ) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import Any
@@ -25,6 +26,7 @@ from ..core.costs import Budget
 from ..protocol import CancelMessage, ControlMessage, TaskStatus
 from .backend import BackendError, CallDecidedError, TaskBackend, WorkQueue
 from .hub import Task, TaskHub
+from .log import LogEntry
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +140,13 @@ class SharedTasks:
         task.started_at = record.get("started_at")
         task.budget = record.get("budget")
         task.parent_id = record.get("parent_id")
+        task.forked_at_seq = record.get("forked_at_seq")
+        task.fork_kind = record.get("fork_kind")
         task.resumed_by = record.get("resumed_by")
-        # Its status comes from its log as the mirror copies it (the result ends it).
-        task.status = TaskStatus.QUEUED
+        # Its status comes from its log as the mirror copies it (the result ends it;
+        # a finished record's status would refuse the copy).
+        started = record.get("status") not in (TaskStatus.QUEUED.value, None)
+        task.status = TaskStatus.RUNNING if started else TaskStatus.QUEUED
         self.hub.host(task)
         self._watch(task)
         return task
@@ -168,10 +174,26 @@ class SharedTasks:
                 log.warning("agentkit: reading task %s from Redis failed; retrying", task.task_id)
                 await asyncio.sleep(MIRROR_RETRY_SECONDS)
                 continue
+            if entries:
+                await self._note_continuation(task, entries[-1])
             for entry in entries:
                 if task.finished:
                     break
                 task.mirror(entry.text)
+
+    async def _note_continuation(self, task: Task, entry: LogEntry) -> None:
+        """Before an ``interrupted`` result reaches the viewers: the continuation its
+        worker queued (named in the record before the result was logged)."""
+        message = json.loads(entry.data)
+        data = message.get("data") if isinstance(message, dict) else None
+        if message.get("type") != "result" or not isinstance(data, dict):
+            return
+        if data.get("status") != TaskStatus.INTERRUPTED.value:
+            return
+        with contextlib.suppress(BackendError):
+            record = await self.backend.get(task.task_id)
+            if record is not None and record.get("resumed_by"):
+                task.resumed_by = str(record["resumed_by"])
 
     async def records(self) -> list[dict[str, Any]]:
         """Every record on the backend, oldest first."""

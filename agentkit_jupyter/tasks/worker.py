@@ -10,9 +10,13 @@ its length; the log is fenced with the lease's ``deliveries``, so a worker that 
 the task cannot append to it any more.
 
 A task taken over from a worker that died (``deliveries > 1``) is not run again: it
-ends ``interrupted`` (``worker_lost``), its events up to then kept (resuming it from
-its last completed step is next, see docs/scale-out.md). One whose log is still
-empty (its worker died before logging anything) is run from the start.
+ends ``interrupted`` (``worker_lost``), its events up to then kept, and its
+continuation (``resumed_by``) is queued: a new task that copies its completed steps
+and goes on from the last one (``core.replay.plan_resume``, as ``POST
+tasks/{id}/resume``), unless it waited for a person (it stays interrupted with its
+pending calls, as after a server restart) or was taken over more than
+``MAX_DELIVERIES`` times. One whose log is still empty (its worker died before
+logging anything) is run from the start.
 
 The Jupyter server's embedded worker (``run_tasks=True``) is this class too.
 """
@@ -24,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import socket
 from typing import Any
 
@@ -32,6 +37,7 @@ import agentkit_jupyter.protocol as protocol
 from ..core import AgentPool
 from ..core.control import ControlError
 from ..core.costs import Budget
+from ..core.replay import plan_resume
 from ..protocol import CancelMessage, TaskStatus
 from .backend import (
     BackendError,
@@ -44,6 +50,7 @@ from .backend import (
 )
 from .hub import HubLimits, Task, TaskFinishedError
 from .log import LogEntry
+from .runs import step_events
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +282,8 @@ class Worker:
         task.created_at = float(record["created_at"])
         task.budget = record.get("budget")
         task.parent_id = record.get("parent_id")
+        task.forked_at_seq = record.get("forked_at_seq")
+        task.fork_kind = record.get("fork_kind")
         return task
 
     async def _run(self, task: Task) -> None:
@@ -287,37 +296,73 @@ class Worker:
             return
         limits = Budget.parse(task.budget) or agent.budget_limits
         user_input = task.input
+        snapshot = None
+        if task.fork_kind == protocol.ForkKind.RESUME.value and task.parent_id is not None:
+            # A continuation: the parent's completed steps copied, then on from there
+            # (core.replay.plan_resume, as POST tasks/{id}/resume does on a server).
+            parent = await self._messages(task.parent_id)
+            plan = plan_resume(user_input, step_events(parent))
+            by_seq = {int(m["seq"]): m for m in parent if m.get("type") == "step"}
+            for seq in plan.copied:
+                task.copy_in(by_seq[seq])
+            snapshot = plan.snapshot
         task.start(
-            lambda token: agent.stream(user_input, token, control=task.control.run, budget=limits)
+            lambda token: agent.stream(
+                user_input, token, control=task.control.run, budget=limits, snapshot=snapshot
+            )
         )
         # The end of the run, or the lease lost (_renew sets it then, with no result).
         await task._done.wait()
 
-    async def _take_over(self, task: Task, lease: Lease) -> None:
-        """The worker that had it died: the log so far stays, the task ends interrupted
-        (or, if it already ended there, its record says so)."""
+    async def _messages(self, task_id: str) -> list[dict[str, Any]]:
+        """Every message of a task's log on the backend, oldest first."""
+        messages: list[dict[str, Any]] = []
         after = 0
         while True:
-            entries = await self.backend.read_after(task.task_id, after, limit=500)
+            entries = await self.backend.read_after(task_id, after, limit=500)
             if not entries:
-                break
-            for entry in entries:
-                message = json.loads(entry.data)
-                if message.get("type") == "result":
-                    task.log.restore(entry.seq + 1, [])
-                    task.status = TaskStatus(message["data"]["status"])
-                    task.result = message["data"]
-                    task.save()
-                    return
-                task.control.observe_wire(message.get("data"))
+                return messages
+            messages += [json.loads(entry.data) for entry in entries]
             after = entries[-1].seq
-        task.log.restore(after + 1, [])
-        task.status = TaskStatus.RUNNING
+
+    async def _take_over(self, task: Task, lease: Lease) -> None:
+        """The worker that had it died: the log so far stays, the task ends interrupted
+        and, unless it waited for a person or keeps killing workers, its continuation
+        is queued (or, if it already ended there, its record says so)."""
+        messages = await self._messages(task.task_id)
+        last = int(messages[-1]["seq"]) if messages else 0
+        task.log.restore(last + 1, [])
+        if messages and messages[-1].get("type") == "result":
+            task.status = TaskStatus(messages[-1]["data"]["status"])
+            task.result = messages[-1]["data"]
+            task.save()
+            return
+        for message in messages:
+            task.control.observe_wire(message.get("data"))
+        task.status = task.control.status()
         if lease.deliveries > MAX_DELIVERIES:
             who = f"The worker ({lease.deliveries} took it over in turn)"
         else:
             who = "The worker running it"
+            if not task.control.pending_list() and task.agent in self.agents:
+                # Named in the record before the result, so whoever sees the result
+                # finds where the run goes on.
+                task.resumed_by = await self._queue_continuation(task, messages)
+                await self.backend.update(task.task_id, {"resumed_by": task.resumed_by})
         task.interrupt(protocol.ErrorCode.WORKER_LOST, who=who)
+
+    async def _queue_continuation(self, task: Task, messages: list[dict[str, Any]]) -> str:
+        """A new task that goes on from ``task``'s last completed step (as ``POST
+        tasks/{id}/resume`` makes one), queued for any worker; its id."""
+        steps = [int(m["seq"]) for m in messages if m.get("type") == "step"]
+        child = Task(secrets.token_hex(8), task.agent, task.input, self.limits, task.origin)
+        child.parent_id = task.task_id
+        child.forked_at_seq = steps[-1] if steps else 0
+        child.fork_kind = protocol.ForkKind.RESUME.value
+        child.budget = task.budget
+        await self.backend.create(child.to_dict())
+        await self.queue.enqueue(child.task_id)
+        return child.task_id
 
     async def _renew(self, lease: Lease, task: Task, writer: BackendWriter) -> None:
         while True:
