@@ -589,18 +589,29 @@ class Task:
         self.control.note_sent(command)
         self._control_status_changed()
 
+    def _token_head(self, seq: int) -> str:
+        step = cast(protocol.StepEventData, {"event_type": EventType.TOKEN.value})
+        whole = protocol.dumps(protocol.step_message(self.task_id, seq, step))
+        return whole[: -len("}}")] + ","
+
     def mirror(self, text: str) -> LogEntry:
         """Append a message its runner logged elsewhere (already redacted and cut), as it
         is, with the same ``seq``; the task's state follows what it says."""
-        message = json.loads(text)
         if self.finished:
             raise TaskFinishedError(f"task {self.task_id} is finished")
+        seq = self.log.last_seq + 1
+        # Most of a run's messages are tokens, which change nothing: known by their
+        # head (as protocol.dumps writes it), not parsed.
+        token = self.status is not TaskStatus.QUEUED and text.startswith(self._token_head(seq))
         entry = self.log.append(text)
         self._unchecked += 1
         self._unchecked_bytes += entry.size
         if self._unchecked >= LAG_CHECK_EVERY or self._unchecked_bytes >= LAG_CHECK_BYTES:
             self._unchecked = self._unchecked_bytes = 0
             self._check_lagging()
+        if token:
+            return entry
+        message = json.loads(text)
         data = message.get("data") if isinstance(message, dict) else None
         if not isinstance(data, dict):
             return entry
