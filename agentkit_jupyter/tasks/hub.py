@@ -322,6 +322,7 @@ class Task:
         self.remote: RemoteRun | None = None
         # Set when this process runs the task for a shared backend: a copy of each entry.
         self.sink: TaskSink | None = None
+        self._token_parts: tuple[str, str] | None = None  # see _token_head
 
     @property
     def finished(self) -> bool:
@@ -590,9 +591,15 @@ class Task:
         self._control_status_changed()
 
     def _token_head(self, seq: int) -> str:
-        step = cast(protocol.StepEventData, {"event_type": EventType.TOKEN.value})
-        whole = protocol.dumps(protocol.step_message(self.task_id, seq, step))
-        return whole[: -len("}}")] + ","
+        parts = self._token_parts
+        if parts is None:
+            # Made once per task around a placeholder seq: the head of seq N is then
+            # before + N + after.
+            step = cast(protocol.StepEventData, {"event_type": EventType.TOKEN.value})
+            whole = protocol.dumps(protocol.step_message(self.task_id, 0, step))
+            before, after = whole[: -len("}}")].split(":0,", 1)
+            parts = self._token_parts = (before + ":", "," + after + ",")
+        return f"{parts[0]}{seq}{parts[1]}"
 
     def mirror(self, text: str) -> LogEntry:
         """Append a message its runner logged elsewhere (already redacted and cut), as it
