@@ -1,6 +1,6 @@
-"""Core server tests again with the tasks on a real Redis (``backend_url``, the
-embedded worker running them): the same REST answers and WebSocket streams as the
-default in-process hub. Each imported test runs here with this module's
+"""Core server and human-in-the-loop tests again with the tasks on a real Redis
+(``backend_url``, the embedded worker running them): the same REST answers,
+WebSocket streams, approvals, pauses and cancels as the default in-process hub. Each imported test runs here with this module's
 ``agentkit_config``; tests/test_scale_out.py covers several servers and workers."""
 
 from __future__ import annotations
@@ -10,6 +10,19 @@ from typing import Any
 
 import pytest
 from redis_support import RedisServer
+from test_approvals import (  # noqa: F401 - collected again, on Redis
+    _fresh_runs,  # its autouse fixture: the tools' record of runs, empty per test
+    test_approve_on_the_socket_runs_the_call_once,
+    test_cancel_while_waiting_decides_every_pending_call_cancelled,
+    test_cancel_works_while_paused,
+    test_edited_arguments_are_validated_then_run,
+    test_pause_step_twice_and_resume,
+    test_reconnect_while_waiting_replays_a_decidable_request,
+    test_reject_over_rest_reaches_the_model_with_its_reason,
+    test_rest_errors_have_their_codes,
+    test_scope_task_approves_later_calls_of_the_same_tool,
+    test_two_viewers_racing_one_wins_and_the_tool_runs_once,
+)
 from test_server_rest import (  # noqa: F401 - collected again, on Redis
     test_bad_requests_get_json_errors,
     test_cancel_then_409_then_delete,
