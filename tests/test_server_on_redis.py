@@ -1,7 +1,8 @@
 """Core server and human-in-the-loop tests again with the tasks on a real Redis
 (``backend_url``, the embedded worker running them): the same REST answers,
-WebSocket streams, approvals, pauses and cancels as the default in-process hub. Each imported test runs here with this module's
-``agentkit_config``; tests/test_scale_out.py covers several servers and workers."""
+WebSocket streams, approvals, pauses and cancels as the default in-process hub.
+Each imported test runs here with this module's ``agentkit_config``;
+tests/test_scale_out.py covers several servers and workers."""
 
 from __future__ import annotations
 

@@ -105,9 +105,13 @@ class SharedTasks:
     async def find(self, task_id: str) -> Task | None:
         """The hub's task ``task_id``, or a mirror of the backend's (None: neither has it)."""
         try:
-            return self.hub.get(task_id)
+            task = self.hub.get(task_id)
         except KeyError:
             pass
+        else:
+            if task.remote is not None and task.status is TaskStatus.QUEUED:
+                await self._note_start(task)
+            return task
         pending = self._adopting.get(task_id)
         if pending is not None:  # another request is fetching it: one mirror, not two
             return await asyncio.shield(pending)
@@ -115,15 +119,25 @@ class SharedTasks:
         self._adopting[task_id] = future
         try:
             record = await self.backend.get(task_id)
-            task = None if record is None else self._mirror_of(record)
-            future.set_result(task)
-            return task
+            found = None if record is None else self._mirror_of(record)
+            future.set_result(found)
+            return found
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: a waiter may or may not come
             raise
         finally:
             del self._adopting[task_id]
+
+    async def _note_start(self, task: Task) -> None:
+        """A worker took the task but it logged nothing yet (a slow first model call):
+        its record says it runs, and so does the mirror then (as a local run would)."""
+        record = await self.backend.get(task.task_id)
+        if record is None or task.status is not TaskStatus.QUEUED:
+            return
+        if record.get("status") not in (TaskStatus.QUEUED.value, None):
+            task.status = TaskStatus.RUNNING
+            task.started_at = record.get("started_at") or task.started_at
 
     def _mirror_of(self, record: dict[str, Any]) -> Task:
         try:

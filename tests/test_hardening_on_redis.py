@@ -1,0 +1,23 @@
+"""Hardening tests again with the tasks on a real Redis (``backend_url``, the
+embedded worker running them): bad input, reconnect storms and slow consumers get
+the same answers as on the default in-process hub."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+from redis_support import RedisServer
+from test_hardening_input import *  # noqa: F403 - collected again, on Redis
+from test_hardening_reconnect_storm import *  # noqa: F403
+from test_hardening_slow_consumers import *  # noqa: F403
+
+
+@pytest.fixture
+def agentkit_config(redis_server: RedisServer) -> dict[str, Any]:
+    return {
+        "backend_url": redis_server.url,
+        "backend_prefix": f"agentkit-test-{secrets.token_hex(4)}:",
+        "lease_seconds": 5.0,
+    }
