@@ -133,7 +133,15 @@ class SharedTasks:
         """A worker took the task but it logged nothing yet (a slow first model call):
         its record says it runs, and so does the mirror then (as a local run would)."""
         record = await self.backend.get(task.task_id)
-        if record is None or task.status is not TaskStatus.QUEUED:
+        if record is not None:
+            self._started(record)
+
+    def _started(self, record: dict[str, Any]) -> None:
+        try:
+            task = self.hub.get(str(record.get("task_id")))
+        except KeyError:
+            return
+        if task.remote is None or task.status is not TaskStatus.QUEUED:
             return
         if record.get("status") not in (TaskStatus.QUEUED.value, None):
             task.status = TaskStatus.RUNNING
@@ -217,6 +225,8 @@ class SharedTasks:
         while page.next is not None:
             page = await self.backend.page(RECORD_PAGE, page.next)
             records.extend(page.records)
+        for record in records:
+            self._started(record)
         return records
 
     async def delete(self, task_id: str) -> None:
