@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agentkit_jupyter.protocol import ErrorCode
+
 from .conftest import (
     LabServer,
     open_notebook,
     run_cell,
+    running_lab,
     screenshot_path,
     task_view,
     wait_status,
@@ -356,57 +361,102 @@ def test_pause_and_resume_by_keyboard_keep_the_focus(page: Any, lab_server: LabS
     wait_status(view, "cancelled", timeout=15)
 
 
+@pytest.fixture(scope="module")
+def read_only_lab(
+    chromium_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabServer]:
+    """A JupyterLab whose authorizer lets the browser read tasks, not change them
+    (tests/browser/read_only_authorizer.py); its kernels keep every right."""
+    home = tmp_path_factory.mktemp("read-only-lab")
+    shutil.copy(Path(__file__).with_name("read_only_authorizer.py"), home)
+    with running_lab(
+        home, "--ServerApp.authorizer_class=read_only_authorizer.BrowserReadOnlyAuthorizer"
+    ) as server:
+        yield server
+
+
 def test_a_read_only_viewer_sees_the_cards_without_buttons(
-    page: Any, lab_server: LabServer
+    browser: Any, read_only_lab: LabServer
 ) -> None:
-    # A viewer the server lets read only: its greeting says can_write false (here
-    # rewritten on the way; the server sends it for a read-scoped key).
-    def read_only(message: Any) -> Any:
-        frame = json.loads(message)
-        if frame.get("type") == "connected":
-            frame["can_write"] = False
-            return json.dumps(frame)
-        return message
+    """A viewer Jupyter's authorizer lets read only: the server's greeting says
+    can_write false, the view offers no decision, pause or cancel, and the server
+    refuses a decision sent anyway; someone who may decides, and the view shows it."""
+    lab = read_only_lab
+    context = browser.new_context(viewport={"width": 1280, "height": 960})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        name = lab.write_notebook(
+            "watch.ipynb",
+            ["import agentkit_jupyter\nw = agentkit_jupyter.run('demo-approval', 'Just watching')"],
+        )
+        open_notebook(page, lab, name)
+        run_cell(page, 0)
+        view = task_view(page)
+        view.wait_for()
+        card = _card(view, "delete_rows")
+        wait_status(view, "waiting")
+        wait_until(lambda: view.get_attribute("data-writable") == "false", timeout=10)
+        assert card.locator("button").count() == 0
+        assert card.locator("input, textarea, select").count() == 0
+        assert "someone who may change this run" in card.inner_text()
+        assert view.locator(".ak-run-controls").is_hidden()
+        assert view.locator(".ak-cancel").is_hidden()
 
-    _relay_task_sockets(page, on_server_message=read_only)
-    name = lab_server.write_notebook(
-        "watch.ipynb",
-        ["import agentkit_jupyter\nw = agentkit_jupyter.run('demo-approval', 'Just watching')"],
-    )
-    open_notebook(page, lab_server, name)
-    run_cell(page, 0)
-    view = task_view(page)
-    view.wait_for()
-    card = _card(view, "delete_rows")
-    wait_status(view, "waiting")
-    wait_until(lambda: view.get_attribute("data-writable") == "false", timeout=10)
-    assert card.locator("button").count() == 0
-    assert card.locator("input, textarea, select").count() == 0
-    assert "someone who may change this run" in card.inner_text()
-    assert view.locator(".ak-run-controls").is_hidden()
-    assert view.locator(".ak-cancel").is_hidden()
+        # The server, not the page, refuses: a decision sent from this browser anyway.
+        task_id = view.get_attribute("data-task-id")
+        call_id = card.get_attribute("data-call-id")
+        url = lab.url.replace("http", "ws", 1) + f"agentkit/ws/tasks/{task_id}?token={lab.token}"
+        frames = page.evaluate(SEND_A_DECISION, [url, call_id])
+        greeting = next(f for f in frames if f["type"] == "connected")
+        assert greeting["can_write"] is False
+        refused = [f for f in frames if f["type"] == "error"]
+        assert refused and refused[0]["data"]["code"] == ErrorCode.FORBIDDEN.value, frames
+        assert lab.task(str(task_id))["status"] == "waiting"
 
-    # Decided elsewhere (REST, by someone who may): the card shows it.
-    task_id = view.get_attribute("data-task-id")
-    call_id = card.get_attribute("data-call-id")
-    answer = lab_server.api(
-        "POST",
-        f"agentkit/api/tasks/{task_id}/approvals/{call_id}",
-        json={"decision": "reject", "reason": "read-only test"},
-    )
-    assert answer.status_code == 200, answer.text
-    decided = _card(view, "delete_rows", "decided")
-    assert "read-only test" in decided.inner_text()
-    email = _card(view, "send_email")
-    assert email.locator("button").count() == 0
-    call_id = email.get_attribute("data-call-id")
-    lab_server.api(
-        "POST",
-        f"agentkit/api/tasks/{task_id}/approvals/{call_id}",
-        json={"decision": "approve"},
-    ).raise_for_status()
-    assert _card(view, "send_email", "decided").get_attribute("data-decision") == "approved"
-    wait_status(view, "succeeded")
+        # Decided elsewhere (REST, by someone who may): the card shows it.
+        answer = lab.api(
+            "POST",
+            f"agentkit/api/tasks/{task_id}/approvals/{call_id}",
+            json={"decision": "reject", "reason": "read-only test"},
+        )
+        assert answer.status_code == 200, answer.text
+        decided = _card(view, "delete_rows", "decided")
+        assert "read-only test" in decided.inner_text()
+        email = _card(view, "send_email")
+        assert email.locator("button").count() == 0
+        call_id = email.get_attribute("data-call-id")
+        lab.api(
+            "POST",
+            f"agentkit/api/tasks/{task_id}/approvals/{call_id}",
+            json={"decision": "approve"},
+        ).raise_for_status()
+        assert _card(view, "send_email", "decided").get_attribute("data-decision") == "approved"
+        wait_status(view, "succeeded")
+    finally:
+        lab.interrupt_kernels()
+        context.close()
+
+
+# Opens the task's WebSocket from the page (the browser's own user agent) and sends
+# an approve as soon as it is greeted; resolves with the frames it got.
+SEND_A_DECISION = """async ([url, callId]) => {
+  const ws = new WebSocket(url);
+  const frames = [];
+  return await new Promise(resolve => {
+    const done = () => { ws.close(); resolve(frames); };
+    ws.onmessage = event => {
+      const frame = JSON.parse(event.data);
+      frames.push(frame);
+      if (frame.type === 'connected') {
+        ws.send(JSON.stringify({type: 'approve', call_id: callId}));
+      }
+      if (frame.type === 'error') done();
+    };
+    ws.onclose = () => resolve(frames);
+    setTimeout(done, 15000);
+  });
+}"""
 
 
 WIDGET_JS = Path(__file__).resolve().parents[2] / "agentkit_jupyter" / "static" / "widget.js"
