@@ -1051,16 +1051,7 @@ class TaskHub:
                 record["task_id"],
                 stored.damaged,
             )
-        task = Task(
-            record["task_id"],
-            record["agent"],
-            record["input"],
-            self.limits,
-            origin=record["origin"],
-            store=self.store,
-            redact=self.redact,
-            wholes=self.wholes,
-        )
+        task = self._hosted(record["task_id"], record["agent"], record["input"], record["origin"])
         task.created_at = record["created_at"]
         task.started_at = record["started_at"]
         task.finished_at = record["finished_at"]
@@ -1188,16 +1179,7 @@ class TaskHub:
             )
         self._evict_finished()
         task_id = self.fresh_task_id()
-        task = Task(
-            task_id,
-            agent,
-            user_input,
-            self.limits,
-            origin=origin,
-            store=self.store,
-            redact=self.redact,
-            wholes=self.wholes,
-        )
+        task = self._hosted(task_id, agent, user_input, origin)
         task.on_finish = self._task_finished
         self._tasks[task_id] = task
         task.save()
@@ -1286,8 +1268,8 @@ class TaskHub:
             self.store is not None and self.store.was_deleted(task_id)
         )
 
-    def imported_task(self, task_id: str, agent: str, user_input: str, origin: str) -> Task:
-        """A task for a run read from elsewhere, not held yet (``finish_imported``)."""
+    def _hosted(self, task_id: str, agent: str, user_input: str, origin: str) -> Task:
+        """A Task with this hub's limits, history, redaction and whole-event keeper."""
         return Task(
             task_id,
             agent,
@@ -1298,6 +1280,10 @@ class TaskHub:
             redact=self.redact,
             wholes=self.wholes,
         )
+
+    def imported_task(self, task_id: str, agent: str, user_input: str, origin: str) -> Task:
+        """A task for a run read from elsewhere, not held yet (``finish_imported``)."""
+        return self._hosted(task_id, agent, user_input, origin)
 
     def finish_imported(
         self, task: Task, messages: list[dict[str, Any]], status: TaskStatus

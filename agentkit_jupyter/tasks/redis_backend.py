@@ -429,14 +429,11 @@ class RedisBackend(_RedisBase):
                 raise StaleWriterError(task_id, writer, int(message.split()[1])) from None
             raise
 
-    async def fence(self, task_id: str, writer: int) -> int:
-        key = self.keys.writer(task_id)
-        return int(await self._call(lambda: self._fence([key], [writer])))
-
-    async def read_after(
-        self, task_id: str, after: int, limit: int = 500, block: float | None = None
-    ) -> list[LogEntry]:
-        key = self.keys.events(task_id)
+    async def _read_stream(
+        self, key: str, after: int, limit: int, block: float | None
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """The entries of stream ``key`` after id ``<after>-0`` (one ``XREAD``, waiting
+        up to ``block`` seconds for the first)."""
         wait = int(block * 1000) if block else None
         reply = await self._call(
             lambda: self.client.xread({key: f"{after}-0"}, count=limit, block=wait), block
@@ -444,10 +441,19 @@ class RedisBackend(_RedisBase):
         if not reply:
             return []
         # RESP2 and RESP3 answer differently: [[key, entries]] or {key: [entries]}.
-        found = cast(
+        return cast(
             list[tuple[bytes, dict[bytes, bytes]]],
             reply[key.encode()][0] if isinstance(reply, dict) else reply[0][1],
         )
+
+    async def fence(self, task_id: str, writer: int) -> int:
+        key = self.keys.writer(task_id)
+        return int(await self._call(lambda: self._fence([key], [writer])))
+
+    async def read_after(
+        self, task_id: str, after: int, limit: int = 500, block: float | None = None
+    ) -> list[LogEntry]:
+        found = await self._read_stream(self.keys.events(task_id), after, limit, block)
         entries = [LogEntry(_seq_of(entry_id), fields[b"m"]) for entry_id, fields in found]
         if entries and entries[0].seq != after + 1:
             raise EventsTrimmedError(task_id, after, entries[0].seq)
@@ -493,17 +499,7 @@ class RedisBackend(_RedisBase):
     async def receive(
         self, task_id: str, after: int, limit: int = 100, block: float | None = None
     ) -> list[ControlEnvelope]:
-        key = self.keys.control(task_id)
-        wait = int(block * 1000) if block else None
-        reply = await self._call(
-            lambda: self.client.xread({key: f"{after}-0"}, count=limit, block=wait), block
-        )
-        if not reply:
-            return []
-        found = cast(
-            list[tuple[bytes, dict[bytes, bytes]]],
-            reply[key.encode()][0] if isinstance(reply, dict) else reply[0][1],
-        )
+        found = await self._read_stream(self.keys.control(task_id), after, limit, block)
         envelopes = []
         for entry_id, fields in found:
             data = json.loads(fields[b"c"])
