@@ -35,6 +35,7 @@ from agentkit_jupyter.tasks.backend import (
     SeqGapError,
     StaleWriterError,
     TaskBackend,
+    TaskDeletedError,
     TaskExistsError,
 )
 from agentkit_jupyter.tasks.fanout import StreamFanout
@@ -216,6 +217,45 @@ async def test_a_record_round_trips_and_is_created_once(backend: TaskBackend) ->
     assert await backend.receive("a", 0) == []
     assert not await backend.update("a", {"status": "failed"})
     await backend.delete("a")  # idempotent
+
+
+async def test_deleted_stays_deleted_late_writes_are_refused_and_the_id_is_not_reused(
+    backend: TaskBackend,
+) -> None:
+    """A run still writing when its task is deleted must not bring back a stream that
+    nobody lists or deletes, nor mix into a new task given the same id."""
+    await backend.create(record("a", 1.0))
+    await backend.append("a", 1, message(1))
+    assert await backend.known("a") and not await backend.known("b")
+    await backend.delete("a")
+    assert await backend.known("a")  # had it: not free
+    with pytest.raises(TaskDeletedError):
+        await backend.append("a", 2, message(2))
+    with pytest.raises(TaskDeletedError):
+        await backend.append_many("a", 1, [message(1)], writer=3)
+    with pytest.raises(TaskDeletedError):
+        await backend.send("a", CancelMessage(type="cancel", reason="late"), by=None)
+    with pytest.raises(TaskExistsError):
+        await backend.create(record("a", 2.0))
+    assert await backend.get("a") is None
+    assert await backend.read_after("a", 0) == []
+    assert await backend.receive("a", 0) == []
+    assert [r["task_id"] for r in (await backend.page()).records] == []
+
+
+async def test_of_many_concurrent_claims_of_a_field_exactly_one_wins(
+    backend: TaskBackend,
+) -> None:
+    """Two servers resuming one interrupted task at once: one continuation, and the
+    other learns which."""
+    await backend.create(record("a", 1.0, resumed_by=None))
+    answers = await asyncio.gather(*(backend.claim("a", "resumed_by", f"c{i}") for i in range(20)))
+    winner = (await backend.get("a"))["resumed_by"]
+    assert winner in {f"c{i}" for i in range(20)}
+    assert answers == [winner] * 20
+    assert await backend.claim("a", "resumed_by", "late") == winner
+    assert await backend.claim("nope", "resumed_by", "x") is None
+    assert await backend.get("nope") is None  # a claim never makes a record
 
 
 async def test_the_list_pages_by_creation_time_then_id(backend: TaskBackend) -> None:

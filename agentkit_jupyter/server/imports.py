@@ -53,7 +53,11 @@ class ImportHandler(AgentKitAPIHandler):
         # Inflating and parsing a large log takes a while: off the event loop.
         runs = await asyncio.to_thread(_unpacked, body.runs)
         source = body.source.replace("\\", "/").rsplit("/", 1)[-1] if body.source else None
-        tasks = import_runs(self.hub, runs, source)
+        shared = self.agentkit.shared
+        if shared is not None:
+            tasks = await shared.import_runs(runs, source)
+        else:
+            tasks = import_runs(self.hub, runs, source)
         ids = {str(run.record["task_id"]): t.task_id for run, t in zip(runs, tasks, strict=True)}
         answer: protocol.ImportAnswer = {
             "ids": ids,

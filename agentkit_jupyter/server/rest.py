@@ -257,7 +257,7 @@ class TasksHandler(AgentKitAPIHandler):
             local.pop(str(r["task_id"]), None) or {**r, "ws_url": self.ws_path(str(r["task_id"]))}
             for r in await shared.records()
         ]
-        # Not on the backend: kernel runs, forks and imports of this server (for now).
+        # Not on the backend: a kernel's run whose record is not written yet.
         merged += [r for r in local.values() if r is not None]
         return sorted(merged, key=lambda r: float(r["created_at"]))
 
@@ -302,6 +302,8 @@ class KernelTasksHandler(AgentKitAPIHandler):
             task.forked_at_seq = body.forked_at_seq
             task.fork_kind = (body.fork_kind or protocol.ForkKind.FORK).value
             task.save()
+        if self.agentkit.shared is not None:
+            self.agentkit.shared.share(task)  # listed and watched on every server
         self.set_status(201)
         self.finish(
             {
@@ -464,8 +466,12 @@ class TaskResumeHandler(_TaskControlHandler):
                 )
             await self.apply(task, protocol.ResumeMessage(type="resume", steps=body.steps))
             return
+        shared = self.agentkit.shared
         async with self.run_guard():
-            child = await resume_task(self.hub, task.task_id)
+            if shared is not None:
+                child = await shared.resume(task.task_id)
+            else:
+                child = await resume_task(self.hub, task.task_id)
         self.created(child)
 
 
@@ -481,8 +487,12 @@ class TaskForkHandler(AgentKitAPIHandler):
             self.request.body,
             '{"at_seq": N, "edit"?: {"observation": str} | {"arguments": {...}} | {"input": str}}',
         )
+        shared = self.agentkit.shared
         async with self.run_guard():
-            child = await fork_task(self.hub, task_id, body.at_seq, body.edit)
+            if shared is not None:
+                child = await shared.fork(task_id, body.at_seq, body.edit)
+            else:
+                child = await fork_task(self.hub, task_id, body.at_seq, body.edit)
         self.created(child)
 
 

@@ -44,6 +44,10 @@ RETENTION_MAX_COUNT = 1000
 CONTROL_KEPT = 256
 
 
+# How long a deleted task's id stays refused (its run's late writes with it).
+DELETED_KEPT_SECONDS = 7 * 24 * 3600
+
+
 class BackendError(RuntimeError):
     """Base of what a backend raises."""
 
@@ -96,6 +100,15 @@ class EventsTrimmedError(BackendError):
         self.first_seq = first_seq
 
 
+class TaskDeletedError(BackendError):
+    """The task was deleted: nothing more is logged or sent for it (a late write of its
+    run would otherwise bring back a stream nobody lists or deletes)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id} was deleted")
+        self.task_id = task_id
+
+
 class TaskExistsError(BackendError):
     """A record with that task id exists already."""
 
@@ -145,6 +158,13 @@ class TaskRegistry(Protocol):
         (deleted meanwhile): an update never brings a deleted task back. Idempotent."""
         ...
 
+    async def claim(self, task_id: str, field: str, value: Any) -> Any:
+        """Set ``field`` to ``value`` unless it already holds one (not None), in one
+        step: of two claims exactly one wins (``resumed_by``: one continuation). The
+        field's value after: ``value`` if this claim won, the winner's otherwise; None
+        if there is no such record."""
+        ...
+
     async def page(self, limit: int = 100, after: ListCursor | None = None) -> RecordPage:
         """At most ``limit`` records, oldest first, strictly after ``after``. Paging
         through sees each record that existed throughout exactly once (ties in
@@ -152,7 +172,14 @@ class TaskRegistry(Protocol):
         ...
 
     async def delete(self, task_id: str) -> None:
-        """Forget the task: record, list entry, events, control. Idempotent."""
+        """Forget the task: record, list entry, events, control. Idempotent. Deleted
+        stays deleted: for ``DELETED_KEPT_SECONDS`` its id cannot be created again and
+        appends and commands for it raise TaskDeletedError."""
+        ...
+
+    async def known(self, task_id: str) -> bool:
+        """A record has this id, or had it and was deleted (within
+        ``DELETED_KEPT_SECONDS``): the id is not free for a new task."""
         ...
 
     async def apply_retention(

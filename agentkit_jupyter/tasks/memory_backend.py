@@ -27,6 +27,7 @@ from .backend import (
     RunCommand,
     SeqGapError,
     StaleWriterError,
+    TaskDeletedError,
     TaskExistsError,
     decided_call,
 )
@@ -59,12 +60,13 @@ class MemoryBackend:
         self._records: dict[str, dict[str, Any]] = {}
         self._streams: dict[str, _Stream] = {}
         self._controls: dict[str, _Control] = {}
+        self._deleted: set[str] = set()
 
     # -- registry -----------------------------------------------------------------------
 
     async def create(self, record: dict[str, Any]) -> None:
         task_id = str(record["task_id"])
-        if task_id in self._records:
+        if task_id in self._records or task_id in self._deleted:
             raise TaskExistsError(task_id)
         self._records[task_id] = dict(record)
 
@@ -78,6 +80,14 @@ class MemoryBackend:
             return False
         record.update(fields)
         return True
+
+    async def claim(self, task_id: str, field: str, value: Any) -> Any:
+        record = self._records.get(task_id)
+        if record is None:
+            return None
+        if record.get(field) is None:
+            record[field] = value
+        return record[field]
 
     async def page(self, limit: int = 100, after: ListCursor | None = None) -> RecordPage:
         ordered = sorted(self._records.values(), key=lambda r: (r["created_at"], r["task_id"]))
@@ -94,6 +104,14 @@ class MemoryBackend:
         self._records.pop(task_id, None)
         self._streams.pop(task_id, None)
         self._controls.pop(task_id, None)
+        self._deleted.add(task_id)  # one process's life: no expiry needed here
+
+    async def known(self, task_id: str) -> bool:
+        return task_id in self._records or task_id in self._deleted
+
+    def _check_not_deleted(self, task_id: str) -> None:
+        if task_id in self._deleted:
+            raise TaskDeletedError(task_id)
 
     async def apply_retention(
         self,
@@ -128,6 +146,7 @@ class MemoryBackend:
     async def append_many(
         self, task_id: str, first_seq: int, data: Sequence[bytes], writer: int | None = None
     ) -> None:
+        self._check_not_deleted(task_id)
         stream = self._stream(task_id)
         if writer is not None and writer < stream.writer:
             raise StaleWriterError(task_id, writer, stream.writer)
@@ -186,6 +205,7 @@ class MemoryBackend:
     async def send(
         self, task_id: str, command: RunCommand, by: str | None, key: str | None = None
     ) -> int:
+        self._check_not_deleted(task_id)
         control = self._controls.setdefault(task_id, _Control())
         if key is not None and key in control.keys:
             return control.keys[key]

@@ -19,6 +19,7 @@ import json
 import re
 import time
 import zlib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -288,12 +289,20 @@ def _free_id(hub: TaskHub, wanted: str, taken: set[str]) -> str:
             return fresh
 
 
-def import_runs(hub: TaskHub, runs: list[ImportedRun], source: str | None) -> list[Task]:
+def import_runs(
+    hub: TaskHub,
+    runs: list[ImportedRun],
+    source: str | None,
+    taken_elsewhere: Collection[str] = (),
+    prepare: Callable[[Task], None] | None = None,
+) -> list[Task]:
     """Each run as a finished task of the hub (its record, its events under its own id
     when free, a new one otherwise), ``imported_from`` saying where it comes from. A
-    parent or continuation imported along is named by its new id."""
+    parent or continuation imported along is named by its new id. ``taken_elsewhere``:
+    ids held outside the hub (a shared backend's); ``prepare`` sees each task before
+    its events are logged (to give it a sink)."""
     ids: dict[str, str] = {}
-    taken: set[str] = set()
+    taken: set[str] = set(taken_elsewhere)
     for run in runs:
         old = str(run.record["task_id"])
         ids[old] = _free_id(hub, old, taken)
@@ -322,6 +331,8 @@ def import_runs(hub: TaskHub, runs: list[ImportedRun], source: str | None) -> li
             ),
         )
         messages = [_retarget(m, task_id, n) for n, m in enumerate(run.messages, 1)]
+        if prepare is not None:
+            prepare(task)
         hub.finish_imported(task, messages, TaskStatus(record["status"]))
         tasks.append(task)
     return tasks

@@ -52,6 +52,7 @@ import agentkit_jupyter.protocol as protocol
 from ..protocol import TaskStatus
 from .backend import (
     CONTROL_KEPT,
+    DELETED_KEPT_SECONDS,
     RETENTION_MAX_AGE_SECONDS,
     RETENTION_MAX_COUNT,
     BackendUnavailableError,
@@ -65,6 +66,7 @@ from .backend import (
     RunCommand,
     SeqGapError,
     StaleWriterError,
+    TaskDeletedError,
     TaskExistsError,
     command_from_json,
     command_to_json,
@@ -81,10 +83,12 @@ DEFAULT_LEASE_SECONDS = 30.0
 
 T = TypeVar("T")
 
-# KEYS[1] the events stream, KEYS[2] its fencing token; ARGV[1] the first seq,
+# KEYS[1] the events stream, KEYS[2] its fencing token, KEYS[3] the task's deletion
+# mark; ARGV[1] the first seq,
 # ARGV[2] MAXLEN ('' for none), ARGV[3] the writer's token ('' for none), ARGV[4..]
 # the messages. A stale writer and a gap are refused here; a duplicate by XADD itself.
 _APPEND = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return redis.error_reply('DELETED') end
 if ARGV[3] ~= '' then
   local current = tonumber(redis.call('GET', KEYS[2]) or '0')
   if tonumber(ARGV[3]) < current then return redis.error_reply('STALE ' .. current) end
@@ -112,10 +116,11 @@ end
 return current
 """
 
-# KEYS[1] the record, KEYS[2] the list, KEYS[3] the finished list; ARGV[1] the id,
+# KEYS[1] the record, KEYS[2] the list, KEYS[3] the finished list, KEYS[4] the
+# deletion mark (a deleted id is not created again); ARGV[1] the id,
 # ARGV[2] created_at, ARGV[3] '1' if finished, ARGV[4..] field, value, ...
 _CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 if ARGV[3] == '1' then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1]) end
@@ -133,11 +138,23 @@ end
 return 1
 """
 
-# KEYS[1] the control stream, KEYS[2] its keys, KEYS[3] its decided calls; ARGV[1]
-# the sender's key ('' none), ARGV[2] the envelope, ARGV[3] how many to keep, ARGV[4]
-# the call an approve or reject decides (''). Returns the command's number, or minus
-# the number of the command that decided the call already.
+# KEYS[1] the record; ARGV[1] a field, ARGV[2] its JSON value. Set unless it holds a
+# value (JSON null is none); the field's value after, or nil without a record.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and current ~= 'null' then return current end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return ARGV[2]
+"""
+
+# KEYS[1] the control stream, KEYS[2] its keys, KEYS[3] its decided calls, KEYS[4]
+# the task's deletion mark; ARGV[1] the sender's key ('' none), ARGV[2] the envelope,
+# ARGV[3] how many to keep, ARGV[4] the call an approve or reject decides ('').
+# Returns the command's number, minus the number of the command that decided the
+# call already, or 0 for a deleted task.
 _SEND = """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 if ARGV[1] ~= '' then
   local known = redis.call('HGET', KEYS[2], ARGV[1])
   if known then return tonumber(known) end
@@ -193,6 +210,9 @@ class RedisKeys:
 
     def writer(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}:writer"
+
+    def gone(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}:gone"
 
     @property
     def index(self) -> str:
@@ -284,6 +304,7 @@ class RedisBackend(_RedisBase):
         self._fence = client.register_script(_FENCE)
         self._create = client.register_script(_CREATE)
         self._update = client.register_script(_UPDATE)
+        self._claim = client.register_script(_CLAIM)
         self._send = client.register_script(_SEND)
 
     @classmethod
@@ -298,6 +319,7 @@ class RedisBackend(_RedisBase):
     async def create(self, record: dict[str, Any]) -> None:
         task_id = str(record["task_id"])
         keys = [self.keys.record(task_id), self.keys.index, self.keys.finished]
+        keys.append(self.keys.gone(task_id))
         args = [task_id, repr(float(record["created_at"]))]
         args += ["1" if _finished(record.get("status")) else "0", *_fields(record)]
         created = await self._call(lambda: self._create(keys, args))
@@ -317,6 +339,11 @@ class RedisBackend(_RedisBase):
         keys = [self.keys.record(task_id), self.keys.finished]
         args = [task_id, "1" if _finished(fields.get("status")) else "0", *_fields(fields)]
         return bool(await self._call(lambda: self._update(keys, args)))
+
+    async def claim(self, task_id: str, field: str, value: Any) -> Any:
+        keys, args = [self.keys.record(task_id)], [field, protocol.dumps(value)]
+        raw = await self._call(lambda: self._claim(keys, args))
+        return None if raw is None else json.loads(raw)
 
     async def _exists(self, key: str) -> bool:
         return bool(await self.client.exists(key))
@@ -377,7 +404,12 @@ class RedisBackend(_RedisBase):
             )
             pipe.zrem(self.keys.index, task_id)
             pipe.zrem(self.keys.finished, task_id)
+            pipe.set(self.keys.gone(task_id), b"1", ex=DELETED_KEPT_SECONDS)
             await pipe.execute()
+
+    async def known(self, task_id: str) -> bool:
+        keys = (self.keys.record(task_id), self.keys.gone(task_id))
+        return bool(await self._call(lambda: self.client.exists(*keys)))
 
     async def apply_retention(
         self,
@@ -416,11 +448,13 @@ class RedisBackend(_RedisBase):
             return
         cap = "" if self.max_events_per_task is None else str(self.max_events_per_task)
         args: list[Any] = [first_seq, cap, "" if writer is None else writer, *data]
-        keys = [self.keys.events(task_id), self.keys.writer(task_id)]
+        keys = [self.keys.events(task_id), self.keys.writer(task_id), self.keys.gone(task_id)]
         try:
             await self._call(lambda: self._append(keys, args))
         except ResponseError as exc:
             message = str(exc)
+            if message == "DELETED":
+                raise TaskDeletedError(task_id) from None
             if "equal or smaller" in message:
                 raise DuplicateSeqError(task_id, first_seq) from None
             if message.startswith("GAP "):
@@ -487,10 +521,12 @@ class RedisBackend(_RedisBase):
     ) -> int:
         envelope = json.dumps({"command": command_to_json(command), "by": by, "key": key})
         keys = [self.keys.control(task_id), self.keys.control_keys(task_id)]
-        keys.append(self.keys.decided(task_id))
+        keys += [self.keys.decided(task_id), self.keys.gone(task_id)]
         call_id = decided_call(command)
         args = [key or "", envelope, str(CONTROL_KEPT), call_id or ""]
         number = int(await self._call(lambda: self._send(keys, args)))
+        if number == 0:
+            raise TaskDeletedError(task_id)
         if number < 0:
             assert call_id is not None
             raise CallDecidedError(task_id, call_id, -number)

@@ -24,16 +24,26 @@ from .bounds import truncation_of
 from .hub import HISTORY_PAGE_EVENTS, Task, TaskHub
 
 __all__ = [
+    "FORK_EDIT_FIELD",
+    "InvalidForkArgumentsError",
     "AlreadyResumedError",
     "ForkError",
     "ForkNeedsKernelError",
     "check_fork_arguments",
+    "check_forkable",
+    "fork_plan",
+    "last_step_seq",
     "NotResumableError",
     "fork_task",
     "read_whole_log",
     "resume_task",
     "step_events",
 ]
+
+
+# A fork queued on a shared backend: its edit, in its record (the worker that runs it
+# makes the plan again from the parent's log; the wire's record has no such field).
+FORK_EDIT_FIELD = "fork_edit"
 
 
 class ForkNeedsKernelError(RuntimeError):
@@ -93,15 +103,50 @@ class _Source:
     messages: list[dict[str, Any]]
 
 
-async def _source(hub: TaskHub, task_id: str, action: str) -> _Source:
-    parent = hub.get(task_id)
+def check_forkable(parent: Task, action: str) -> None:
+    """ForkNeedsKernelError for a kernel's task: its tools live in that kernel."""
     if parent.origin != "server":
         raise ForkNeedsKernelError(
-            f"Task {task_id} ran in a kernel, whose tools the server does not have: "
+            f"Task {parent.task_id} ran in a kernel, whose tools the server does not have: "
             f"{action} it in that kernel (task.{action}() in Python, or the widget)."
         )
+
+
+async def _source(hub: TaskHub, task_id: str, action: str) -> _Source:
+    parent = hub.get(task_id)
+    check_forkable(parent, action)
     agent = hub.agents.get(parent.agent)  # UnknownAgentError: the agent is gone
     return _Source(parent, agent, await read_whole_log(parent))
+
+
+def fork_plan(
+    agent: Agent,
+    parent_input: str,
+    messages: list[dict[str, Any]],
+    at_seq: int,
+    edit: protocol.ForkEdit | None,
+) -> ForkPlan:
+    """What a fork at ``at_seq`` copies and how it goes on (ForkError,
+    InvalidForkArgumentsError): the same plan wherever it is made, so a worker that
+    runs a fork queued by a server makes the plan the server checked."""
+    events = step_events(messages)
+    if edit is not None and edit.arguments is not None:
+        check_fork_arguments(agent, events, at_seq, edit.arguments)
+    return plan_fork(
+        parent_input,
+        events,
+        at_seq,
+        observation=edit.observation if edit else None,
+        arguments=edit.arguments if edit else None,
+        new_input=edit.input if edit else None,
+        follow_up=edit.follow_up if edit else None,
+    )
+
+
+def last_step_seq(messages: list[dict[str, Any]]) -> int:
+    """Where a continuation goes on from: the last step's seq (0 for none)."""
+    steps = step_events(messages)
+    return steps[-1][0] if steps else 0
 
 
 def check_fork_arguments(
@@ -130,18 +175,7 @@ async def fork_task(
     ForkError (``invalid_fork``), ForkNeedsKernelError, UnknownTaskError,
     UnknownAgentError, InvalidForkArgumentsError."""
     source = await _source(hub, task_id, "fork")
-    events = step_events(source.messages)
-    if edit is not None and edit.arguments is not None:
-        check_fork_arguments(source.agent, events, at_seq, edit.arguments)
-    plan = plan_fork(
-        source.parent.input,
-        events,
-        at_seq,
-        observation=edit.observation if edit else None,
-        arguments=edit.arguments if edit else None,
-        new_input=edit.input if edit else None,
-        follow_up=edit.follow_up if edit else None,
-    )
+    plan = fork_plan(source.agent, source.parent.input, source.messages, at_seq, edit)
     return _start(hub, source, plan, at_seq, ForkKind.FORK)
 
 
@@ -160,10 +194,8 @@ async def resume_task(hub: TaskHub, task_id: str) -> Task:
     source = await _source(hub, task_id, "resume")
     if task.resumed_by is not None:  # resumed while its log was read
         raise AlreadyResumedError(task_id, task.resumed_by)
-    events = step_events(source.messages)
-    plan = plan_resume(task.input, events)
-    last = events[-1][0] if events else 0
-    child = _start(hub, source, plan, last, ForkKind.RESUME)
+    plan = plan_resume(task.input, step_events(source.messages))
+    child = _start(hub, source, plan, last_step_seq(source.messages), ForkKind.RESUME)
     task.resumed_by = child.task_id
     task.save()
     return child

@@ -21,12 +21,31 @@ import logging
 import time
 from typing import Any
 
+import agentkit_jupyter.protocol as protocol
+
 from ..core.control import AlreadyDecidedError
 from ..core.costs import Budget
-from ..protocol import CancelMessage, ControlMessage, TaskStatus
-from .backend import BackendError, CallDecidedError, TaskBackend, WorkQueue
-from .hub import Task, TaskHub
+from ..protocol import CancelMessage, ControlMessage, ForkKind, TaskStatus
+from .backend import (
+    BackendError,
+    BackendUnavailableError,
+    CallDecidedError,
+    TaskBackend,
+    TaskDeletedError,
+    WorkQueue,
+)
+from .hub import Task, TaskFinishedError, TaskHub, UnknownTaskError
 from .log import LogEntry
+from .notebook_runs import ImportedRun, import_runs
+from .runs import (
+    FORK_EDIT_FIELD,
+    AlreadyResumedError,
+    NotResumableError,
+    check_forkable,
+    fork_plan,
+    last_step_seq,
+)
+from .worker import BackendWriter, apply_commands, backend_messages
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +54,8 @@ log = logging.getLogger(__name__)
 MIRROR_BLOCK_SECONDS = 5.0
 MIRROR_RETRY_SECONDS = 1.0
 RECORD_PAGE = 500
+# How long writing imported runs to the backend may take before the import fails.
+IMPORT_WRITE_SECONDS = 30.0
 
 
 class _Remote:
@@ -62,6 +83,8 @@ class _Remote:
             raise AlreadyDecidedError(
                 f"Call {exc.call_id!r} was already decided.", exc.call_id
             ) from None
+        except TaskDeletedError:
+            raise TaskFinishedError(f"task {self._task_id} was deleted") from None
 
 
 class SharedTasks:
@@ -91,8 +114,13 @@ class SharedTasks:
         limits = Budget.parse(budget) or agent.budget_limits
         task = self.hub.new_task(agent.name, user_input, origin="server")
         task.budget = limits.to_dict() if limits is not None else None
+        await self._queue(task)
+        return task
+
+    async def _queue(self, task: Task, extra: dict[str, Any] | None = None) -> None:
+        """Record ``task`` on the backend and queue it for a worker; watched here."""
         try:
-            await self.backend.create(task.to_dict())
+            await self.backend.create({**task.to_dict(), **(extra or {})})
             await self.queue.enqueue(task.task_id)
         except BaseException:
             self.hub.forget(task.task_id)
@@ -100,7 +128,121 @@ class SharedTasks:
                 await self.backend.delete(task.task_id)
             raise
         self._watch(task)
-        return task
+
+    # -- runs as data (tasks/runs.py) on the backend --------------------------------------
+
+    async def fork(self, task_id: str, at_seq: int, edit: protocol.ForkEdit | None) -> Task:
+        """As ``runs.fork_task``, queued for a worker: the plan is checked here (its
+        errors are the same), made again by the worker from the parent's log on the
+        backend (the edit goes with the record)."""
+        parent = await self._parent(task_id, "fork")
+        agent = self.hub.agents.get(parent.agent)  # UnknownAgentError: the agent is gone
+        messages = await backend_messages(self.backend, task_id)
+        plan = fork_plan(agent, parent.input, messages, at_seq, edit)
+        child = self._child(parent, plan.user_input, at_seq, ForkKind.FORK)
+        extra = {FORK_EDIT_FIELD: edit.model_dump(exclude_none=True)} if edit else None
+        await self._queue(child, extra)
+        return child
+
+    async def resume(self, task_id: str) -> Task:
+        """As ``runs.resume_task``, queued for a worker; of two servers resuming one
+        task at once, one makes the continuation and the other says which
+        (AlreadyResumedError)."""
+        task = await self._parent(task_id, "resume")
+        if task.status is not TaskStatus.INTERRUPTED:
+            raise NotResumableError(
+                f"Task {task_id} is {task.status.value}: only a paused or an interrupted "
+                "task can be resumed."
+            )
+        if task.resumed_by is not None:
+            raise AlreadyResumedError(task_id, task.resumed_by)
+        self.hub.agents.get(task.agent)
+        messages = await backend_messages(self.backend, task_id)
+        child = self._child(task, task.input, last_step_seq(messages), ForkKind.RESUME)
+        winner = await self.backend.claim(task_id, "resumed_by", child.task_id)
+        if winner != child.task_id:
+            self.hub.forget(child.task_id)
+            if winner is None:
+                raise UnknownTaskError(task_id)
+            task.resumed_by = str(winner)
+            raise AlreadyResumedError(task_id, task.resumed_by)
+        try:
+            await self._queue(child)
+        except BaseException:
+            with contextlib.suppress(BackendError):
+                await self.backend.update(task_id, {"resumed_by": None})
+            raise
+        task.resumed_by = child.task_id
+        return child
+
+    async def _parent(self, task_id: str, action: str) -> Task:
+        parent = await self.find(task_id)
+        if parent is None:
+            raise UnknownTaskError(task_id)
+        check_forkable(parent, action)
+        return parent
+
+    def _child(self, parent: Task, user_input: str, at_seq: int, kind: ForkKind) -> Task:
+        child = self.hub.new_task(parent.agent, user_input)
+        child.parent_id = parent.task_id
+        child.forked_at_seq = at_seq
+        child.fork_kind = kind.value
+        child.budget = parent.budget
+        return child
+
+    # -- runs of this server on the backend: imports, kernels' runs -----------------------
+
+    async def import_runs(self, runs: list[ImportedRun], source: str | None) -> list[Task]:
+        """As ``notebook_runs.import_runs``, each run written to the backend too (ids
+        free there as well): all or none."""
+        wanted = [str(run.record["task_id"]) for run in runs]
+        found = await asyncio.gather(*(self.backend.known(task_id) for task_id in wanted))
+        taken = {task_id for task_id, known in zip(wanted, found, strict=True) if known}
+        writers: list[BackendWriter] = []
+
+        def write_through(task: Task) -> None:
+            task.sink = BackendWriter(self.backend, task.task_id, None, create=task.to_dict())
+            writers.append(task.sink)
+
+        tasks = import_runs(self.hub, runs, source, taken, write_through)
+        try:
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(*(w.drain() for w in writers)), IMPORT_WRITE_SECONDS
+                )
+            except TimeoutError:
+                raise BackendUnavailableError("the imported runs could not be written") from None
+        except BaseException:
+            for task in tasks:
+                self.hub.delete(task.task_id)
+                with contextlib.suppress(BackendError):
+                    await self.backend.delete(task.task_id)
+            raise
+        finally:
+            for task in tasks:
+                task.sink = None
+            await asyncio.gather(*(w.close() for w in writers))
+        return tasks
+
+    def share(self, task: Task) -> None:
+        """A run this server hosts but does not take from the queue (a kernel's, which
+        publishes it here) on the backend too: its record and events written through,
+        so every server lists and watches it, and commands from other servers (through
+        its control stream) applied here, as a worker applies them."""
+        writer = BackendWriter(self.backend, task.task_id, None, create=task.to_dict())
+        task.sink = writer
+        self._spawn(self._serve_shared(task, writer))
+
+    async def _serve_shared(self, task: Task, writer: BackendWriter) -> None:
+        commands = asyncio.get_running_loop().create_task(apply_commands(self.backend, task))
+        try:
+            await task._done.wait()
+            await writer.drain()
+        finally:
+            commands.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await commands
+            await writer.close()
 
     async def find(self, task_id: str) -> Task | None:
         """The hub's task ``task_id``, or a mirror of the backend's (None: neither has it)."""
@@ -119,7 +261,7 @@ class SharedTasks:
         self._adopting[task_id] = future
         try:
             record = await self.backend.get(task_id)
-            found = None if record is None else self._mirror_of(record)
+            found = None if record is None else await self._adopt(record)
             future.set_result(found)
             return found
         except BaseException as exc:
@@ -147,35 +289,48 @@ class SharedTasks:
             task.status = TaskStatus.RUNNING
             task.started_at = record.get("started_at") or task.started_at
 
-    def _mirror_of(self, record: dict[str, Any]) -> Task:
+    async def _adopt(self, record: dict[str, Any]) -> Task:
+        """A mirror of the backend's task: a finished one with its whole log (as far
+        as the hub's window holds it) before anyone sees it, so its first answer has
+        its status and events, not a run that seems to start."""
+        task_id = str(record["task_id"])
         try:
-            return self.hub.get(str(record["task_id"]))
+            return self.hub.get(task_id)
         except KeyError:
             pass
         task = self.hub.imported_task(
-            str(record["task_id"]),
+            task_id,
             str(record.get("agent")),
             str(record.get("input")),
             str(record.get("origin") or "server"),
         )
         task.created_at = float(record.get("created_at") or time.time())
         task.started_at = record.get("started_at")
+        task.finished_at = record.get("finished_at")
         task.budget = record.get("budget")
         task.parent_id = record.get("parent_id")
         task.forked_at_seq = record.get("forked_at_seq")
         task.fork_kind = record.get("fork_kind")
         task.resumed_by = record.get("resumed_by")
+        task.imported_from = record.get("imported_from")
         # Its status comes from its log as the mirror copies it (the result ends it;
         # a finished record's status would refuse the copy).
         started = record.get("status") not in (TaskStatus.QUEUED.value, None)
         task.status = TaskStatus.RUNNING if started else TaskStatus.QUEUED
         self.hub.host(task)
+        if TaskStatus(record.get("status") or TaskStatus.QUEUED.value).finished:
+            try:
+                while not task.finished and await self._copy_once(task, block=None):
+                    pass
+            except BaseException:
+                self.hub.forget(task_id)
+                raise
         self._watch(task)
         return task
 
     def _watch(self, task: Task) -> None:
         task.remote = _Remote(self, task.task_id)
-        if task.task_id not in self._readers and not self._closed:
+        if task.task_id not in self._readers and not self._closed and not task.finished:
             reader = asyncio.get_running_loop().create_task(
                 self._copy(task), name=f"agentkit-mirror-{task.task_id}"
             )
@@ -186,22 +341,24 @@ class SharedTasks:
         """The one reader of ``task``'s stream in this process, until its result."""
         while not task.finished:
             try:
-                entries = await self.backend.read_after(
-                    task.task_id, task.log.last_seq, block=MIRROR_BLOCK_SECONDS
-                )
+                await self._copy_once(task, block=MIRROR_BLOCK_SECONDS)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # Redis away: the viewers wait (their heartbeat is theirs), the reader retries.
                 log.warning("agentkit: reading task %s from Redis failed; retrying", task.task_id)
                 await asyncio.sleep(MIRROR_RETRY_SECONDS)
-                continue
-            if entries:
-                await self._note_continuation(task, entries[-1])
-            for entry in entries:
-                if task.finished:
-                    break
-                task.mirror(entry.text)
+
+    async def _copy_once(self, task: Task, block: float | None) -> int:
+        """Copy what the stream has after the mirror's last seq; how many entries."""
+        entries = await self.backend.read_after(task.task_id, task.log.last_seq, block=block)
+        if entries:
+            await self._note_continuation(task, entries[-1])
+        for entry in entries:
+            if task.finished:
+                break
+            task.mirror(entry.text)
+        return len(entries)
 
     async def _note_continuation(self, task: Task, entry: LogEntry) -> None:
         """Before an ``interrupted`` result reaches the viewers: the continuation its

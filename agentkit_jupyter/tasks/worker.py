@@ -46,11 +46,19 @@ from .backend import (
     Lease,
     StaleWriterError,
     TaskBackend,
+    TaskDeletedError,
+    TaskExistsError,
     WorkQueue,
 )
 from .hub import HubLimits, Task, TaskFinishedError
 from .log import LogEntry
-from .runs import step_events
+from .runs import (
+    FORK_EDIT_FIELD,
+    ForkError,
+    InvalidForkArgumentsError,
+    fork_plan,
+    step_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,11 @@ MAX_DELIVERIES = 5
 # A run's log kept in a worker's memory (the backend has all of it).
 WORKER_EVENTS_IN_MEMORY = 1_000
 WORKER_BYTES_IN_MEMORY = 4 * 1024 * 1024
+
+
+def _without_subscribers(record: dict[str, Any]) -> dict[str, Any]:
+    # A server's count of its own viewers: not the task's, and not shared.
+    return {k: v for k, v in record.items() if k != "subscribers"}
 
 
 def default_worker_name() -> str:
@@ -85,15 +98,28 @@ class BackendWriter:
     duplicate, which means done); a stale fencing token ends it (``lost``).
     """
 
-    def __init__(self, backend: TaskBackend, task_id: str, writer: int) -> None:
+    def __init__(
+        self,
+        backend: TaskBackend,
+        task_id: str,
+        writer: int | None,
+        create: dict[str, Any] | None = None,
+    ) -> None:
+        """``writer``: the fencing token (None: not fenced, a task with one writer);
+        ``create``: the record to create before anything else (a task that is not on
+        the backend yet)."""
         self.backend = backend
         self.task_id = task_id
         self.writer = writer
         self._entries: list[LogEntry] = []
         self._record: dict[str, Any] | None = None
+        self._create = _without_subscribers(create) if create is not None else None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
-        self._idle.set()
+        if self._create is None:
+            self._idle.set()
+        else:
+            self._wake.set()
         self.lost: LeaseLostError | None = None
         self._job = asyncio.get_running_loop().create_task(self._write())
 
@@ -104,7 +130,7 @@ class BackendWriter:
 
     def saved(self, record: dict[str, Any]) -> None:
         # Only the newest record matters: a newer save replaces one not written yet.
-        self._record = {k: v for k, v in record.items() if k != "subscribers"}
+        self._record = _without_subscribers(record)
         self._idle.clear()
         self._wake.set()
 
@@ -121,8 +147,13 @@ class BackendWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while (self._entries or self._record is not None) and self.lost is None:
+            while self._pending() and self.lost is None:
                 try:
+                    if self._create is not None:
+                        with contextlib.suppress(TaskExistsError):  # a retry that landed
+                            await self.backend.create(self._create)
+                        self._create = None
+                        continue
                     if self._entries:
                         batch = self._entries[:APPEND_BATCH]
                         await self._append(batch)
@@ -136,16 +167,19 @@ class BackendWriter:
                         if self._record is None:
                             self._record = record
                         raise
-                except StaleWriterError as exc:
+                except (StaleWriterError, TaskDeletedError) as exc:
                     self.lost = LeaseLostError(str(exc))
                 except BackendUnavailableError:
                     log.warning("agentkit: task %s: Redis is away; retrying", self.task_id)
                     await asyncio.sleep(RETRY_SECONDS)
             if self.lost is not None:
                 self._entries.clear()
-                self._record = None
-            if not self._entries and self._record is None:
+                self._record = self._create = None
+            if not self._pending():
                 self._idle.set()
+
+    def _pending(self) -> bool:
+        return self._create is not None or bool(self._entries) or self._record is not None
 
     async def _append(self, batch: list[LogEntry]) -> None:
         try:
@@ -252,7 +286,7 @@ class Worker:
             ):
                 await self._take_over(task, lease)
             else:
-                await self._run(task)
+                await self._run(task, record)
             await writer.drain()
             if writer.lost is None:
                 await self.queue.done(lease)
@@ -286,7 +320,7 @@ class Worker:
         task.fork_kind = record.get("fork_kind")
         return task
 
-    async def _run(self, task: Task) -> None:
+    async def _run(self, task: Task, record: dict[str, Any]) -> None:
         try:
             agent = self.agents.get(task.agent)
         except KeyError:
@@ -297,33 +331,46 @@ class Worker:
         limits = Budget.parse(task.budget) or agent.budget_limits
         user_input = task.input
         snapshot = None
-        if task.fork_kind == protocol.ForkKind.RESUME.value and task.parent_id is not None:
-            # A continuation: the parent's completed steps copied, then on from there
-            # (core.replay.plan_resume, as POST tasks/{id}/resume does on a server).
+        if task.parent_id is not None and task.fork_kind is not None:
+            # A fork or a continuation: the parent's events read from the backend, the
+            # plan made again as the server that queued it made it (tasks/runs.py), the
+            # copied steps logged first, then on live from there.
             parent = await self._messages(task.parent_id)
-            plan = plan_resume(user_input, step_events(parent))
+            if task.fork_kind == protocol.ForkKind.RESUME.value:
+                plan = plan_resume(user_input, step_events(parent))
+            else:
+                parent_record = await self.backend.get(task.parent_id) or {}
+                raw_edit = record.get(FORK_EDIT_FIELD)
+                edit = protocol.ForkEdit.model_validate(raw_edit) if raw_edit else None
+                try:
+                    plan = fork_plan(
+                        agent,
+                        str(parent_record.get("input", user_input)),
+                        parent,
+                        int(task.forked_at_seq or 0),
+                        edit,
+                    )
+                except (ForkError, InvalidForkArgumentsError) as exc:
+                    # Checked by the server; only a parent deleted meanwhile gets here.
+                    task.fail(
+                        f"The fork cannot be made: {exc}", code=protocol.ErrorCode.INVALID_FORK
+                    )
+                    return
             by_seq = {int(m["seq"]): m for m in parent if m.get("type") == "step"}
             for seq in plan.copied:
                 task.copy_in(by_seq[seq])
-            snapshot = plan.snapshot
+            user_input, snapshot = plan.user_input, plan.snapshot
+        run_input = user_input
         task.start(
             lambda token: agent.stream(
-                user_input, token, control=task.control.run, budget=limits, snapshot=snapshot
+                run_input, token, control=task.control.run, budget=limits, snapshot=snapshot
             )
         )
         # The end of the run, or the lease lost (_renew sets it then, with no result).
         await task._done.wait()
 
     async def _messages(self, task_id: str) -> list[dict[str, Any]]:
-        """Every message of a task's log on the backend, oldest first."""
-        messages: list[dict[str, Any]] = []
-        after = 0
-        while True:
-            entries = await self.backend.read_after(task_id, after, limit=500)
-            if not entries:
-                return messages
-            messages += [json.loads(entry.data) for entry in entries]
-            after = entries[-1].seq
+        return await backend_messages(self.backend, task_id)
 
     async def _take_over(self, task: Task, lease: Lease) -> None:
         """The worker that had it died: the log so far stays, the task ends interrupted
@@ -381,26 +428,42 @@ class Worker:
                 return
 
     async def _commands(self, task: Task) -> None:
-        """Apply each command of the task's control stream once, in order."""
-        after = 0
-        while not task.finished:
+        await apply_commands(self.backend, task)
+
+
+async def backend_messages(backend: TaskBackend, task_id: str) -> list[dict[str, Any]]:
+    """Every message of a task's log on the backend, oldest first ([] for none)."""
+    messages: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        entries = await backend.read_after(task_id, after, limit=500)
+        if not entries:
+            return messages
+        messages += [json.loads(entry.data) for entry in entries]
+        after = entries[-1].seq
+
+
+async def apply_commands(backend: TaskBackend, task: Task) -> None:
+    """Apply each command of the task's control stream once, in order, until it ends
+    (its runner's side of the control path: a worker's, or the server a kernel's run
+    publishes to)."""
+    after = 0
+    while not task.finished:
+        try:
+            envelopes = await backend.receive(task.task_id, after, block=CONTROL_BLOCK_SECONDS)
+        except BackendUnavailableError:
+            await asyncio.sleep(RETRY_SECONDS)
+            continue
+        for envelope in envelopes:
+            after = envelope.number
+            command = envelope.command
             try:
-                envelopes = await self.backend.receive(
-                    task.task_id, after, block=CONTROL_BLOCK_SECONDS
-                )
-            except BackendUnavailableError:
-                await asyncio.sleep(RETRY_SECONDS)
-                continue
-            for envelope in envelopes:
-                after = envelope.number
-                command = envelope.command
-                try:
-                    if isinstance(command, CancelMessage):
-                        task.cancel(command.reason or "cancelled")
-                    else:
-                        task.command(command, envelope.by)
-                except (ControlError, TaskFinishedError) as exc:
-                    log.info("agentkit: task %s: command %d refused: %s", task.task_id, after, exc)
+                if isinstance(command, CancelMessage):
+                    task.cancel(command.reason or "cancelled")
+                else:
+                    task.command(command, envelope.by)
+            except (ControlError, TaskFinishedError) as exc:
+                log.info("agentkit: task %s: command %d refused: %s", task.task_id, after, exc)
 
 
 async def close_quietly(backend: TaskBackend) -> None:
