@@ -7,21 +7,26 @@ right after the creation with the list after the attacks and expects the task
 ``running`` from the start; on Redis it is ``queued`` until the embedded worker takes
 it, so the list legitimately changes in between. The version here waits for the run
 to start, then checks the same refusals and that nothing changed.
-test_secrets_in_urls_stay_out_of_a_debug_log only uses a server process of its own
-(not on Redis), so it is not here."""
+The second server (``other_server``: its own process, at DEBUG level) is on Redis here
+too, under a prefix of its own, so test_secrets_in_urls_stay_out_of_a_debug_log
+checks a server whose runs (and their unexpected errors) are on its embedded worker."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
+from hardening_support import ONLY_AGENTKIT
+from redis_support import RedisServer
 from server_process import ServerProcess
 from test_hardening_attacks import (  # noqa: F401 - collected again, on Redis
+    OTHER_API_KEY,
     create,
     fetch_status,
-    other_server,
     refused_status,
     test_an_unexpected_error_handling_a_message_is_generic_and_the_run_goes_on,
     test_an_unexpected_error_on_the_publish_socket_is_generic,
@@ -29,8 +34,42 @@ from test_hardening_attacks import (  # noqa: F401 - collected again, on Redis
     test_an_unexpected_rest_error_is_generic_for_the_client_detailed_in_the_log,
     test_cookie_rest_writes_need_xsrf_and_the_servers_origin,
     test_cookie_websockets_from_a_foreign_or_null_origin_are_refused,
+    test_secrets_in_urls_stay_out_of_a_debug_log,
 )
 from test_task_lists_on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
+
+from agentkit_jupyter.protocol import ENV_API_KEY
+
+
+@pytest.fixture(scope="module")
+def other_server(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+) -> Iterator[ServerProcess]:
+    """test_hardening_attacks.py's second server (DEBUG log, the seed api_key from the
+    environment, the extra agents), with its tasks on Redis and its embedded worker."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(ENV_API_KEY, OTHER_API_KEY)
+        server = ServerProcess(
+            tmp_path_factory.mktemp("other"),
+            "--log-level=DEBUG",
+            "--AgentKitExtension.log_level=DEBUG",
+            "--AgentKitExtension.db_path=",
+            "--AgentKitExtension.agents=hardening_support:hardening_agents",
+            f"--AgentKitExtension.backend_url={redis_server.url}",
+            f"--AgentKitExtension.backend_prefix=agentkit-test-{secrets.token_hex(4)}:",
+            *ONLY_AGENTKIT,
+        ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_other_server_is_on_redis(
+    other_server: ServerProcess, redis_server: RedisServer
+) -> None:
+    """Its log says where its tasks are (app.py logs the backend at start)."""
+    assert f"agentkit: tasks on redis://127.0.0.1:{redis_server.port}/0" in other_server.log()
 
 
 async def test_missing_wrong_and_foreign_tokens_are_refused_once_the_task_runs(
@@ -38,7 +77,7 @@ async def test_missing_wrong_and_foreign_tokens_are_refused_once_the_task_runs(
     jp_fetch: Any,
     ws_url: Any,
     jp_auth_header: dict[str, str],
-    other_server: ServerProcess,  # noqa: F811 - the imported fixture
+    other_server: ServerProcess,
 ) -> None:
     """Every route and both sockets refuse a missing, wrong or foreign token with 403,
     in the header or the query; the running task, the list and the other server are
