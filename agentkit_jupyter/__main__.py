@@ -137,7 +137,8 @@ def _worker(argv: list[str]) -> int:
         prog="agentkit-jupyter worker",
         description="Take tasks that Jupyter servers queued on Redis and run them, "
         "streaming their events back through Redis (docs/scale-out.md). SIGTERM or "
-        "Ctrl+C stops it; its runs are then taken over by another worker after the lease.",
+        "Ctrl+C stops it: its runs get --grace-seconds to finish, then each one still "
+        "going ends interrupted and its continuation is queued for another worker.",
     )
     parser.add_argument("--backend", required=True, help="redis://[user:password@]host:port/db")
     parser.add_argument(
@@ -152,11 +153,17 @@ def _worker(argv: list[str]) -> int:
     parser.add_argument("--name", help="this worker's name (default: host-pid)")
     parser.add_argument("--lease-seconds", type=float, default=30.0)
     parser.add_argument("--max-running", type=int, default=100, help="runs at once")
+    parser.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=10.0,
+        help="on SIGTERM: how long runs may go on before they are handed over (0: at once)",
+    )
     args = parser.parse_args(argv)
     if not args.backend.startswith(("redis://", "rediss://", "unix://")):
         parser.error("--backend must be a redis:// (or rediss://, unix://) URL")
-    if args.lease_seconds <= 0 or args.max_running < 1:
-        parser.error("--lease-seconds must be > 0 and --max-running >= 1")
+    if args.lease_seconds <= 0 or args.max_running < 1 or args.grace_seconds < 0:
+        parser.error("--lease-seconds must be > 0, --max-running >= 1, --grace-seconds >= 0")
     from .server.agents import AgentLoadError, agents_from, import_object
 
     found = list(demo_agents()) if args.demo_agents else []
@@ -195,7 +202,9 @@ def _worker(argv: list[str]) -> int:
         names = ", ".join(a.name for a in found)
         print(f"worker {worker.name}: agents {names}; waiting for tasks", flush=True)
         await stop.wait()
-        await worker.stop()
+        print(f"worker {worker.name}: stopping", flush=True)
+        # A grace of 0 still hands over (at once): only a crash leaves it to the lease.
+        await worker.stop(grace_seconds=max(args.grace_seconds, 1e-3))
         await backend.close()
         return 0
 

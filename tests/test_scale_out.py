@@ -28,6 +28,8 @@ from server_process import TESTS_DIR, ServerProcess
 from test_store import create, get_task
 from websockets.asyncio.client import ClientConnection, connect
 
+from agentkit_jupyter.tasks.notebook_runs import pack_run_log
+
 LEASE_SECONDS = 2.0
 DEADLINE = 60.0
 
@@ -35,7 +37,7 @@ DEADLINE = 60.0
 class WorkerProcess:
     """``agentkit-jupyter worker`` (``python -m agentkit_jupyter worker``) in its own process."""
 
-    def __init__(self, url: str, prefix: str, name: str, log_dir: Path) -> None:
+    def __init__(self, url: str, prefix: str, name: str, log_dir: Path, *options: str) -> None:
         self.log_path = log_dir / f"worker-{name}.log"
         env = {
             **os.environ,
@@ -45,6 +47,7 @@ class WorkerProcess:
             sys.executable, "-m", "agentkit_jupyter", "worker",
             "--backend", url, "--prefix", prefix, "--name", name,
             "--agents", "support:test_agents", "--lease-seconds", str(LEASE_SECONDS),
+            *options,
         ]  # fmt: skip
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -258,3 +261,134 @@ async def test_finished_tasks_replay_after_redis_restarts(cluster: Cluster) -> N
         assert task_id in [t["task_id"] for t in listed["tasks"]]
     finally:
         fresh.stop()
+
+
+async def test_a_sigtermed_worker_hands_its_run_over_at_once_not_after_its_lease(
+    cluster: Cluster,
+) -> None:
+    """A worker drained for a deploy (SIGTERM): its run gets the grace period, then
+    ends interrupted with its events kept and its continuation queued, long before the
+    lease (30 s here) would have let another worker take it over."""
+    cluster.worker.stop()
+    leaving = WorkerProcess(
+        cluster.redis.url, cluster.prefix, "leaving", cluster.home,
+        "--lease-seconds", "30", "--grace-seconds", "0.5",
+    )  # fmt: skip
+    cluster.worker = leaving
+    task_id = create(cluster.a, "paced", "go")
+    async with ws_connect(cluster.b, task_id) as on_b:
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(DEADLINE):
+            async for raw in on_b:
+                message = json.loads(raw)
+                if message["type"] == "step":
+                    seen.append(message)
+                if len(seen) >= 10:
+                    break
+        cluster.worker = WorkerProcess(cluster.redis.url, cluster.prefix, "heir", cluster.home)
+        leaving.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):  # well inside the 30 s lease
+            rest = logged(await read_until_result(on_b, DEADLINE))
+    assert leaving.proc.wait(15) == 0, leaving.log()
+    leaving.stop()
+    whole = seen + rest
+    assert_whole(whole)
+    result = whole[-1]["data"]
+    assert result["status"] == "interrupted" and result["error"]["code"] == "worker_lost"
+    assert "shutting down" in result["error"]["message"]
+    child_id = record(cluster.a, task_id)["resumed_by"]
+    assert child_id
+    child = await watch(cluster.b, child_id)
+    assert_whole(child)
+    assert child[-1]["data"]["status"] == "succeeded", child[-1]
+    copied = [m for m in child if m["type"] == "step" and m["data"].get("copied")]
+    done = [m for m in whole if m.get("data", {}).get("event_type") == "observation"]
+    assert len([m for m in copied if m["data"]["event_type"] == "observation"]) == len(done)
+
+
+def post(server: ServerProcess, path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(server.api(path), json=body, headers=server.headers, timeout=30)
+
+
+async def test_a_fork_through_b_of_a_run_through_a_is_planned_and_run_by_a_worker(
+    cluster: Cluster,
+) -> None:
+    task_id = create(cluster.a, "steps", "go")
+    parent = await watch(cluster.a, task_id)
+    observations = [
+        m for m in parent if m["type"] == "step" and m["data"]["event_type"] == "observation"
+    ]
+    at = observations[1]["seq"]
+    answer = post(cluster.b, f"tasks/{task_id}/fork", {"at_seq": at, "edit": {"observation": "7"}})
+    assert answer.status_code == 201, answer.text
+    child_id = answer.json()["task_id"]
+    child = await watch(cluster.a, child_id)
+    assert_whole(child)
+    assert child[-1]["data"]["status"] == "succeeded"
+    copied = [m for m in child if m["type"] == "step" and m["data"].get("copied")]
+    assert [m["data"]["event_type"] for m in copied] == [
+        m["data"]["event_type"] for m in parent if m["type"] == "step" and m["seq"] < at
+    ][: len(copied)]
+    edited = next(
+        m for m in child if m["type"] == "step" and m["data"]["event_type"] == "observation"
+        and not m["data"].get("copied")
+    )  # fmt: skip
+    assert edited["data"]["data"]["output"] == "7"
+    assert record(cluster.a, child_id)["parent_id"] == task_id
+    refused = post(cluster.a, f"tasks/{task_id}/fork", {"at_seq": 10_000})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_fork"
+
+
+async def test_two_servers_resuming_one_interrupted_task_make_one_continuation(
+    cluster: Cluster,
+) -> None:
+    # Waiting for a decision when its worker stops: interrupted, no continuation yet.
+    task_id = create(cluster.a, "approve-me", "ledger")
+    wait_status(cluster.b, task_id, "waiting")
+    cluster.worker.stop()
+    cluster.worker = WorkerProcess(cluster.redis.url, cluster.prefix, "w3", cluster.home)
+    interrupted = wait_status(cluster.a, task_id, "interrupted")
+    assert interrupted["resumed_by"] is None and interrupted["pending_approvals"]
+    answers = await asyncio.gather(
+        asyncio.to_thread(post, cluster.a, f"tasks/{task_id}/resume", {}),
+        asyncio.to_thread(post, cluster.b, f"tasks/{task_id}/resume", {}),
+    )
+    assert sorted(r.status_code for r in answers) == [201, 409], [r.text for r in answers]
+    made = next(r for r in answers if r.status_code == 201).json()
+    refused = next(r for r in answers if r.status_code == 409).json()
+    assert refused["error"]["code"] == "already_resumed"
+    assert made["task_id"] in refused["error"]["message"]
+    for server in (cluster.a, cluster.b):
+        assert wait_status(server, task_id, "interrupted")["resumed_by"] == made["task_id"]
+    # The call that waited is asked again in the continuation, never run unasked.
+    again = wait_status(cluster.b, made["task_id"], "waiting")
+    assert again["parent_id"] == task_id and again["fork_kind"] == "resume"
+    assert httpx.delete(cluster.b.api(f"tasks/{made['task_id']}"), headers=cluster.b.headers)
+
+
+async def test_a_run_imported_through_a_is_listed_and_replayed_through_b(cluster: Cluster) -> None:
+    task_id = create(cluster.a, "steps", "go")
+    original = get_task(cluster.a, task_id)
+    wait_status(cluster.a, task_id, "succeeded")
+    original = get_task(cluster.a, task_id)
+    events = logged(original["events"])
+    packed = pack_run_log({k: v for k, v in original.items() if k != "events"}, events)
+    answer = post(cluster.a, "tasks/import", {"runs": [packed], "source": "analysis.ipynb"})
+    assert answer.status_code == 201, answer.text
+    imported = answer.json()["ids"][task_id]
+    assert imported != task_id  # taken on Redis: a new id
+    on_b = get_task(cluster.b, imported)
+    assert on_b["status"] == "succeeded"
+    assert on_b["imported_from"]["source"] == "analysis.ipynb"
+    assert [(m["seq"], m["type"]) for m in logged(on_b["events"])] == [
+        (m["seq"], m["type"]) for m in events
+    ]
+    listed = httpx.get(cluster.b.api("tasks"), headers=cluster.b.headers).json()["tasks"]
+    assert imported in [t["task_id"] for t in listed]
+    # Deleted through B: gone on A too, and its id is not given out again.
+    assert (
+        httpx.delete(cluster.b.api(f"tasks/{imported}"), headers=cluster.b.headers).status_code
+        == 204
+    )
+    gone = httpx.get(cluster.a.api(f"tasks/{imported}"), headers=cluster.a.headers)
+    assert gone.status_code == 404

@@ -243,6 +243,12 @@ class AgentKitExtension(ExtensionApp):
     ).tag(config=True)
 
     otel_exporter: OtelExporter | None = None
+    worker_grace_seconds = Float(
+        5.0,
+        help="With backend_url and run_tasks: when the server stops, how long its "
+        "embedded worker's runs may go on before each is handed over (ended "
+        "interrupted, its continuation queued for another worker).",
+    ).tag(config=True)
     shared: SharedTasks | None = None
     worker: Worker | None = None
 
@@ -520,7 +526,8 @@ class AgentKitExtension(ExtensionApp):
             retention.stop()
         # After a failed start there is no hub: stopping must still work (SIGTERM, ^C).
         if self.worker is not None:
-            await self.worker.stop()
+            # A culled server's runs: a grace to finish, then handed over to a worker.
+            await self.worker.stop(grace_seconds=self.worker_grace_seconds)
         hub: TaskHub | None = getattr(self, "hub", None)
         if hub is not None:
             await hub.shutdown()

@@ -257,8 +257,13 @@ class TasksHandler(AgentKitAPIHandler):
             local.pop(str(r["task_id"]), None) or {**r, "ws_url": self.ws_path(str(r["task_id"]))}
             for r in await shared.records()
         ]
-        # Not on the backend: a kernel's run whose record is not written yet.
-        merged += [r for r in local.values() if r is not None]
+        # Left here: this server's own (not on the backend); a copy of one deleted on
+        # the backend since (through another server) is not listed.
+        merged += [
+            r
+            for task_id, r in local.items()
+            if r is not None and not shared.on_backend(self.hub.get(task_id))
+        ]
         return sorted(merged, key=lambda r: float(r["created_at"]))
 
     @requires("write")
@@ -303,7 +308,7 @@ class KernelTasksHandler(AgentKitAPIHandler):
             task.fork_kind = (body.fork_kind or protocol.ForkKind.FORK).value
             task.save()
         if self.agentkit.shared is not None:
-            self.agentkit.shared.share(task)  # listed and watched on every server
+            await self.agentkit.shared.share(task)  # listed and watched on every server
         self.set_status(201)
         self.finish(
             {

@@ -45,7 +45,7 @@ from .runs import (
     fork_plan,
     last_step_seq,
 )
-from .worker import BackendWriter, apply_commands, backend_messages
+from .worker import BackendWriter, apply_commands, backend_messages, without_subscribers
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,8 @@ class SharedTasks:
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._jobs: set[asyncio.Task[None]] = set()
         self._adopting: dict[str, asyncio.Future[Task | None]] = {}
+        # Runs of this server written through to the backend (imports, kernels' runs).
+        self._written: set[str] = set()
         self._closed = False
 
     def _spawn(self, coroutine: Any) -> None:
@@ -222,15 +224,22 @@ class SharedTasks:
             for task in tasks:
                 task.sink = None
             await asyncio.gather(*(w.close() for w in writers))
+        self._written.update(task.task_id for task in tasks)
         return tasks
 
-    def share(self, task: Task) -> None:
+    async def share(self, task: Task) -> None:
         """A run this server hosts but does not take from the queue (a kernel's, which
         publishes it here) on the backend too: its record and events written through,
         so every server lists and watches it, and commands from other servers (through
         its control stream) applied here, as a worker applies them."""
-        writer = BackendWriter(self.backend, task.task_id, None, create=task.to_dict())
+        try:  # before anyone can ask for it by id (or it would seem deleted)
+            await self.backend.create(without_subscribers(task.to_dict()))
+        except BaseException:
+            self.hub.delete(task.task_id)
+            raise
+        writer = BackendWriter(self.backend, task.task_id, None)
         task.sink = writer
+        self._written.add(task.task_id)
         self._spawn(self._serve_shared(task, writer))
 
     async def _serve_shared(self, task: Task, writer: BackendWriter) -> None:
@@ -251,8 +260,14 @@ class SharedTasks:
         except KeyError:
             pass
         else:
-            if task.remote is not None and task.status is TaskStatus.QUEUED:
-                await self._note_start(task)
+            if not self.on_backend(task):
+                return task
+            # Another server may have deleted it, or a worker started it: one read.
+            record = await self.backend.get(task_id)
+            if record is None:
+                self._drop(task)
+                return None
+            self._started(record)
             return task
         pending = self._adopting.get(task_id)
         if pending is not None:  # another request is fetching it: one mirror, not two
@@ -271,14 +286,19 @@ class SharedTasks:
         finally:
             del self._adopting[task_id]
 
-    async def _note_start(self, task: Task) -> None:
-        """A worker took the task but it logged nothing yet (a slow first model call):
-        its record says it runs, and so does the mirror then (as a local run would)."""
-        record = await self.backend.get(task.task_id)
-        if record is not None:
-            self._started(record)
+    def on_backend(self, task: Task) -> bool:
+        """A mirror, or a run of this server written through (an import, a kernel's)."""
+        return task.remote is not None or task.task_id in self._written
+
+    def _drop(self, task: Task) -> None:
+        """Deleted on the backend (through another server): gone here too."""
+        self._written.discard(task.task_id)
+        with contextlib.suppress(KeyError):
+            self.hub.delete(task.task_id)
 
     def _started(self, record: dict[str, Any]) -> None:
+        """A worker took the task but it logged nothing yet (a slow first model call):
+        its record says it runs, and so does the mirror then (as a local run would)."""
         try:
             task = self.hub.get(str(record.get("task_id")))
         except KeyError:
@@ -397,7 +417,7 @@ class SharedTasks:
             task.token.cancel("deleted")  # sent: the hub's delete sends nothing more
         await self.backend.delete(task_id)
         if task is not None:
-            self.hub.delete(task_id)
+            self._drop(task)
 
     async def close(self) -> None:
         self._closed = True

@@ -68,6 +68,8 @@ APPEND_BATCH = 256
 RETRY_SECONDS = 0.5
 # How long a control read blocks (a cancel arrives at once; this only bounds a quiet one).
 CONTROL_BLOCK_SECONDS = 2.0
+# After a stop's grace period: how long handing the runs over may take.
+HAND_OVER_SECONDS = 10.0
 # A task taken over more than this many times ends without a continuation: it kills
 # workers.
 MAX_DELIVERIES = 5
@@ -76,7 +78,7 @@ WORKER_EVENTS_IN_MEMORY = 1_000
 WORKER_BYTES_IN_MEMORY = 4 * 1024 * 1024
 
 
-def _without_subscribers(record: dict[str, Any]) -> dict[str, Any]:
+def without_subscribers(record: dict[str, Any]) -> dict[str, Any]:
     # A server's count of its own viewers: not the task's, and not shared.
     return {k: v for k, v in record.items() if k != "subscribers"}
 
@@ -113,7 +115,7 @@ class BackendWriter:
         self.writer = writer
         self._entries: list[LogEntry] = []
         self._record: dict[str, Any] | None = None
-        self._create = _without_subscribers(create) if create is not None else None
+        self._create = without_subscribers(create) if create is not None else None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         if self._create is None:
@@ -130,7 +132,7 @@ class BackendWriter:
 
     def saved(self, record: dict[str, Any]) -> None:
         # Only the newest record matters: a newer save replaces one not written yet.
-        self._record = _without_subscribers(record)
+        self._record = without_subscribers(record)
         self._idle.clear()
         self._wake.set()
 
@@ -220,6 +222,7 @@ class Worker:
         self._runs: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.max_running)
         self._loop_job: asyncio.Task[None] | None = None
+        self._handing_over: set[str] = set()
 
     def start(self) -> None:
         self._loop_job = asyncio.get_running_loop().create_task(
@@ -253,16 +256,34 @@ class Worker:
         if not job.cancelled() and job.exception() is not None:
             log.error("agentkit: worker %s: a run failed", self.name, exc_info=job.exception())
 
-    async def stop(self) -> None:
-        """Stop taking tasks and stop the runs; their leases lapse and another worker
-        takes them over (as after a crash, without the wait for appends in flight)."""
+    async def stop(self, grace_seconds: float = 0.0) -> None:
+        """Stop taking tasks. With ``grace_seconds``: the runs have that long to
+        finish; each one still going is then handed over: stopped, ended
+        ``interrupted`` (``worker_lost``) with its events kept, and its continuation
+        queued at once for another worker (no wait for the lease), as a take-over
+        would. Without: the runs stop unlogged and their leases lapse (as a crash)."""
         if self._loop_job is not None:
             self._loop_job.cancel()
+            await asyncio.gather(self._loop_job, return_exceptions=True)
+        if grace_seconds > 0 and self._runs:
+            await asyncio.wait(set(self._runs), timeout=grace_seconds)
+            for task in list(self.running.values()):
+                self._stop_for_hand_over(task)
+            if self._runs:
+                await asyncio.wait(set(self._runs), timeout=HAND_OVER_SECONDS)
         for job in list(self._runs):
             job.cancel()
-        await asyncio.gather(
-            *([self._loop_job] if self._loop_job else []), *self._runs, return_exceptions=True
-        )
+        await asyncio.gather(*self._runs, return_exceptions=True)
+
+    def _stop_for_hand_over(self, task: Task) -> None:
+        """Stop the run without logging how (its handler then hands it over)."""
+        if task.finished or task.sink is None:
+            return
+        self._handing_over.add(task.task_id)  # until its handler is done
+        task.sink = None
+        if task._runner is not None:
+            task._runner.cancel()
+        task._done.set()
 
     async def _handle(self, lease: Lease) -> None:
         record = await self.backend.get(lease.task_id)
@@ -287,6 +308,8 @@ class Worker:
                 await self._take_over(task, lease)
             else:
                 await self._run(task, record)
+                if task.task_id in self._handing_over and writer.lost is None:
+                    await self._hand_over(record, lease, writer)
             await writer.drain()
             if writer.lost is None:
                 await self.queue.done(lease)
@@ -304,6 +327,7 @@ class Worker:
             )
             await writer.close()
             self.running.pop(task.task_id, None)
+            self._handing_over.discard(task.task_id)
 
     def _task_for(self, record: dict[str, Any]) -> Task:
         task = Task(
@@ -372,7 +396,22 @@ class Worker:
     async def _messages(self, task_id: str) -> list[dict[str, Any]]:
         return await backend_messages(self.backend, task_id)
 
-    async def _take_over(self, task: Task, lease: Lease) -> None:
+    async def _hand_over(self, record: dict[str, Any], lease: Lease, writer: BackendWriter) -> None:
+        """After a stop for hand-over: what the run logged is written, then the task
+        ends as a take-over ends it (from the log on the backend, by a fresh Task, as
+        the stopped one logged locally what it did while stopping)."""
+        runner = self.running[lease.task_id]._runner
+        if runner is not None:
+            await asyncio.gather(runner, return_exceptions=True)
+        await writer.drain()
+        task = self._task_for(record)
+        task.sink = writer
+        self.running[task.task_id] = task
+        await self._take_over(task, lease, who="Its worker, shutting down,")
+
+    async def _take_over(
+        self, task: Task, lease: Lease, who: str = "The worker running it"
+    ) -> None:
         """The worker that had it died: the log so far stays, the task ends interrupted
         and, unless it waited for a person or keeps killing workers, its continuation
         is queued (or, if it already ended there, its record says so)."""
@@ -390,7 +429,6 @@ class Worker:
         if lease.deliveries > MAX_DELIVERIES:
             who = f"The worker ({lease.deliveries} took it over in turn)"
         else:
-            who = "The worker running it"
             if not task.control.pending_list() and task.agent in self.agents:
                 # Named in the record before the result, so whoever sees the result
                 # finds where the run goes on.
