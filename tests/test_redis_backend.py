@@ -243,6 +243,21 @@ async def test_deleted_stays_deleted_late_writes_are_refused_and_the_id_is_not_r
     assert [r["task_id"] for r in (await backend.page()).records] == []
 
 
+async def test_a_cut_messages_whole_text_is_kept_until_the_task_is_deleted(
+    backend: TaskBackend,
+) -> None:
+    await backend.create(record("a", 1.0))
+    whole = ("x" * 300_000 + " ✓").encode()
+    await backend.keep_whole("a", 7, whole)
+    assert await backend.read_whole("a", 7) == whole
+    assert await backend.read_whole("a", 8) is None
+    await backend.delete("a")
+    assert await backend.read_whole("a", 7) is None
+    with pytest.raises(TaskDeletedError):
+        await backend.keep_whole("a", 9, b"late")
+    assert await backend.read_whole("a", 9) is None
+
+
 async def test_of_many_concurrent_claims_of_a_field_exactly_one_wins(
     backend: TaskBackend,
 ) -> None:

@@ -235,6 +235,15 @@ class EventLogBackend(Protocol):
         ``block``). EventsTrimmedError if ``after + 1`` is no longer kept."""
         ...
 
+    async def keep_whole(self, task_id: str, seq: int, data: bytes) -> None:
+        """Keep the whole text of message ``seq``, which is logged cut (beyond
+        ``max_event_bytes``), until the task is deleted. TaskDeletedError."""
+        ...
+
+    async def read_whole(self, task_id: str, seq: int) -> bytes | None:
+        """The whole text kept for message ``seq``, or None."""
+        ...
+
     async def last_seq(self, task_id: str) -> int:
         """The newest ``seq`` logged (0: none)."""
         ...

@@ -107,6 +107,10 @@ class RemoteRun(Protocol):
         there (a decision another server sent first)."""
         ...
 
+    async def whole_text(self, seq: int) -> bytes | None:
+        """The whole text of message ``seq``, logged cut, where its runner kept it."""
+        ...
+
 
 class TaskSink(Protocol):
     """Gets a copy of what a task logs and saves (a worker's writer to the shared
@@ -115,6 +119,10 @@ class TaskSink(Protocol):
     def appended(self, entry: LogEntry) -> None: ...
 
     def saved(self, record: dict[str, Any]) -> None: ...
+
+    def whole(self, seq: int, text: str) -> None:
+        """The whole text of message ``seq``, which is logged cut (``max_event_bytes``)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +423,14 @@ class Task:
                 data = await asyncio.to_thread(store.read_whole_event, self.task_id, seq)
             if data is not None:
                 return data
+        if self.remote is not None:  # run elsewhere: its runner kept it on the backend
+            data = await self.remote.whole_text(seq)
+            if data is not None:
+                return data
+            raise EventNotKeptError(
+                "The whole text of this event is not on the task backend (it was cut "
+                "where it ran, and its whole copy was not kept or has been deleted)."
+            )
         if self.origin != "server":
             raise EventNotKeptError(
                 "The kernel that ran this task published this event already shortened; "
@@ -669,6 +685,8 @@ class Task:
         if store is None or not store.save_whole_event(self.task_id, seq, text):
             if self._wholes is not None:
                 self._wholes.keep(self.task_id, seq, text)
+        if self.sink is not None:  # on a shared backend: for every server's viewers
+            self.sink.whole(seq, text)
         return cut
 
     def save(self) -> None:

@@ -61,6 +61,7 @@ class MemoryBackend:
         self._streams: dict[str, _Stream] = {}
         self._controls: dict[str, _Control] = {}
         self._deleted: set[str] = set()
+        self._wholes: dict[tuple[str, int], bytes] = {}
 
     # -- registry -----------------------------------------------------------------------
 
@@ -100,7 +101,16 @@ class MemoryBackend:
         cursor = ListCursor(last["created_at"], last["task_id"]) if last else None
         return RecordPage(records, cursor)
 
+    async def keep_whole(self, task_id: str, seq: int, data: bytes) -> None:
+        self._check_not_deleted(task_id)
+        self._wholes[(task_id, seq)] = bytes(data)
+
+    async def read_whole(self, task_id: str, seq: int) -> bytes | None:
+        return self._wholes.get((task_id, seq))
+
     async def delete(self, task_id: str) -> None:
+        for key in [k for k in self._wholes if k[0] == task_id]:
+            del self._wholes[key]
         self._records.pop(task_id, None)
         self._streams.pop(task_id, None)
         self._controls.pop(task_id, None)

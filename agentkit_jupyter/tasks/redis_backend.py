@@ -138,6 +138,14 @@ end
 return 1
 """
 
+# KEYS[1] a task's whole texts, KEYS[2] its deletion mark; ARGV[1] a seq, ARGV[2]
+# the text. Refused for a deleted task (it would bring back a key nobody deletes).
+_KEEP_WHOLE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return redis.error_reply('DELETED') end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 # KEYS[1] the record; ARGV[1] a field, ARGV[2] its JSON value. Set unless it holds a
 # value (JSON null is none); the field's value after, or nil without a record.
 _CLAIM = """
@@ -210,6 +218,9 @@ class RedisKeys:
 
     def writer(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}:writer"
+
+    def wholes(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}:whole"
 
     def gone(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}:gone"
@@ -305,6 +316,7 @@ class RedisBackend(_RedisBase):
         self._create = client.register_script(_CREATE)
         self._update = client.register_script(_UPDATE)
         self._claim = client.register_script(_CLAIM)
+        self._keep_whole = client.register_script(_KEEP_WHOLE)
         self._send = client.register_script(_SEND)
 
     @classmethod
@@ -401,6 +413,7 @@ class RedisBackend(_RedisBase):
                 self.keys.control_keys(task_id),
                 self.keys.decided(task_id),
                 self.keys.writer(task_id),
+                self.keys.wholes(task_id),
             )
             pipe.zrem(self.keys.index, task_id)
             pipe.zrem(self.keys.finished, task_id)
@@ -462,6 +475,19 @@ class RedisBackend(_RedisBase):
             if message.startswith("STALE ") and writer is not None:
                 raise StaleWriterError(task_id, writer, int(message.split()[1])) from None
             raise
+
+    async def keep_whole(self, task_id: str, seq: int, data: bytes) -> None:
+        keys = [self.keys.wholes(task_id), self.keys.gone(task_id)]
+        try:
+            await self._call(lambda: self._keep_whole(keys, [seq, data]))
+        except ResponseError as exc:
+            if str(exc) == "DELETED":
+                raise TaskDeletedError(task_id) from None
+            raise
+
+    async def read_whole(self, task_id: str, seq: int) -> bytes | None:
+        key = self.keys.wholes(task_id)
+        return cast(bytes | None, await self._call(lambda: self.client.hget(key, str(seq))))
 
     async def _read_stream(
         self, key: str, after: int, limit: int, block: float | None

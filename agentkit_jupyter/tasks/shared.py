@@ -76,6 +76,9 @@ class _Remote:
         except BackendError:
             log.exception("agentkit: the cancel of task %s did not reach Redis", self._task_id)
 
+    async def whole_text(self, seq: int) -> bytes | None:
+        return await self._shared.backend.read_whole(self._task_id, seq)
+
     async def command(self, command: ControlMessage, by: str | None) -> None:
         try:
             await self._shared.backend.send(self._task_id, command, by)

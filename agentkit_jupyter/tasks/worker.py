@@ -50,6 +50,7 @@ from .backend import (
     TaskExistsError,
     WorkQueue,
 )
+from .bounds import truncation_of
 from .hub import HubLimits, Task, TaskFinishedError
 from .log import LogEntry
 from .runs import (
@@ -115,6 +116,7 @@ class BackendWriter:
         self.writer = writer
         self._entries: list[LogEntry] = []
         self._record: dict[str, Any] | None = None
+        self._wholes: list[tuple[int, str]] = []
         self._create = without_subscribers(create) if create is not None else None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -127,6 +129,12 @@ class BackendWriter:
 
     def appended(self, entry: LogEntry) -> None:
         self._entries.append(entry)
+        self._idle.clear()
+        self._wake.set()
+
+    def whole(self, seq: int, text: str) -> None:
+        # Written before the entry that is its cut copy: whoever reads that finds it.
+        self._wholes.append((seq, text))
         self._idle.clear()
         self._wake.set()
 
@@ -156,6 +164,11 @@ class BackendWriter:
                             await self.backend.create(self._create)
                         self._create = None
                         continue
+                    if self._wholes:
+                        seq, text = self._wholes[0]
+                        await self.backend.keep_whole(self.task_id, seq, text.encode())
+                        del self._wholes[0]
+                        continue
                     if self._entries:
                         batch = self._entries[:APPEND_BATCH]
                         await self._append(batch)
@@ -176,12 +189,17 @@ class BackendWriter:
                     await asyncio.sleep(RETRY_SECONDS)
             if self.lost is not None:
                 self._entries.clear()
+                self._wholes.clear()
                 self._record = self._create = None
             if not self._pending():
                 self._idle.set()
 
     def _pending(self) -> bool:
-        return self._create is not None or bool(self._entries) or self._record is not None
+        return (
+            self._create is not None
+            or bool(self._wholes or self._entries)
+            or self._record is not None
+        )
 
     async def _append(self, batch: list[LogEntry]) -> None:
         try:
@@ -477,7 +495,12 @@ async def backend_messages(backend: TaskBackend, task_id: str) -> list[dict[str,
         entries = await backend.read_after(task_id, after, limit=500)
         if not entries:
             return messages
-        messages += [json.loads(entry.data) for entry in entries]
+        for entry in entries:
+            message = json.loads(entry.data)
+            if truncation_of(message) is not None:
+                whole = await backend.read_whole(task_id, entry.seq)
+                message = json.loads(whole) if whole is not None else message
+            messages.append(message)
         after = entries[-1].seq
 
 
