@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ import pytest
 from redis.exceptions import NoPermissionError
 from redis_support import RedisServer, redis_executable, require_redis_server
 
+from agentkit_jupyter.core import AgentPool
+from agentkit_jupyter.core.demo import demo_agents
 from agentkit_jupyter.protocol import (
     ApproveMessage,
     CancelMessage,
@@ -38,10 +40,11 @@ from agentkit_jupyter.tasks.backend import (
     TaskDeletedError,
     TaskExistsError,
 )
-from agentkit_jupyter.tasks.fanout import StreamFanout
+from agentkit_jupyter.tasks.hub import HubLimits, TaskHub
 from agentkit_jupyter.tasks.log import LogEntry
 from agentkit_jupyter.tasks.memory_backend import MemoryBackend
 from agentkit_jupyter.tasks.redis_backend import RedisBackend, RedisWorkQueue, connect
+from agentkit_jupyter.tasks.shared import SharedTasks
 
 # Generous: these bound a hang, they do not measure speed.
 DEADLINE = 10.0
@@ -369,11 +372,11 @@ async def test_the_first_decision_on_a_call_wins_whoever_sends_it(backend: TaskB
     assert await backend.send("other", reject, by="bob") == 1  # calls are per task
 
 
-# -- fan-out ------------------------------------------------------------------------------
+# -- one reader per watched task per server (tasks/shared.py) ----------------------------
 
 
 class CountingReads:
-    """The log of a backend, counting its reads."""
+    """A backend, counting the reads of its logs."""
 
     def __init__(self, inner: TaskBackend) -> None:
         self.inner = inner
@@ -385,25 +388,8 @@ class CountingReads:
         self.reads += 1
         return await self.inner.read_after(task_id, after, limit, block)
 
-    async def append(self, task_id: str, seq: int, data: bytes, writer: int | None = None) -> None:
-        await self.inner.append(task_id, seq, data, writer)
-
-    async def append_many(
-        self, task_id: str, first_seq: int, data: Sequence[bytes], writer: int | None = None
-    ) -> None:
-        await self.inner.append_many(task_id, first_seq, data, writer)
-
-    async def fence(self, task_id: str, writer: int) -> int:
-        return await self.inner.fence(task_id, writer)
-
-    async def last_seq(self, task_id: str) -> int:
-        return await self.inner.last_seq(task_id)
-
-    async def first_seq(self, task_id: str) -> int:
-        return await self.inner.first_seq(task_id)
-
-    async def trim(self, task_id: str, keep_last: int) -> int:
-        return await self.inner.trim(task_id, keep_last)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 async def redis_xreads(backend: TaskBackend) -> int:
@@ -414,54 +400,61 @@ async def redis_xreads(backend: TaskBackend) -> int:
     return int(stats.get("cmdstat_xread", {}).get("calls", 0))
 
 
-def is_result(entry: LogEntry) -> bool:
-    return json.loads(entry.data)["type"] == "result"
+def result_message(seq: int) -> bytes:
+    return json.dumps({"type": "result", "seq": seq, "data": {"status": "succeeded"}}).encode()
 
 
-async def _watch(fanout: StreamFanout, after: int = 0) -> list[int]:
-    return [e.seq async for batch in fanout.batches("t", after) for e in batch]
+async def _watch(task: Any, after: int = 0) -> list[int]:
+    return [e.seq async for batch in task.subscribe(after).batches() for e in batch]
 
 
-async def test_many_local_subscribers_cost_one_reader(backend: TaskBackend) -> None:
+async def _mirror(backend: TaskBackend, limits: HubLimits | None = None) -> tuple[Any, Any]:
+    """A server's view of task "t" on ``backend``: its hub, and the task's mirror."""
+    shared = SharedTasks(TaskHub(AgentPool(demo_agents()), limits), backend, None)  # type: ignore[arg-type]
+    await backend.create(record("t", 1.0))
+    return shared, await shared.find("t")
+
+
+async def test_many_viewers_of_a_task_on_one_server_cost_one_reader(backend: TaskBackend) -> None:
     counting = CountingReads(backend)
-    fanout = StreamFanout(counting, is_last=is_result, block=DEADLINE)
     await backend.append_many("t", 1, [message(s) for s in range(1, 11)])
+    limits = HubLimits(max_subscribers_per_task=2000)
     xreads_before = await redis_xreads(backend)
-    viewers = [asyncio.create_task(_watch(fanout)) for _ in range(1000)]
-    late = asyncio.create_task(_watch(fanout, after=5))
+    shared, mirror = await _mirror(counting, limits)  # type: ignore[arg-type]
+    viewers = [asyncio.create_task(_watch(mirror)) for _ in range(1000)]
+    late = asyncio.create_task(_watch(mirror, after=5))
     await asyncio.sleep(0.05)
-    assert fanout.watched() == ["t"]
     for seq in range(11, 40):
         await backend.append("t", seq, message(seq))
         await asyncio.sleep(0)
-    result = json.dumps({"type": "result", "seq": 40, "data": {"status": "succeeded"}})
-    await backend.append("t", 40, result.encode())
+    await backend.append("t", 40, result_message(40))
     async with asyncio.timeout(DEADLINE * 3):
         seen = await asyncio.gather(*viewers)
         assert await late == list(range(6, 41))
     assert all(s == list(range(1, 41)) for s in seen)  # no gap, no duplicate, each of them
     # One reader for them all: at most one read per append (and the first), not 1,000s.
-    assert counting.reads <= 32
+    reads = counting.reads
+    assert reads <= 32
     if isinstance(backend, RedisBackend):  # as Redis itself counts them
-        assert await redis_xreads(backend) - xreads_before == counting.reads
-    assert fanout.watched() == []
+        assert await redis_xreads(backend) - xreads_before == reads
+    await shared.close()
 
 
-async def test_a_subscriber_behind_the_window_catches_up_from_the_backend(
+async def test_a_viewer_older_than_the_servers_window_reads_the_rest_from_the_backend(
     backend: TaskBackend,
 ) -> None:
-    counting = CountingReads(backend)
-    fanout = StreamFanout(counting, is_last=is_result, block=DEADLINE, max_entries=5)
     await backend.append_many("t", 1, [message(s) for s in range(1, 31)])
-    first = fanout.batches("t", after=20)
-    got = [e.seq for e in await anext(first)]
-    behind = asyncio.create_task(_watch(fanout, after=0))  # older than the shared window
-    await backend.append("t", 31, json.dumps({"type": "result", "seq": 31}).encode())
+    limits = HubLimits(max_events_in_memory=5)
+    shared, mirror = await _mirror(backend, limits)
+    ahead = asyncio.create_task(_watch(mirror, after=20))
+    await asyncio.sleep(0.05)
+    assert mirror.log.first_seq > 20  # memory holds only the newest
+    behind = asyncio.create_task(_watch(mirror, after=0))  # older than the window
+    await backend.append("t", 31, result_message(31))
     async with asyncio.timeout(DEADLINE):
-        async for batch in first:
-            got += [e.seq for e in batch]
         assert await behind == list(range(1, 32))
-    assert got == list(range(21, 32))
+        assert await ahead == list(range(21, 32))
+    await shared.close()
 
 
 # -- Redis only ---------------------------------------------------------------------------
@@ -576,20 +569,17 @@ async def test_finished_streams_survive_a_redis_restart_with_persistence(
 async def test_redis_going_away_mid_read_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
     server = RedisServer(redis_executable(), tmp_path / "redis").start()
     backend = RedisBackend.from_url(server.url)
-    fanout = StreamFanout(backend, block=60.0)
     try:
         await backend.append("t", 1, message(1))
         reading = asyncio.create_task(backend.read_after("t", 1, block=60.0))
-        watching = fanout.batches("t", after=0)
-        assert [e.seq for e in await anext(watching)] == [1]
-        next_batch = asyncio.create_task(anext(watching))
+        control = asyncio.create_task(backend.receive("t", 0, block=60.0))
         await asyncio.sleep(0.1)  # both block in XREAD now
         server.kill()
         async with asyncio.timeout(DEADLINE):
             with pytest.raises(BackendUnavailableError, match="Redis"):
                 await reading
             with pytest.raises(BackendUnavailableError):
-                await next_batch
+                await control
             with pytest.raises(BackendUnavailableError):
                 await backend.get("t")
     finally:
@@ -604,7 +594,7 @@ def test_the_default_install_needs_no_redis() -> None:
 
     code = (
         "import sys, agentkit_jupyter, agentkit_jupyter.tasks, agentkit_jupyter.tasks.backend, "
-        "agentkit_jupyter.tasks.memory_backend, agentkit_jupyter.tasks.fanout, "
+        "agentkit_jupyter.tasks.memory_backend, "
         "agentkit_jupyter.tasks.shared, agentkit_jupyter.tasks.worker, "
         "agentkit_jupyter.server.app; "
         "print('redis' in sys.modules)"
@@ -619,26 +609,6 @@ def test_a_missing_redis_server_fails_on_ci_and_skips_elsewhere() -> None:
     with pytest.raises(pytest.skip.Exception, match="not installed"):
         require_redis_server(None, on_ci=False)
     assert require_redis_server("/usr/bin/redis-server", on_ci=True) == "/usr/bin/redis-server"
-
-
-async def test_a_subscriber_before_a_window_that_starts_beyond_the_end_still_gets_each_event(
-    backend: TaskBackend,
-) -> None:
-    fanout = StreamFanout(backend, is_last=is_result, block=DEADLINE)
-    await backend.append("t", 1, message(1))
-    ahead = asyncio.create_task(_watch(fanout, after=3))  # the shared window starts at 4
-    await asyncio.sleep(0.05)
-    behind = fanout.batches("t", after=0)
-    assert [e.seq for e in await anext(behind)] == [1]
-    async with asyncio.timeout(DEADLINE):
-        waiting = asyncio.create_task(anext(behind))
-        await asyncio.sleep(0.05)
-        await backend.append("t", 2, message(2))
-        assert [e.seq for e in await waiting] == [2]  # not held until seq 4 comes
-        await backend.append("t", 3, message(3))
-        await backend.append("t", 4, json.dumps({"type": "result", "seq": 4}).encode())
-        rest = [e.seq async for batch in behind for e in batch]
-        assert rest == [3, 4] and await ahead == [4]
 
 
 async def test_a_redis_user_confined_to_its_prefix_can_do_everything_there_and_nothing_else(

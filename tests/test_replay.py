@@ -190,6 +190,23 @@ def test_plan_resume_asks_again_for_a_call_that_had_started() -> None:
     assert [c.name for c in plan.snapshot.interrupted] == ["double", "add"]
 
 
+def test_plan_resume_of_a_run_paused_before_a_call_runs_it_without_asking() -> None:
+    """Paused between two calls of a turn (the first done), then stopped: the second
+    had not started, so the continuation runs it; nothing is asked again."""
+    events = asyncio.run(run(ScriptedGateway(SCRIPT), [add, double]))
+    first_obs = next(
+        i for i, e in enumerate(events) if e.step == 2 and e.event_type is EventType.OBSERVATION
+    )
+    paused = StepEvent(EventType.PAUSED, 2, {"reason": "worker shutting down", "by": None})
+    plan = plan_resume(QUESTION, numbered([*events[: first_obs + 1], paused]))
+    assert [c.name for c in plan.snapshot.unfinished] == ["add"]
+    assert plan.snapshot.interrupted == []
+    # Resumed after the pause, then stopped: it may have started, so it is asked.
+    resumed = StepEvent(EventType.RESUMED, 2, {"by": None})
+    plan = plan_resume(QUESTION, numbered([*events[: first_obs + 1], paused, resumed]))
+    assert [c.name for c in plan.snapshot.interrupted] == ["add"]
+
+
 def test_a_fork_at_the_final_answer_asks_that_step_again() -> None:
     events = numbered(asyncio.run(run(ScriptedGateway(SCRIPT, token_delay=0.0), [add, double])))
     answer = next(s for s, e in events if e.event_type is EventType.FINAL_ANSWER)

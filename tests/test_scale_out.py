@@ -296,6 +296,8 @@ async def test_a_sigtermed_worker_hands_its_run_over_at_once_not_after_its_lease
     result = whole[-1]["data"]
     assert result["status"] == "interrupted" and result["error"]["code"] == "worker_lost"
     assert "shutting down" in result["error"]["message"]
+    # Stopped at a step's end (a pause), so no call is left to ask about again.
+    assert whole[-2]["data"]["event_type"] == "paused", whole[-3:]
     child_id = record(cluster.a, task_id)["resumed_by"]
     assert child_id
     child = await watch(cluster.b, child_id)
@@ -392,3 +394,41 @@ async def test_a_run_imported_through_a_is_listed_and_replayed_through_b(cluster
     )
     gone = httpx.get(cluster.a.api(f"tasks/{imported}"), headers=cluster.a.headers)
     assert gone.status_code == 404
+
+
+async def test_redis_killed_under_a_running_task_loses_no_event_once_it_is_back(
+    cluster: Cluster,
+) -> None:
+    """Redis SIGKILLed mid-run (append-only file, fsync always) and started again: the
+    servers answer 503 meanwhile, the viewer's stream waits and then goes on, and the
+    run ends with every event once, here or in its continuation."""
+    task_id = create(cluster.a, "paced", "go")
+    async with ws_connect(cluster.b, task_id) as on_b:
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(DEADLINE):
+            async for raw in on_b:
+                message = json.loads(raw)
+                if message["type"] == "step":
+                    seen.append(message)
+                if len(seen) >= 10:
+                    break
+        cluster.redis.kill()
+        down = httpx.get(cluster.a.api("tasks"), headers=cluster.a.headers, timeout=30)
+        assert down.status_code == 503, down.text
+        assert down.json()["error"]["code"] == "backend_unavailable"
+        await asyncio.sleep(1.0)
+        cluster.redis.start()
+        raw_rest = await read_until_result(on_b, DEADLINE)
+        rest = logged(raw_rest)
+    assert rest and rest[-1]["type"] == "result", (raw_rest[-3:], on_b.close_code)
+    whole = seen + rest
+    assert_whole(whole)
+    result = whole[-1]["data"]
+    if result["status"] == "interrupted":  # its lease lapsed meanwhile: taken over
+        assert result["error"]["code"] == "worker_lost"
+        continuation = record(cluster.a, task_id)["resumed_by"]
+        child = await watch(cluster.b, continuation)
+        assert_whole(child)
+        result = child[-1]["data"]
+    assert result["status"] == "succeeded", result
+    assert logged(get_task(cluster.a, task_id)["events"]) == whole

@@ -20,10 +20,14 @@ from agentkit_jupyter.core import AgentPool
 from agentkit_jupyter.core.control import AlreadyDecidedError
 from agentkit_jupyter.protocol import ApproveMessage, PauseMessage, ResumeMessage, TaskStatus
 from agentkit_jupyter.tasks import TaskHub
+from agentkit_jupyter.tasks import worker as worker_module
+from agentkit_jupyter.tasks.backend import BackendUnavailableError
 from agentkit_jupyter.tasks.hub import Task
+from agentkit_jupyter.tasks.log import LogEntry
+from agentkit_jupyter.tasks.memory_backend import MemoryBackend
 from agentkit_jupyter.tasks.redis_backend import RedisBackend, RedisWorkQueue, connect
 from agentkit_jupyter.tasks.shared import SharedTasks
-from agentkit_jupyter.tasks.worker import Worker
+from agentkit_jupyter.tasks.worker import BackendWriter, Worker
 
 # Generous: these bound a hang, they do not measure speed.
 DEADLINE = 20.0
@@ -278,3 +282,91 @@ def test_the_worker_command_refuses_bad_arguments_clearly(
     assert "no agents" in capsys.readouterr().err
     assert main(["worker", "--backend", "redis://127.0.0.1:1/0", "--agents", "nope.nope:x"]) == 2
     assert "cannot import 'nope.nope:x'" in capsys.readouterr().err
+
+
+class _Unreachable:
+    """A backend whose appends fail while ``away`` (Redis down, for the writer)."""
+
+    def __init__(self, inner: RedisBackend) -> None:
+        self.inner = inner
+        self.away = True
+        self.refused = 0
+
+    async def append_many(self, *args: Any, **kwargs: Any) -> None:
+        if self.away:
+            self.refused += 1
+            raise BackendUnavailableError("Redis cannot be reached (test)")
+        await self.inner.append_many(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_run_whose_events_cannot_be_written_is_stopped_at_a_bound_and_loses_none(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis away for long: the worker holds what the run logs, up to a bound, then
+    cancels the run (not an unbounded buffer); once Redis is back, every event held
+    reaches it in order, the cancellation and its reason last."""
+    monkeypatch.setattr(worker_module, "MAX_UNSENT_EVENTS", 40)
+    await cluster.worker.stop()  # this test's worker writes through the failing backend
+    unreachable = _Unreachable(cluster.backend)
+    client = connect(cluster.url)
+    queue = RedisWorkQueue(client, cluster.prefix, 3.0)
+    worker = Worker(unreachable, queue, AgentPool(test_agents()), "w-away", lease_seconds=3)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        task = await cluster.a.create_task("firehose", "go")
+        async with asyncio.timeout(DEADLINE):
+            while not (task.task_id in worker.running and worker.running[task.task_id].finished):
+                await asyncio.sleep(0.01)
+        ran = worker.running[task.task_id]
+        assert ran.status is TaskStatus.CANCELLED and unreachable.refused > 0
+        held = ran.log.last_seq
+        assert held < 100  # stopped near the bound, far from the run's 800-odd events
+        unreachable.away = False
+        got = await messages(task)
+        assert [m["seq"] for m in got] == list(range(1, held + 1))
+        assert got[-1]["type"] == "result" and got[-1]["data"]["status"] == "cancelled"
+        assert got[-1]["data"]["reason"] == worker_module.BACKEND_AWAY_REASON
+    finally:
+        await worker.stop()
+        await client.aclose()
+
+
+class _LosesAnAnswer:
+    """A backend whose first append lands but whose answer is lost (a connection cut
+    right after Redis ran it)."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryBackend()
+        self.lost_one = False
+
+    async def append_many(self, *args: Any, **kwargs: Any) -> None:
+        await self.inner.append_many(*args, **kwargs)
+        if not self.lost_one:
+            self.lost_one = True
+            raise BackendUnavailableError("the answer was lost (test)")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_retried_append_that_had_landed_sends_only_what_came_after_it() -> None:
+    """The retry after a lost answer carries more entries than the try that landed
+    (the run went on meanwhile): the landed ones are not sent twice, the rest are
+    sent, in order, and the writer goes on."""
+    backend = _LosesAnAnswer()
+    writer = BackendWriter(backend, "t", None)  # type: ignore[arg-type]
+    data = [json.dumps({"type": "step", "seq": n}).encode() for n in range(1, 6)]
+    writer.appended(LogEntry(1, data[0]))
+    writer.appended(LogEntry(2, data[1]))
+    async with asyncio.timeout(DEADLINE):
+        while not backend.lost_one:
+            await asyncio.sleep(0.01)
+        for n in (3, 4, 5):  # while the writer waits to retry
+            writer.appended(LogEntry(n, data[n - 1]))
+        await writer.drain()
+    assert writer.lost is None
+    assert [e.data for e in await backend.inner.read_after("t", 0)] == data
+    await writer.close()

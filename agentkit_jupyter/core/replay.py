@@ -128,8 +128,9 @@ def rebuild(user_input: str, events: Sequence[StepEvent]) -> RunSnapshot:
     Each whole model turn becomes the assistant message it was, each observation the
     tool message the model read (with the note about edited arguments, as the engine
     wrote it). Calls of the last turn without an observation are ``unfinished``; those
-    that had started (a ``tool_call`` and, when asked, an approval, but no result) are
-    also ``interrupted``. A turn whose model call had not finished is dropped.
+    that had started (a ``tool_call`` and, when asked, an approval, but no result, and
+    the run not paused since) are also ``interrupted``. A turn whose model call had not
+    finished is dropped.
     """
     messages: list[Message] = [{"role": "user", "content": user_input}]
     snapshot = RunSnapshot(messages)
@@ -139,7 +140,14 @@ def rebuild(user_input: str, events: Sequence[StepEvent]) -> RunSnapshot:
     refused: set[str] = set()
     asked: set[str] = set()
     decided: set[str] = set()
+    # Paused at the end (no resume after): the engine pauses only once the calls in
+    # flight are done, so a call without a result then had not started.
+    paused_at_end = False
     for event in events:
+        if event.event_type is EventType.PAUSED:
+            paused_at_end = True
+        elif event.event_type is EventType.RESUMED:
+            paused_at_end = False
         if event.event_type is EventType.OBSERVATION:
             observations[str(event.data.get("call_id"))] = event
         elif event.event_type is EventType.APPROVAL_REQUESTED:
@@ -181,7 +189,9 @@ def rebuild(user_input: str, events: Sequence[StepEvent]) -> RunSnapshot:
             snapshot.interrupted = [
                 c
                 for c in unfinished
-                if c.call_id not in refused and (c.call_id not in asked or c.call_id in decided)
+                if not paused_at_end
+                and c.call_id not in refused
+                and (c.call_id not in asked or c.call_id in decided)
             ]
     for turn in turns.values():
         if turn.final:

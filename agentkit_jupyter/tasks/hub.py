@@ -111,6 +111,11 @@ class RemoteRun(Protocol):
         """The whole text of message ``seq``, logged cut, where its runner kept it."""
         ...
 
+    async def read_after(self, after: int, limit: int) -> list[LogEntry]:
+        """Up to ``limit`` entries after ``after`` from the backend's log (older than the
+        mirror's memory window); ``[]`` when they cannot be read (trimmed, unreachable)."""
+        ...
+
 
 class TaskSink(Protocol):
     """Gets a copy of what a task logs and saves (a worker's writer to the shared
@@ -328,6 +333,8 @@ class Task:
         # Set when the run is elsewhere (a worker on a shared backend): this task mirrors
         # its log (``mirror()``) and its commands go there.
         self.remote: RemoteRun | None = None
+        # A mirror's oldest seq on the backend (older than its memory window is read there).
+        self.remote_first_seq: int | None = None
         # Set when this process runs the task for a shared backend: a copy of each entry.
         self.sink: TaskSink | None = None
         self._token_parts: tuple[str, str] | None = None  # see _token_head
@@ -343,6 +350,8 @@ class Task:
     @property
     def first_seq(self) -> int:
         """The oldest ``seq`` that can still be read: from the history, or from memory."""
+        if self.remote is not None and self.remote_first_seq is not None:
+            return min(self.remote_first_seq, self.log.first_seq)  # the backend has those
         if self._store is not None and self._history_first is not None:
             gap = self.history_incomplete_from
             if self._tail_in_memory and gap is not None and self.log.first_seq > gap:
@@ -370,6 +379,9 @@ class Task:
         (on a worker thread); ``[]`` when it has none."""
         store = self._store
         upto = self.log.first_seq - 1
+        if self.remote is not None and after < upto:  # a mirror: from the backend's log
+            entries = await self.remote.read_after(after, min(limit, upto - after))
+            return _up_to_bytes([e for e in entries if e.seq <= upto], max_bytes)
         if store is None or after >= upto:
             return []
         rows, damaged = await asyncio.to_thread(

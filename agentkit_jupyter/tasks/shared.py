@@ -30,6 +30,7 @@ from .backend import (
     BackendError,
     BackendUnavailableError,
     CallDecidedError,
+    EventsTrimmedError,
     TaskBackend,
     TaskDeletedError,
     WorkQueue,
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 MIRROR_BLOCK_SECONDS = 5.0
 MIRROR_RETRY_SECONDS = 1.0
 RECORD_PAGE = 500
+# A mirror's run times from the record after its result: tries, and the pause between.
+RECORD_SETTLE_TRIES = 5
+RECORD_SETTLE_SECONDS = 0.2
 # How long writing imported runs to the backend may take before the import fails.
 IMPORT_WRITE_SECONDS = 30.0
 
@@ -75,6 +79,16 @@ class _Remote:
             )
         except BackendError:
             log.exception("agentkit: the cancel of task %s did not reach Redis", self._task_id)
+
+    async def read_after(self, after: int, limit: int) -> list[LogEntry]:
+        try:
+            return await self._shared.backend.read_after(self._task_id, after, limit=limit)
+        except EventsTrimmedError as exc:
+            with contextlib.suppress(KeyError):  # say so to whoever connects next
+                self._shared.hub.get(self._task_id).remote_first_seq = exc.first_seq
+        except BackendError:
+            log.warning("agentkit: task %s: older events unreadable on Redis", self._task_id)
+        return []
 
     async def whole_text(self, seq: int) -> bytes | None:
         return await self._shared.backend.read_whole(self._task_id, seq)
@@ -313,9 +327,9 @@ class SharedTasks:
             task.started_at = record.get("started_at") or task.started_at
 
     async def _adopt(self, record: dict[str, Any]) -> Task:
-        """A mirror of the backend's task: a finished one with its whole log (as far
-        as the hub's window holds it) before anyone sees it, so its first answer has
-        its status and events, not a run that seems to start."""
+        """A mirror of the backend's task, with what its log holds so far (as far as
+        the hub's window keeps it) before anyone sees it: its first answer has its
+        status and events, not a run that seems to start."""
         task_id = str(record["task_id"])
         try:
             return self.hub.get(task_id)
@@ -340,19 +354,21 @@ class SharedTasks:
         # a finished record's status would refuse the copy).
         started = record.get("status") not in (TaskStatus.QUEUED.value, None)
         task.status = TaskStatus.RUNNING if started else TaskStatus.QUEUED
+        task.remote_first_seq = await self.backend.first_seq(task_id)
         self.hub.host(task)
-        if TaskStatus(record.get("status") or TaskStatus.QUEUED.value).finished:
-            try:
-                while not task.finished and await self._copy_once(task, block=None):
-                    pass
-            except BaseException:
-                self.hub.forget(task_id)
-                raise
+        try:  # what is logged so far, before its first answer (then its reader goes on)
+            while not task.finished and await self._copy_once(task, block=None):
+                pass
+        except BaseException:
+            self.hub.forget(task_id)
+            raise
         self._watch(task)
         return task
 
     def _watch(self, task: Task) -> None:
         task.remote = _Remote(self, task.task_id)
+        if task.remote_first_seq is None:
+            task.remote_first_seq = 1  # created here: its whole log is on the backend
         if task.task_id not in self._readers and not self._closed and not task.finished:
             reader = asyncio.get_running_loop().create_task(
                 self._copy(task), name=f"agentkit-mirror-{task.task_id}"
@@ -381,7 +397,21 @@ class SharedTasks:
             if task.finished:
                 break
             task.mirror(entry.text)
+            if task.finished:
+                self._spawn(self._times_of_the_run(task))
         return len(entries)
+
+    async def _times_of_the_run(self, task: Task) -> None:
+        """When the run started and ended where it ran, not when this server saw it:
+        from the record, which its runner writes just after the result."""
+        for _ in range(RECORD_SETTLE_TRIES):
+            with contextlib.suppress(BackendError):
+                record = await self.backend.get(task.task_id)
+                if record is not None and record.get("finished_at"):
+                    task.started_at = record.get("started_at") or task.started_at
+                    task.finished_at = float(record["finished_at"])
+                    return
+            await asyncio.sleep(RECORD_SETTLE_SECONDS)
 
     async def _note_continuation(self, task: Task, entry: LogEntry) -> None:
         """Before an ``interrupted`` result reaches the viewers: the continuation its

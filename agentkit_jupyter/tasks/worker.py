@@ -30,6 +30,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import agentkit_jupyter.protocol as protocol
@@ -38,7 +39,7 @@ from ..core import AgentPool
 from ..core.control import ControlError
 from ..core.costs import Budget
 from ..core.replay import plan_resume
-from ..protocol import CancelMessage, TaskStatus
+from ..protocol import CancelMessage, PauseMessage, TaskStatus
 from .backend import (
     BackendError,
     BackendUnavailableError,
@@ -69,8 +70,16 @@ APPEND_BATCH = 256
 RETRY_SECONDS = 0.5
 # How long a control read blocks (a cancel arrives at once; this only bounds a quiet one).
 CONTROL_BLOCK_SECONDS = 2.0
-# After a stop's grace period: how long handing the runs over may take.
+# What a run may log while the backend cannot take it (Redis away) before it is
+# cancelled: its events wait in memory, bounded, and none is dropped.
+MAX_UNSENT_EVENTS = 20_000
+MAX_UNSENT_BYTES = 64 * 1024 * 1024
+BACKEND_AWAY_REASON = "the task backend (Redis) was unreachable for too long"
+# After a stop's grace period: how long a run may take to reach the end of its step
+# (a pause), then how long handing it over may take.
+PAUSE_WAIT_SECONDS = 5.0
 HAND_OVER_SECONDS = 10.0
+HAND_OVER_REASON = "its worker is shutting down; it goes on in a continuation"
 # A task taken over more than this many times ends without a continuation: it kills
 # workers.
 MAX_DELIVERIES = 5
@@ -117,6 +126,10 @@ class BackendWriter:
         self._entries: list[LogEntry] = []
         self._record: dict[str, Any] | None = None
         self._wholes: list[tuple[int, str]] = []
+        self._unsent_bytes = 0
+        self.overflowed = False
+        # Called once when the unsent entries pass the bound (the worker cancels the run).
+        self.on_overflow: Callable[[], object] | None = None
         self._create = without_subscribers(create) if create is not None else None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -129,6 +142,15 @@ class BackendWriter:
 
     def appended(self, entry: LogEntry) -> None:
         self._entries.append(entry)
+        self._unsent_bytes += entry.size
+        if not self.overflowed and (
+            len(self._entries) > MAX_UNSENT_EVENTS or self._unsent_bytes > MAX_UNSENT_BYTES
+        ):
+            # The backend has been away this long: stop the run rather than hold more
+            # (what it logs while stopping still fits: the bound is checked once).
+            self.overflowed = True
+            if self.on_overflow is not None:
+                self.on_overflow()
         self._idle.clear()
         self._wake.set()
 
@@ -173,6 +195,7 @@ class BackendWriter:
                         batch = self._entries[:APPEND_BATCH]
                         await self._append(batch)
                         del self._entries[: len(batch)]
+                        self._unsent_bytes -= sum(e.size for e in batch)
                         continue  # events before the record that follows them
                     record, self._record = self._record, None
                     assert record is not None
@@ -187,8 +210,14 @@ class BackendWriter:
                 except BackendUnavailableError:
                     log.warning("agentkit: task %s: Redis is away; retrying", self.task_id)
                     await asyncio.sleep(RETRY_SECONDS)
+                except BackendError as exc:
+                    # A log this writer cannot continue (a gap): stop the run, never a
+                    # silent hang; the next holder of the lease ends it.
+                    log.exception("agentkit: task %s: the log cannot be written", self.task_id)
+                    self.lost = LeaseLostError(str(exc))
             if self.lost is not None:
                 self._entries.clear()
+                self._unsent_bytes = 0
                 self._wholes.clear()
                 self._record = self._create = None
             if not self._pending():
@@ -207,9 +236,12 @@ class BackendWriter:
                 self.task_id, batch[0].seq, [e.data for e in batch], writer=self.writer
             )
         except DuplicateSeqError:
-            # An earlier try landed (its answer was lost): all or none, so all of it.
-            if await self.backend.last_seq(self.task_id) < batch[-1].seq:
-                raise
+            # An earlier try landed (its answer was lost). It was all or none, but it
+            # may have been a shorter batch (more piled up since): send what is left.
+            last = await self.backend.last_seq(self.task_id)
+            rest = [entry for entry in batch if entry.seq > last]
+            if rest:
+                await self._append(rest)
 
 
 class Worker:
@@ -285,13 +317,28 @@ class Worker:
             await asyncio.gather(self._loop_job, return_exceptions=True)
         if grace_seconds > 0 and self._runs:
             await asyncio.wait(set(self._runs), timeout=grace_seconds)
-            for task in list(self.running.values()):
-                self._stop_for_hand_over(task)
+            await asyncio.gather(
+                *(self._pause_then_stop(task) for task in list(self.running.values()))
+            )
             if self._runs:
                 await asyncio.wait(set(self._runs), timeout=HAND_OVER_SECONDS)
         for job in list(self._runs):
             job.cancel()
         await asyncio.gather(*self._runs, return_exceptions=True)
+
+    async def _pause_then_stop(self, task: Task) -> None:
+        """Stop at a step's end if it comes soon (a call in flight finishes, so the
+        continuation has no call to ask about again), else where it is."""
+        if task.finished or task.sink is None:
+            return
+        with contextlib.suppress(ControlError, TaskFinishedError):
+            task.command(PauseMessage(type="pause", reason=HAND_OVER_REASON), None)
+        deadline = asyncio.get_running_loop().time() + PAUSE_WAIT_SECONDS
+        while task.status is not TaskStatus.PAUSED and not task.finished:
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.01)
+        self._stop_for_hand_over(task)
 
     def _stop_for_hand_over(self, task: Task) -> None:
         """Stop the run without logging how (its handler then hands it over)."""
@@ -314,6 +361,7 @@ class Worker:
         writer = BackendWriter(self.backend, lease.task_id, token)
         task = self._task_for(record)
         task.sink = writer
+        writer.on_overflow = lambda: task.cancel(BACKEND_AWAY_REASON)
         self.running[task.task_id] = task
         renewing = asyncio.get_running_loop().create_task(self._renew(lease, task, writer))
         commands = asyncio.get_running_loop().create_task(self._commands(task))
