@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -387,6 +387,12 @@ class CountingReads:
     ) -> list[LogEntry]:
         self.reads += 1
         return await self.inner.read_after(task_id, after, limit, block)
+
+    async def read_many(
+        self, after: Mapping[str, int], limit: int = 500, block: float | None = None
+    ) -> dict[str, list[LogEntry]]:
+        self.reads += 1
+        return await self.inner.read_many(after, limit, block)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

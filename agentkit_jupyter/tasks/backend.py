@@ -20,7 +20,7 @@ never hangs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -244,6 +244,15 @@ class EventLogBackend(Protocol):
         """The whole text kept for message ``seq``, or None."""
         ...
 
+    async def read_many(
+        self, after: Mapping[str, int], limit: int = 500, block: float | None = None
+    ) -> dict[str, list[LogEntry]]:
+        """``read_after`` of many tasks in one round trip (one blocking read for all a
+        process watches: one connection, not one per task): the tasks that have
+        entries, each with up to ``limit``, contiguous from its ``after + 1``; a task
+        whose entries after its ``after`` were trimmed starts at its oldest kept."""
+        ...
+
     async def last_seq(self, task_id: str) -> int:
         """The newest ``seq`` logged (0: none)."""
         ...
@@ -300,6 +309,13 @@ class ControlChannel(Protocol):
         returned. An approve or reject claims its call in the same step: a second
         decision on the call (another key, another server) raises CallDecidedError
         and is not added."""
+        ...
+
+    async def receive_many(
+        self, after: Mapping[str, int], limit: int = 100, block: float | None = None
+    ) -> dict[str, list[ControlEnvelope]]:
+        """``receive`` of many tasks in one round trip (a worker's runs: one blocking
+        read for all of them): the tasks that have commands after their number."""
         ...
 
     async def receive(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from ..protocol import TaskStatus
@@ -62,6 +62,8 @@ class MemoryBackend:
         self._controls: dict[str, _Control] = {}
         self._deleted: set[str] = set()
         self._wholes: dict[tuple[str, int], bytes] = {}
+        # Notified on every append and command: the readers of many streams wait on it.
+        self._any_change = asyncio.Condition()
 
     # -- registry -----------------------------------------------------------------------
 
@@ -169,6 +171,7 @@ class MemoryBackend:
         stream.last += len(data)
         async with stream.changed:
             stream.changed.notify_all()
+        await self._changed()
 
     async def read_after(
         self, task_id: str, after: int, limit: int = 500, block: float | None = None
@@ -189,6 +192,52 @@ class MemoryBackend:
             raise EventsTrimmedError(task_id, after, first)
         start = after + 1 - first
         return [stream.entries[i] for i in range(start, min(start + limit, len(stream.entries)))]
+
+    async def read_many(
+        self, after: Mapping[str, int], limit: int = 500, block: float | None = None
+    ) -> dict[str, list[LogEntry]]:
+        async def now() -> dict[str, list[LogEntry]]:
+            found = {}
+            for task_id, seq in after.items():
+                stream = self._streams.get(task_id)
+                if stream is None or stream.last <= seq:
+                    continue
+                first = stream.entries[0].seq
+                start = max(seq + 1, first) - first
+                found[task_id] = list(stream.entries)[start : start + limit]
+            return found
+
+        return await self._wait_for_any(now, block)
+
+    async def receive_many(
+        self, after: Mapping[str, int], limit: int = 100, block: float | None = None
+    ) -> dict[str, list[ControlEnvelope]]:
+        async def now() -> dict[str, list[ControlEnvelope]]:
+            found = {}
+            for task_id, number in after.items():
+                control = self._controls.get(task_id)
+                if control is not None and control.last > number:
+                    found[task_id] = [e for e in control.envelopes if e.number > number][:limit]
+            return found
+
+        return await self._wait_for_any(now, block)
+
+    async def _wait_for_any(
+        self, now: Callable[[], Awaitable[dict[str, Any]]], block: float | None
+    ) -> dict[str, Any]:
+        found = await now()
+        if found or not block:
+            return found
+        async with self._any_change:
+            try:
+                await asyncio.wait_for(self._any_change.wait(), block)
+            except TimeoutError:
+                return {}
+        return await now()
+
+    async def _changed(self) -> None:
+        async with self._any_change:
+            self._any_change.notify_all()
 
     async def fence(self, task_id: str, writer: int) -> int:
         stream = self._stream(task_id)
@@ -230,6 +279,7 @@ class MemoryBackend:
             control.decided[call_id] = control.last
         async with control.changed:
             control.changed.notify_all()
+        await self._changed()
         return control.last
 
     async def receive(

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -262,6 +262,13 @@ def _text(value: bytes | str) -> str:
 
 def _finished(status: Any) -> bool:
     return isinstance(status, str) and TaskStatus(status).finished
+
+
+def _envelope(entry_id: bytes, fields: dict[bytes, bytes]) -> ControlEnvelope:
+    data = json.loads(fields[b"c"])
+    return ControlEnvelope(
+        _seq_of(entry_id), command_from_json(data["command"]), data["by"], data["key"]
+    )
 
 
 def _fields(record: dict[str, Any]) -> list[str]:
@@ -506,6 +513,54 @@ class RedisBackend(_RedisBase):
             reply[key.encode()][0] if isinstance(reply, dict) else reply[0][1],
         )
 
+    async def _read_streams(
+        self, after: Mapping[str, int], limit: int, block: float | None
+    ) -> dict[str, list[tuple[bytes, dict[bytes, bytes]]]]:
+        """The entries of each stream (key -> after) after id ``<after>-0``, in one
+        ``XREAD`` over all of them, waiting up to ``block`` seconds for the first."""
+        if not after:
+            return {}
+        wait = int(block * 1000) if block else None
+        streams = {key: f"{seq}-0" for key, seq in after.items()}
+        reply = await self._call(
+            lambda: self.client.xread(streams, count=limit, block=wait),  # type: ignore[arg-type]
+            block,
+        )
+        if not reply:
+            return {}
+        # RESP2 and RESP3 answer differently: [[key, entries], ...] or {key: [entries]}.
+        pairs = [(k, v[0]) for k, v in reply.items()] if isinstance(reply, dict) else reply
+        return {
+            _text(key): cast(list[tuple[bytes, dict[bytes, bytes]]], entries)
+            for key, entries in pairs
+        }
+
+    async def read_many(
+        self, after: Mapping[str, int], limit: int = 500, block: float | None = None
+    ) -> dict[str, list[LogEntry]]:
+        by_key = {self.keys.events(task_id): task_id for task_id in after}
+        found = await self._read_streams(
+            {key: after[task_id] for key, task_id in by_key.items()}, limit, block
+        )
+        return {
+            by_key[key]: [LogEntry(_seq_of(i), fields[b"m"]) for i, fields in entries]
+            for key, entries in found.items()
+            if entries
+        }
+
+    async def receive_many(
+        self, after: Mapping[str, int], limit: int = 100, block: float | None = None
+    ) -> dict[str, list[ControlEnvelope]]:
+        by_key = {self.keys.control(task_id): task_id for task_id in after}
+        found = await self._read_streams(
+            {key: after[task_id] for key, task_id in by_key.items()}, limit, block
+        )
+        return {
+            by_key[key]: [_envelope(i, fields) for i, fields in entries]
+            for key, entries in found.items()
+            if entries
+        }
+
     async def fence(self, task_id: str, writer: int) -> int:
         key = self.keys.writer(task_id)
         return int(await self._call(lambda: self._fence([key], [writer])))
@@ -562,15 +617,7 @@ class RedisBackend(_RedisBase):
         self, task_id: str, after: int, limit: int = 100, block: float | None = None
     ) -> list[ControlEnvelope]:
         found = await self._read_stream(self.keys.control(task_id), after, limit, block)
-        envelopes = []
-        for entry_id, fields in found:
-            data = json.loads(fields[b"c"])
-            envelopes.append(
-                ControlEnvelope(
-                    _seq_of(entry_id), command_from_json(data["command"]), data["by"], data["key"]
-                )
-            )
-        return envelopes
+        return [_envelope(entry_id, fields) for entry_id, fields in found]
 
 
 class RedisWorkQueue(_RedisBase):

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import agentkit_jupyter.protocol as protocol
@@ -30,13 +31,15 @@ from .backend import (
     BackendError,
     BackendUnavailableError,
     CallDecidedError,
+    ControlEnvelope,
     EventsTrimmedError,
     TaskBackend,
     TaskDeletedError,
     WorkQueue,
 )
 from .hub import Task, TaskFinishedError, TaskHub, UnknownTaskError
-from .log import LogEntry
+from .log import EventLog, LogEntry
+from .multiread import ManyStreams
 from .notebook_runs import ImportedRun, import_runs
 from .runs import (
     FORK_EDIT_FIELD,
@@ -46,7 +49,14 @@ from .runs import (
     fork_plan,
     last_step_seq,
 )
-from .worker import BackendWriter, apply_commands, backend_messages, without_subscribers
+from .worker import (
+    CONTROL_BLOCK_SECONDS,
+    RETRY_SECONDS,
+    BackendWriter,
+    apply_envelopes,
+    backend_messages,
+    without_subscribers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +121,24 @@ class SharedTasks:
         self.hub = hub
         self.backend = backend
         self.queue = queue
-        self._readers: dict[str, asyncio.Task[None]] = {}
+        # One read in flight for every watched task's log, one for the commands of the
+        # runs it writes through (tasks/multiread.py): connections stay few.
+        self._logs: ManyStreams[LogEntry] = ManyStreams(
+            self._read_logs,
+            self._copy_batch,
+            lambda entry: entry.seq,
+            MIRROR_BLOCK_SECONDS,
+            MIRROR_RETRY_SECONDS,
+            "task logs",
+        )
+        self._commands: ManyStreams[ControlEnvelope] = ManyStreams(
+            self._receive,
+            self._apply,
+            lambda envelope: envelope.number,
+            CONTROL_BLOCK_SECONDS,
+            RETRY_SECONDS,
+            "task commands",
+        )
         self._jobs: set[asyncio.Task[None]] = set()
         self._adopting: dict[str, asyncio.Future[Task | None]] = {}
         # Runs of this server written through to the backend (imports, kernels' runs).
@@ -260,15 +287,26 @@ class SharedTasks:
         self._spawn(self._serve_shared(task, writer))
 
     async def _serve_shared(self, task: Task, writer: BackendWriter) -> None:
-        commands = asyncio.get_running_loop().create_task(apply_commands(self.backend, task))
+        self._commands.watch(task.task_id, 0)
         try:
             await task._done.wait()
             await writer.drain()
         finally:
-            commands.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await commands
+            self._commands.forget(task.task_id)
             await writer.close()
+
+    async def _receive(
+        self, after: Mapping[str, int], block: float
+    ) -> Mapping[str, list[ControlEnvelope]]:
+        return await self.backend.receive_many(after, block=block)
+
+    async def _apply(self, task_id: str, envelopes: list[ControlEnvelope]) -> bool:
+        try:
+            task = self.hub.get(task_id)
+        except KeyError:
+            return False
+        apply_envelopes(task, envelopes)
+        return not task.finished
 
     async def find(self, task_id: str) -> Task | None:
         """The hub's task ``task_id``, or a mirror of the backend's (None: neither has it)."""
@@ -369,37 +407,51 @@ class SharedTasks:
         task.remote = _Remote(self, task.task_id)
         if task.remote_first_seq is None:
             task.remote_first_seq = 1  # created here: its whole log is on the backend
-        if task.task_id not in self._readers and not self._closed and not task.finished:
-            reader = asyncio.get_running_loop().create_task(
-                self._copy(task), name=f"agentkit-mirror-{task.task_id}"
-            )
-            self._readers[task.task_id] = reader
-            reader.add_done_callback(lambda _: self._readers.pop(task.task_id, None))
+        if not self._closed and not task.finished:
+            self._logs.watch(task.task_id, task.log.last_seq)
 
-    async def _copy(self, task: Task) -> None:
-        """The one reader of ``task``'s stream in this process, until its result."""
-        while not task.finished:
-            try:
-                await self._copy_once(task, block=MIRROR_BLOCK_SECONDS)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Redis away: the viewers wait (their heartbeat is theirs), the reader retries.
-                log.warning("agentkit: reading task %s from Redis failed; retrying", task.task_id)
-                await asyncio.sleep(MIRROR_RETRY_SECONDS)
+    async def _read_logs(
+        self, after: Mapping[str, int], block: float
+    ) -> Mapping[str, list[LogEntry]]:
+        return await self.backend.read_many(after, block=block)
+
+    async def _copy_batch(self, task_id: str, entries: list[LogEntry]) -> bool:
+        """New entries of a watched task's stream into its mirror; False once it ended."""
+        try:
+            task = self.hub.get(task_id)
+        except KeyError:
+            return False  # deleted or evicted here meanwhile
+        if task.finished:
+            return False
+        if entries[0].seq != task.log.last_seq + 1:
+            # Trimmed on the backend beyond what the mirror had (a cap on events per
+            # task, opt-in): the viewers are told and reconnect; never a silent gap.
+            log.warning("agentkit: task %s: events trimmed before this server read them", task_id)
+            task.remote_first_seq = entries[0].seq
+            for sub in list(task._subscribers):
+                sub.drop(protocol.ErrorCode.SUBSCRIBER_TOO_SLOW)
+            fresh = EventLog(task.log.max_entries, task.log.max_bytes)
+            fresh.restore(entries[0].seq, [])
+            task.log = fresh
+        await self._note_continuation(task, entries[-1])  # before viewers see the result
+        self._mirror_entries(task, entries)
+        return not task.finished
 
     async def _copy_once(self, task: Task, block: float | None) -> int:
         """Copy what the stream has after the mirror's last seq; how many entries."""
         entries = await self.backend.read_after(task.task_id, task.log.last_seq, block=block)
         if entries:
             await self._note_continuation(task, entries[-1])
+        self._mirror_entries(task, entries)
+        return len(entries)
+
+    def _mirror_entries(self, task: Task, entries: list[LogEntry]) -> None:
         for entry in entries:
             if task.finished:
                 break
             task.mirror(entry.text)
             if task.finished:
                 self._spawn(self._times_of_the_run(task))
-        return len(entries)
 
     async def _times_of_the_run(self, task: Task) -> None:
         """When the run started and ended where it ran, not when this server saw it:
@@ -454,6 +506,6 @@ class SharedTasks:
 
     async def close(self) -> None:
         self._closed = True
-        for reader in list(self._readers.values()):
-            reader.cancel()
-        await asyncio.gather(*self._readers.values(), *self._jobs, return_exceptions=True)
+        await self._logs.close()
+        await self._commands.close()
+        await asyncio.gather(*self._jobs, return_exceptions=True)

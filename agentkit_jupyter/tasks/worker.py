@@ -30,7 +30,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import agentkit_jupyter.protocol as protocol
@@ -43,6 +43,7 @@ from ..protocol import CancelMessage, PauseMessage, TaskStatus
 from .backend import (
     BackendError,
     BackendUnavailableError,
+    ControlEnvelope,
     DuplicateSeqError,
     Lease,
     StaleWriterError,
@@ -54,6 +55,7 @@ from .backend import (
 from .bounds import truncation_of
 from .hub import HubLimits, Task, TaskFinishedError
 from .log import LogEntry
+from .multiread import ManyStreams
 from .runs import (
     FORK_EDIT_FIELD,
     ForkError,
@@ -273,6 +275,15 @@ class Worker:
         self._slots = asyncio.Semaphore(self.max_running)
         self._loop_job: asyncio.Task[None] | None = None
         self._handing_over: set[str] = set()
+        # One read in flight for the control streams of all its runs (tasks/multiread.py).
+        self._control: ManyStreams[ControlEnvelope] = ManyStreams(
+            self._receive,
+            self._apply,
+            lambda envelope: envelope.number,
+            CONTROL_BLOCK_SECONDS,
+            RETRY_SECONDS,
+            "task commands",
+        )
 
     def start(self) -> None:
         self._loop_job = asyncio.get_running_loop().create_task(
@@ -325,6 +336,7 @@ class Worker:
         for job in list(self._runs):
             job.cancel()
         await asyncio.gather(*self._runs, return_exceptions=True)
+        await self._control.close()
 
     async def _pause_then_stop(self, task: Task) -> None:
         """Stop at a step's end if it comes soon (a call in flight finishes, so the
@@ -364,7 +376,7 @@ class Worker:
         writer.on_overflow = lambda: task.cancel(BACKEND_AWAY_REASON)
         self.running[task.task_id] = task
         renewing = asyncio.get_running_loop().create_task(self._renew(lease, task, writer))
-        commands = asyncio.get_running_loop().create_task(self._commands(task))
+        self._control.watch(task.task_id, 0)
         try:
             if TaskStatus(record.get("status", "queued")).finished:
                 pass  # finished before (a worker died between its result and done())
@@ -381,16 +393,14 @@ class Worker:
                 await self.queue.done(lease)
         finally:
             renewing.cancel()
-            commands.cancel()
+            self._control.forget(task.task_id)
             runner = task._runner
             if runner is not None and not runner.done():
                 # Stopped (or lost) mid-run: nothing more reaches the backend, so the
                 # next holder of the lease says how it ended (worker_lost).
                 task.sink = None
                 runner.cancel()
-            await asyncio.gather(
-                renewing, commands, *([runner] if runner else []), return_exceptions=True
-            )
+            await asyncio.gather(renewing, *([runner] if runner else []), return_exceptions=True)
             await writer.close()
             self.running.pop(task.task_id, None)
             self._handing_over.discard(task.task_id)
@@ -531,8 +541,17 @@ class Worker:
                     task._runner.cancel()
                 return
 
-    async def _commands(self, task: Task) -> None:
-        await apply_commands(self.backend, task)
+    async def _receive(
+        self, after: Mapping[str, int], block: float
+    ) -> Mapping[str, list[ControlEnvelope]]:
+        return await self.backend.receive_many(after, block=block)
+
+    async def _apply(self, task_id: str, envelopes: list[ControlEnvelope]) -> bool:
+        task = self.running.get(task_id)
+        if task is None:
+            return False
+        apply_envelopes(task, envelopes)
+        return not task.finished
 
 
 async def backend_messages(backend: TaskBackend, task_id: str) -> list[dict[str, Any]]:
@@ -552,27 +571,20 @@ async def backend_messages(backend: TaskBackend, task_id: str) -> list[dict[str,
         after = entries[-1].seq
 
 
-async def apply_commands(backend: TaskBackend, task: Task) -> None:
-    """Apply each command of the task's control stream once, in order, until it ends
-    (its runner's side of the control path: a worker's, or the server a kernel's run
-    publishes to)."""
-    after = 0
-    while not task.finished:
+def apply_envelopes(task: Task, envelopes: list[ControlEnvelope]) -> None:
+    """Apply commands of the task's control stream, each once, in order (its runner's
+    side of the control path: a worker's, or the server a kernel's run publishes to)."""
+    for envelope in envelopes:
+        command = envelope.command
         try:
-            envelopes = await backend.receive(task.task_id, after, block=CONTROL_BLOCK_SECONDS)
-        except BackendUnavailableError:
-            await asyncio.sleep(RETRY_SECONDS)
-            continue
-        for envelope in envelopes:
-            after = envelope.number
-            command = envelope.command
-            try:
-                if isinstance(command, CancelMessage):
-                    task.cancel(command.reason or "cancelled")
-                else:
-                    task.command(command, envelope.by)
-            except (ControlError, TaskFinishedError) as exc:
-                log.info("agentkit: task %s: command %d refused: %s", task.task_id, after, exc)
+            if isinstance(command, CancelMessage):
+                task.cancel(command.reason or "cancelled")
+            else:
+                task.command(command, envelope.by)
+        except (ControlError, TaskFinishedError) as exc:
+            log.info(
+                "agentkit: task %s: command %d refused: %s", task.task_id, envelope.number, exc
+            )
 
 
 async def close_quietly(backend: TaskBackend) -> None:
