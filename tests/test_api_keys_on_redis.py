@@ -4,6 +4,6 @@ and the task WebSocket per scope, nothing else of Jupyter opened, keys never log
 
 from __future__ import annotations
 
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 from test_api_keys import *  # noqa: F403 - collected again, on Redis
 from test_api_keys import agentkit_config, http  # noqa: F401 - its keys
-from test_task_lists_on_redis import jp_server_config  # noqa: F401 - the tasks on Redis

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from hardening_support import ONLY_AGENTKIT
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 from redis_support import RedisServer
 from server_process import ServerProcess
 from test_hardening_attacks import (  # noqa: F401 - collected again, on Redis
@@ -36,7 +37,6 @@ from test_hardening_attacks import (  # noqa: F401 - collected again, on Redis
     test_cookie_websockets_from_a_foreign_or_null_origin_are_refused,
     test_secrets_in_urls_stay_out_of_a_debug_log,
 )
-from test_task_lists_on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 
 from agentkit_jupyter.protocol import ENV_API_KEY
 

@@ -4,11 +4,7 @@ ends a run in the same place, as on the default in-process hub."""
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
-
-import pytest
-from redis_support import RedisServer
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 from test_costs import (  # noqa: F401 - collected again, on Redis
     _no_user_prices,
     llm,
@@ -16,12 +12,3 @@ from test_costs import (  # noqa: F401 - collected again, on Redis
     test_an_agents_cost_budget_ends_the_run_after_the_call_that_crossed_it,
     test_the_record_has_tokens_in_and_out_and_the_cost,
 )
-
-
-@pytest.fixture
-def agentkit_config(redis_server: RedisServer) -> dict[str, Any]:
-    return {
-        "backend_url": redis_server.url,
-        "backend_prefix": f"agentkit-test-{secrets.token_hex(4)}:",
-        "lease_seconds": 5.0,
-    }

@@ -4,6 +4,6 @@ is cut and forgotten, and one that stalls resumes with ``after`` losing nothing
 
 from __future__ import annotations
 
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 from test_hardening_dead_clients import *  # noqa: F403 - collected again, on Redis
 from test_hardening_dead_clients import agentkit_config  # noqa: F401 - its heartbeat
-from test_task_lists_on_redis import jp_server_config  # noqa: F401 - the tasks on Redis

@@ -13,6 +13,7 @@ hub's own ``run_source``, a local task that never reaches the backend)."""
 
 from __future__ import annotations
 
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 from test_hardening_faults import (  # noqa: F401 - collected again, on Redis
     agentkit_config,  # its LLM endpoint
     llm,
@@ -24,4 +25,3 @@ from test_hardening_faults import (  # noqa: F401 - collected again, on Redis
     test_cancel_stops_a_tool_that_hangs_forever,
     test_two_cancels_at_once_give_one_result,
 )
-from test_task_lists_on_redis import jp_server_config  # noqa: F401 - the tasks on Redis

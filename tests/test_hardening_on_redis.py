@@ -6,21 +6,8 @@ its creation returns, where on Redis it is queued until a worker takes it.)"""
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
-
-import pytest
-from redis_support import RedisServer
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 from test_hardening_input import *  # noqa: F403 - collected again, on Redis
 from test_hardening_property import *  # noqa: F403
 from test_hardening_reconnect_storm import *  # noqa: F403
 from test_hardening_slow_consumers import *  # noqa: F403
-
-
-@pytest.fixture
-def agentkit_config(redis_server: RedisServer) -> dict[str, Any]:
-    return {
-        "backend_url": redis_server.url,
-        "backend_prefix": f"agentkit-test-{secrets.token_hex(4)}:",
-        "lease_seconds": 5.0,
-    }

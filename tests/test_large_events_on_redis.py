@@ -4,8 +4,8 @@ serves the whole text through any server, as the task history does in-process.""
 
 from __future__ import annotations
 
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 from test_large_events import (  # noqa: F401 - collected again, on Redis
     agentkit_config,
     test_a_16_mib_answer_is_cut_in_the_log_the_record_and_the_list,
 )
-from test_task_lists_on_redis import jp_server_config  # noqa: F401 - the tasks on Redis

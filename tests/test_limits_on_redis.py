@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from hardening_support import extension
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 from test_limits_per_user import (  # noqa: F401 - collected again, on Redis
     create,
     test_creations_are_rate_limited_per_user,
     test_one_user_cannot_take_every_viewer_slot,
     until_finished,
 )
-from test_task_lists_on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 
 
 async def statuses(api: Any, ids: list[str]) -> list[str]:

@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from typing import Any
 
 import pytest
 from conftest import read_until_result
-from redis_support import RedisServer
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 
 WINDOW = 50
 
 
 @pytest.fixture
-def agentkit_config(redis_server: RedisServer) -> dict[str, Any]:
-    return {
-        "backend_url": redis_server.url,
-        "backend_prefix": f"agentkit-test-{secrets.token_hex(4)}:",
-        "lease_seconds": 5.0,
-        "max_events_in_memory": WINDOW,
-    }
+def agentkit_config() -> dict[str, Any]:
+    return {"max_events_in_memory": WINDOW}
 
 
 async def finished(api: Any, task_id: str) -> dict[str, Any]:

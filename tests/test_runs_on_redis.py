@@ -6,11 +6,7 @@ default in-process hub, and one that only a shared backend can have."""
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
-
-import pytest
-from redis_support import RedisServer
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 from test_compare_route import (  # noqa: F401 - collected again, on Redis
     test_a_fork_with_an_edited_observation_against_its_parent,
     test_a_run_with_itself_is_the_same_everywhere,
@@ -35,12 +31,3 @@ from test_notebook_runs import (  # noqa: F401
     test_fork_and_compare_work_on_an_imported_task,
     test_malformed_imports_are_refused_and_nothing_is_imported,
 )
-
-
-@pytest.fixture
-def agentkit_config(redis_server: RedisServer) -> dict[str, Any]:
-    return {
-        "backend_url": redis_server.url,
-        "backend_prefix": f"agentkit-test-{secrets.token_hex(4)}:",
-        "lease_seconds": 5.0,
-    }

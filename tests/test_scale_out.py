@@ -147,6 +147,19 @@ async def watch(server: ServerProcess, task_id: str) -> list[dict[str, Any]]:
         return logged(await read_until_result(ws, DEADLINE))
 
 
+async def first_steps(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` step messages of a stream (the run goes on)."""
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(DEADLINE):
+        async for raw in ws:
+            message = json.loads(raw)
+            if message["type"] == "step":
+                seen.append(message)
+            if len(seen) >= count:
+                break
+    return seen
+
+
 async def test_a_run_created_on_a_is_watched_on_a_and_b_alike(cluster: Cluster) -> None:
     task_id = create(cluster.a, "steps", "go")
     on_a, on_b = await asyncio.gather(watch(cluster.a, task_id), watch(cluster.b, task_id))
@@ -208,14 +221,7 @@ async def test_a_killed_worker_s_run_is_taken_over_resumed_and_nothing_is_lost(
 ) -> None:
     task_id = create(cluster.a, "paced", "go")
     async with ws_connect(cluster.b, task_id) as on_b:
-        seen: list[dict[str, Any]] = []
-        async with asyncio.timeout(DEADLINE):
-            async for raw in on_b:
-                message = json.loads(raw)
-                if message["type"] == "step":
-                    seen.append(message)
-                if len(seen) >= 10:
-                    break
+        seen = await first_steps(on_b, 10)
         cluster.worker.stop(signal.SIGKILL)
         heir = WorkerProcess(cluster.redis.url, cluster.prefix, "w2", cluster.home)
         cluster.worker = heir  # the fixture stops it; later tests use it
@@ -277,14 +283,7 @@ async def test_a_sigtermed_worker_hands_its_run_over_at_once_not_after_its_lease
     cluster.worker = leaving
     task_id = create(cluster.a, "paced", "go")
     async with ws_connect(cluster.b, task_id) as on_b:
-        seen: list[dict[str, Any]] = []
-        async with asyncio.timeout(DEADLINE):
-            async for raw in on_b:
-                message = json.loads(raw)
-                if message["type"] == "step":
-                    seen.append(message)
-                if len(seen) >= 10:
-                    break
+        seen = await first_steps(on_b, 10)
         cluster.worker = WorkerProcess(cluster.redis.url, cluster.prefix, "heir", cluster.home)
         leaving.proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):  # well inside the 30 s lease
@@ -404,14 +403,7 @@ async def test_redis_killed_under_a_running_task_loses_no_event_once_it_is_back(
     run ends with every event once, here or in its continuation."""
     task_id = create(cluster.a, "paced", "go")
     async with ws_connect(cluster.b, task_id) as on_b:
-        seen: list[dict[str, Any]] = []
-        async with asyncio.timeout(DEADLINE):
-            async for raw in on_b:
-                message = json.loads(raw)
-                if message["type"] == "step":
-                    seen.append(message)
-                if len(seen) >= 10:
-                    break
+        seen = await first_steps(on_b, 10)
         cluster.redis.kill()
         down = httpx.get(cluster.a.api("tasks"), headers=cluster.a.headers, timeout=30)
         assert down.status_code == 503, down.text

@@ -1,16 +1,12 @@
 """Core server and human-in-the-loop tests again with the tasks on a real Redis
 (``backend_url``, the embedded worker running them): the same REST answers,
 WebSocket streams, approvals, pauses and cancels as the default in-process hub.
-Each imported test runs here with this module's ``agentkit_config``;
+Each imported test runs here on Redis (``on_redis.jp_server_config``);
 tests/test_scale_out.py covers several servers and workers."""
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
-
-import pytest
-from redis_support import RedisServer
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 from test_approvals import (  # noqa: F401 - collected again, on Redis
     _fresh_runs,  # its autouse fixture: the tools' record of runs, empty per test
     test_approve_on_the_socket_runs_the_call_once,
@@ -39,13 +35,3 @@ from test_server_ws import (  # noqa: F401 - collected again, on Redis
     test_two_viewers_one_run_same_events,
     test_unknown_task_gets_error_then_4004,
 )
-
-
-@pytest.fixture
-def agentkit_config(redis_server: RedisServer) -> dict[str, Any]:
-    return {
-        "backend_url": redis_server.url,
-        # Each test its own keys: no task of another test in its lists.
-        "backend_prefix": f"agentkit-test-{secrets.token_hex(4)}:",
-        "lease_seconds": 5.0,
-    }

@@ -1,17 +1,10 @@
 """The task list, its filters and its cursor again with the tasks on a real Redis
 (``backend_url``, the embedded worker running them): ``GET tasks`` lists the
-backend's records, and it answers as the in-process hub's list does.
-
-This module also holds ``jp_server_config``, which the other ``*_on_redis.py``
-modules import: it takes the server config an imported module makes (its own
-``agentkit_config``, or a parametrized one) and puts the tasks on the session's
-Redis, each test under its own key prefix."""
+backend's records, and it answers as the in-process hub's list does."""
 
 from __future__ import annotations
 
-import secrets
-
-import pytest
+from on_redis import jp_server_config  # noqa: F401 - the tasks on Redis
 from redis_support import RedisServer
 from test_task_list import (  # noqa: F401 - collected again, on Redis
     test_a_foreign_or_bad_cursor,
@@ -28,19 +21,6 @@ from test_task_list_filters import (  # noqa: F401 - collected again, on Redis
     test_the_status_message_lists_the_statuses,
     test_without_filters_the_list_is_as_before,
 )
-from traitlets.config import Config
-
-
-@pytest.fixture
-def jp_server_config(jp_server_config: Config, redis_server: RedisServer) -> Config:
-    """tests/conftest.py's server config (with whatever ``agentkit_config`` the test
-    gets), on Redis: each test its own keys, so no task of another test in its lists."""
-    jp_server_config.AgentKitExtension.update(
-        backend_url=redis_server.url,
-        backend_prefix=f"agentkit-test-{secrets.token_hex(4)}:",
-        lease_seconds=5.0,
-    )
-    return jp_server_config
 
 
 def test_the_server_is_on_redis(jp_serverapp: object, redis_server: RedisServer) -> None:

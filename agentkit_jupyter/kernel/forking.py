@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Self
 
-from ..core.replay import ForkPlan, plan_fork
+from ..core.replay import ForkPlan
 from ..protocol import ForkEdit, TaskStatus
-from ..tasks.runs import check_fork_arguments, step_events
+from ..tasks.runs import fork_plan
 
 if TYPE_CHECKING:
     from .widget import TaskWidget
@@ -94,19 +94,7 @@ def plan_local_fork(
     """The messages and the plan of a fork made in this kernel (the REST route's
     checks: edited arguments against the tool's schema)."""
     messages = all_messages(widget)
-    events = step_events(messages)
-    if edit is not None and edit.arguments is not None:
-        check_fork_arguments(agent, events, at_seq, edit.arguments)
-    plan = plan_fork(
-        user_input,
-        events,
-        at_seq,
-        observation=edit.observation if edit else None,
-        arguments=edit.arguments if edit else None,
-        new_input=edit.input if edit else None,
-        follow_up=edit.follow_up if edit else None,
-    )
-    return messages, plan
+    return messages, fork_plan(agent, user_input, messages, at_seq, edit)
 
 
 class Forking:

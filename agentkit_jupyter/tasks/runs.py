@@ -33,6 +33,7 @@ __all__ = [
     "check_forkable",
     "fork_plan",
     "last_step_seq",
+    "new_child",
     "NotResumableError",
     "fork_task",
     "read_whole_log",
@@ -201,13 +202,19 @@ async def resume_task(hub: TaskHub, task_id: str) -> Task:
     return child
 
 
-def _start(hub: TaskHub, source: _Source, plan: ForkPlan, at_seq: int, kind: ForkKind) -> Task:
-    parent, agent = source.parent, source.agent
-    child = hub.new_task(agent.name, plan.user_input)
+def new_child(hub: TaskHub, parent: Task, user_input: str, at_seq: int, kind: ForkKind) -> Task:
+    """A fork's or a continuation's task: the parent's agent and budget, its lineage."""
+    child = hub.new_task(parent.agent, user_input)
     child.parent_id = parent.task_id
     child.forked_at_seq = at_seq
     child.fork_kind = kind.value
     child.budget = parent.budget
+    return child
+
+
+def _start(hub: TaskHub, source: _Source, plan: ForkPlan, at_seq: int, kind: ForkKind) -> Task:
+    parent, agent = source.parent, source.agent
+    child = new_child(hub, parent, plan.user_input, at_seq, kind)
     by_seq = {int(m["seq"]): m for m in source.messages if m.get("type") == "step"}
     for seq in plan.copied:
         child.copy_in(by_seq[seq])

@@ -48,6 +48,7 @@ from .runs import (
     check_forkable,
     fork_plan,
     last_step_seq,
+    new_child,
 )
 from .worker import (
     CONTROL_BLOCK_SECONDS,
@@ -185,7 +186,7 @@ class SharedTasks:
         agent = self.hub.agents.get(parent.agent)  # UnknownAgentError: the agent is gone
         messages = await backend_messages(self.backend, task_id)
         plan = fork_plan(agent, parent.input, messages, at_seq, edit)
-        child = self._child(parent, plan.user_input, at_seq, ForkKind.FORK)
+        child = new_child(self.hub, parent, plan.user_input, at_seq, ForkKind.FORK)
         extra = {FORK_EDIT_FIELD: edit.model_dump(exclude_none=True)} if edit else None
         await self._queue(child, extra)
         return child
@@ -204,7 +205,7 @@ class SharedTasks:
             raise AlreadyResumedError(task_id, task.resumed_by)
         self.hub.agents.get(task.agent)
         messages = await backend_messages(self.backend, task_id)
-        child = self._child(task, task.input, last_step_seq(messages), ForkKind.RESUME)
+        child = new_child(self.hub, task, task.input, last_step_seq(messages), ForkKind.RESUME)
         winner = await self.backend.claim(task_id, "resumed_by", child.task_id)
         if winner != child.task_id:
             self.hub.forget(child.task_id)
@@ -227,14 +228,6 @@ class SharedTasks:
             raise UnknownTaskError(task_id)
         check_forkable(parent, action)
         return parent
-
-    def _child(self, parent: Task, user_input: str, at_seq: int, kind: ForkKind) -> Task:
-        child = self.hub.new_task(parent.agent, user_input)
-        child.parent_id = parent.task_id
-        child.forked_at_seq = at_seq
-        child.fork_kind = kind.value
-        child.budget = parent.budget
-        return child
 
     # -- runs of this server on the backend: imports, kernels' runs -----------------------
 
