@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 MIRROR_BLOCK_SECONDS = 5.0
 MIRROR_RETRY_SECONDS = 1.0
 RECORD_PAGE = 500
+# The most entries one read of the mirrored streams brings per task.
+MIRROR_BATCH = 500
 # A mirror's run times from the record after its result: tries, and the pause between.
 RECORD_SETTLE_TRIES = 5
 RECORD_SETTLE_SECONDS = 0.2
@@ -406,7 +408,11 @@ class SharedTasks:
     async def _read_logs(
         self, after: Mapping[str, int], block: float
     ) -> Mapping[str, list[LogEntry]]:
-        return await self.backend.read_many(after, block=block)
+        # A batch is copied in one go: well inside the memory window, so a live viewer
+        # is not left behind the window by one read (it would be dropped as too slow).
+        window = self.hub.limits.max_events_in_memory
+        limit = max(1, min(MIRROR_BATCH, window // 4))
+        return await self.backend.read_many(after, limit=limit, block=block)
 
     async def _copy_batch(self, task_id: str, entries: list[LogEntry]) -> bool:
         """New entries of a watched task's stream into its mirror; False once it ended."""
