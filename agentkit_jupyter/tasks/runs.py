@@ -31,6 +31,7 @@ __all__ = [
     "ForkNeedsKernelError",
     "check_fork_arguments",
     "check_forkable",
+    "check_resumable",
     "fork_plan",
     "last_step_seq",
     "new_child",
@@ -180,18 +181,24 @@ async def fork_task(
     return _start(hub, source, plan, at_seq, ForkKind.FORK)
 
 
+def check_resumable(task: Task) -> None:
+    """NotResumableError unless the task is interrupted; AlreadyResumedError if it has
+    its continuation already."""
+    if task.status is not TaskStatus.INTERRUPTED:
+        raise NotResumableError(
+            f"Task {task.task_id} is {task.status.value}: only a paused or an interrupted "
+            "task can be resumed."
+        )
+    if task.resumed_by is not None:
+        raise AlreadyResumedError(task.task_id, task.resumed_by)
+
+
 async def resume_task(hub: TaskHub, task_id: str) -> Task:
     """The continuation of an interrupted task: its events copied, then on from its
     last completed step. A call that had started and has no result is asked again
     (policy ``interrupted``), never re-run unasked."""
     task = hub.get(task_id)
-    if task.status is not TaskStatus.INTERRUPTED:
-        raise NotResumableError(
-            f"Task {task_id} is {task.status.value}: only a paused or an interrupted "
-            "task can be resumed."
-        )
-    if task.resumed_by is not None:
-        raise AlreadyResumedError(task_id, task.resumed_by)
+    check_resumable(task)
     source = await _source(hub, task_id, "resume")
     if task.resumed_by is not None:  # resumed while its log was read
         raise AlreadyResumedError(task_id, task.resumed_by)

@@ -31,7 +31,6 @@ from .backend import (
     BackendError,
     BackendUnavailableError,
     CallDecidedError,
-    ControlEnvelope,
     EventsTrimmedError,
     TaskBackend,
     TaskDeletedError,
@@ -44,20 +43,13 @@ from .notebook_runs import ImportedRun, import_runs
 from .runs import (
     FORK_EDIT_FIELD,
     AlreadyResumedError,
-    NotResumableError,
     check_forkable,
+    check_resumable,
     fork_plan,
     last_step_seq,
     new_child,
 )
-from .worker import (
-    CONTROL_BLOCK_SECONDS,
-    RETRY_SECONDS,
-    BackendWriter,
-    apply_envelopes,
-    backend_messages,
-    without_subscribers,
-)
+from .worker import BackendWriter, backend_messages, command_streams, without_subscribers
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +126,7 @@ class SharedTasks:
             MIRROR_RETRY_SECONDS,
             "task logs",
         )
-        self._commands: ManyStreams[ControlEnvelope] = ManyStreams(
-            self._receive,
-            self._apply,
-            lambda envelope: envelope.number,
-            CONTROL_BLOCK_SECONDS,
-            RETRY_SECONDS,
-            "task commands",
-        )
+        self._commands = command_streams(backend, self._hosted)
         self._jobs: set[asyncio.Task[None]] = set()
         self._adopting: dict[str, asyncio.Future[Task | None]] = {}
         # Runs of this server written through to the backend (imports, kernels' runs).
@@ -198,13 +183,7 @@ class SharedTasks:
         task at once, one makes the continuation and the other says which
         (AlreadyResumedError)."""
         task = await self._parent(task_id, "resume")
-        if task.status is not TaskStatus.INTERRUPTED:
-            raise NotResumableError(
-                f"Task {task_id} is {task.status.value}: only a paused or an interrupted "
-                "task can be resumed."
-            )
-        if task.resumed_by is not None:
-            raise AlreadyResumedError(task_id, task.resumed_by)
+        check_resumable(task)
         self.hub.agents.get(task.agent)
         messages = await backend_messages(self.backend, task_id)
         child = new_child(self.hub, task, task.input, last_step_seq(messages), ForkKind.RESUME)
@@ -290,18 +269,11 @@ class SharedTasks:
             self._commands.forget(task.task_id)
             await writer.close()
 
-    async def _receive(
-        self, after: Mapping[str, int], block: float
-    ) -> Mapping[str, list[ControlEnvelope]]:
-        return await self.backend.receive_many(after, block=block)
-
-    async def _apply(self, task_id: str, envelopes: list[ControlEnvelope]) -> bool:
+    def _hosted(self, task_id: str) -> Task | None:
         try:
-            task = self.hub.get(task_id)
+            return self.hub.get(task_id)
         except KeyError:
-            return False
-        apply_envelopes(task, envelopes)
-        return not task.finished
+            return None
 
     async def find(self, task_id: str) -> Task | None:
         """The hub's task ``task_id``, or a mirror of the backend's (None: neither has it)."""
@@ -432,19 +404,18 @@ class SharedTasks:
             fresh = EventLog(task.log.max_entries, task.log.max_bytes)
             fresh.restore(entries[0].seq, [])
             task.log = fresh
-        await self._note_continuation(task, entries[-1])  # before viewers see the result
-        self._mirror_entries(task, entries)
+        await self._mirror_entries(task, entries)
         return not task.finished
 
     async def _copy_once(self, task: Task, block: float | None) -> int:
         """Copy what the stream has after the mirror's last seq; how many entries."""
         entries = await self.backend.read_after(task.task_id, task.log.last_seq, block=block)
-        if entries:
-            await self._note_continuation(task, entries[-1])
-        self._mirror_entries(task, entries)
+        await self._mirror_entries(task, entries)
         return len(entries)
 
-    def _mirror_entries(self, task: Task, entries: list[LogEntry]) -> None:
+    async def _mirror_entries(self, task: Task, entries: list[LogEntry]) -> None:
+        if entries:
+            await self._note_continuation(task, entries[-1])  # before viewers see the result
         for entry in entries:
             if task.finished:
                 break

@@ -276,14 +276,7 @@ class Worker:
         self._loop_job: asyncio.Task[None] | None = None
         self._handing_over: set[str] = set()
         # One read in flight for the control streams of all its runs (tasks/multiread.py).
-        self._control: ManyStreams[ControlEnvelope] = ManyStreams(
-            self._receive,
-            self._apply,
-            lambda envelope: envelope.number,
-            CONTROL_BLOCK_SECONDS,
-            RETRY_SECONDS,
-            "task commands",
-        )
+        self._control = command_streams(backend, self.running.get)
 
     def start(self) -> None:
         self._loop_job = asyncio.get_running_loop().create_task(
@@ -541,18 +534,6 @@ class Worker:
                     task._runner.cancel()
                 return
 
-    async def _receive(
-        self, after: Mapping[str, int], block: float
-    ) -> Mapping[str, list[ControlEnvelope]]:
-        return await self.backend.receive_many(after, block=block)
-
-    async def _apply(self, task_id: str, envelopes: list[ControlEnvelope]) -> bool:
-        task = self.running.get(task_id)
-        if task is None:
-            return False
-        apply_envelopes(task, envelopes)
-        return not task.finished
-
 
 async def backend_messages(backend: TaskBackend, task_id: str) -> list[dict[str, Any]]:
     """Every message of a task's log on the backend, oldest first ([] for none)."""
@@ -569,6 +550,35 @@ async def backend_messages(backend: TaskBackend, task_id: str) -> list[dict[str,
                 message = json.loads(whole) if whole is not None else message
             messages.append(message)
         after = entries[-1].seq
+
+
+def command_streams(
+    backend: TaskBackend, runs: Callable[[str], Task | None]
+) -> ManyStreams[ControlEnvelope]:
+    """The control streams of the runs a process runs (a worker's, or a server's that
+    writes kernels' runs through), read with one blocking read; ``runs`` finds a run
+    by its task id (None: it ended here)."""
+
+    async def receive(
+        after: Mapping[str, int], block: float
+    ) -> Mapping[str, list[ControlEnvelope]]:
+        return await backend.receive_many(after, block=block)
+
+    async def apply(task_id: str, envelopes: list[ControlEnvelope]) -> bool:
+        task = runs(task_id)
+        if task is None:
+            return False
+        apply_envelopes(task, envelopes)
+        return not task.finished
+
+    return ManyStreams(
+        receive,
+        apply,
+        lambda envelope: envelope.number,
+        CONTROL_BLOCK_SECONDS,
+        RETRY_SECONDS,
+        "task commands",
+    )
 
 
 def apply_envelopes(task: Task, envelopes: list[ControlEnvelope]) -> None:
